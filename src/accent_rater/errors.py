@@ -1,0 +1,56 @@
+"""Typed errors a user can act on. Each has a stable ``code`` (used by the CLI's JSON and the REST
+API) and an HTTP status for the API."""
+
+from __future__ import annotations
+
+
+class AudioError(ValueError):
+    """Base class: the input cannot be rated. ``str(err)`` is a message meant for the user."""
+
+    code = "audio_error"
+    http_status = 422
+    hint = ""
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{msg}. {self.hint}" if self.hint else msg
+
+
+class NotAudioError(AudioError):
+    code = "not_audio"
+    http_status = 415
+    hint = "Supported: WAV, FLAC, MP3, OGG (Vorbis/Opus), WebM/Opus, M4A/AAC"
+
+
+class CorruptAudioError(AudioError):
+    code = "corrupt"
+    http_status = 422
+    hint = "Re-export or re-record the file"
+
+
+class EmptyAudioError(AudioError):
+    code = "empty"
+    http_status = 422
+
+
+class FileTooLargeError(AudioError):
+    code = "too_large"
+    http_status = 413
+
+
+class AudioTooLongError(AudioError):
+    code = "too_long"
+    http_status = 413
+    hint = "Trim the recording or raise the limit (--max-seconds)"
+
+
+class SilentAudioError(AudioError):
+    code = "silent"
+    http_status = 422
+    hint = "Check that the microphone is connected and not muted"
+
+
+class TooLittleSpeechError(AudioError):
+    code = "too_little_speech"
+    http_status = 422
+    hint = "Record at least a few sentences; reading the passage takes about 25 s"
