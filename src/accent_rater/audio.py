@@ -200,13 +200,19 @@ def load_audio(source: Source, *, max_seconds: float = MAX_DURATION_SECONDS, max
 # --- voice activity ------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _vad_session():
-    import onnxruntime as ort
-    from importlib import resources
+    import importlib.util
 
+    import onnxruntime as ort
+
+    # Locate the weights without importing silero_vad (its __init__ imports torch models and
+    # changes torch's global thread count).
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("silero-vad is not installed: pip install silero-vad")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    path = resources.files("silero_vad.data").joinpath("silero_vad.onnx")
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
 
 
