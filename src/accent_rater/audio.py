@@ -37,7 +37,7 @@ SAMPLE_RATE = 16_000  # model rate (Hz)
 BAND_RATE = 8_000  # every input is resampled through this rate: the corpus is 8 kHz-band
 N_FFT = 400  # 25 ms window at 16 kHz (the seed's value)
 HOP_LENGTH = 160  # 10 ms hop (the seed's value)
-N_MELS = 80
+N_MELS = 80  # with f_max 3.8 kHz and 40 Hz FFT bins, the lowest filter holds no bin (always -100 dB)
 F_MIN = 0.0
 F_MAX = 3_800.0  # top of the shared band; soxr's anti-alias filter rolls off just below 4 kHz
 DB_FLOOR = 1e-10  # power floor before 10*log10 (the seed's AmplitudeToDB: no top_db)
@@ -93,18 +93,21 @@ def decode(
     *,
     max_seconds: float = MAX_DURATION_SECONDS,
     max_bytes: int = MAX_FILE_BYTES,
+    info: dict | None = None,
 ) -> np.ndarray:
     """Decode any supported file or bytes to mono float32 at BAND_RATE (8 kHz), band-limited.
 
     Decoding stops as soon as the audio passes ``max_seconds``, so a huge or malformed input never
     takes unbounded time or memory. Raises a subclass of ``AudioError`` with a readable message.
+    If ``info`` is given it receives the source's ``sample_rate``, ``channels``, ``codec`` and
+    ``clipped_fraction`` (share of samples at full scale before any resampling).
     """
     import av  # local import keeps `import accent_rater` light
 
     handle, name = _open_source(source, max_bytes)
     try:
         container = av.open(handle, mode="r", metadata_errors="ignore")
-    except (av.error.InvalidDataError, av.error.EOFError, av.error.ValueError, UnicodeDecodeError) as exc:
+    except (av.error.InvalidDataError, av.error.EOFError, ValueError, UnicodeDecodeError) as exc:
         raise NotAudioError(f"{name} is not a recognised audio file ({_short(exc)})") from None
     except av.error.FFmpegError as exc:
         raise NotAudioError(f"{name} could not be opened as audio ({_short(exc)})") from None
@@ -121,11 +124,13 @@ def decode(
         pending: list[np.ndarray] = []  # mono frames awaiting resampling in ~1 s blocks
         pending_n = 0
         decoded_seconds = 0.0
+        clipped = 0
         try:
             for frame in container.decode(stream):
-                pcm = _frame_to_mono(frame)
+                pcm, frame_clipped = _frame_to_mono(frame)
                 if pcm.size == 0:
                     continue
+                clipped += frame_clipped
                 if resampler is None:
                     in_rate = int(frame.sample_rate)
                     resampler = soxr.ResampleStream(in_rate, BAND_RATE, 1, dtype="float32", quality="HQ")
@@ -139,7 +144,7 @@ def decode(
                 if pending_n >= in_rate:
                     chunks.append(resampler.resample_chunk(np.concatenate(pending)))
                     pending, pending_n = [], 0
-        except (av.error.InvalidDataError, av.error.EOFError, av.error.ValueError) as exc:
+        except (av.error.InvalidDataError, av.error.EOFError, ValueError) as exc:
             if decoded_seconds == 0.0:
                 raise CorruptAudioError(f"{name} could not be decoded ({_short(exc)})") from None
             raise CorruptAudioError(
@@ -152,6 +157,13 @@ def decode(
         if declared is not None and declared > 2.0 and decoded_seconds < 0.9 * declared - 0.5:
             raise CorruptAudioError(
                 f"{name} is truncated: its header says {declared:.1f} s but only {decoded_seconds:.1f} s decode"
+            )
+        if info is not None:
+            info.update(
+                sample_rate=in_rate,
+                channels=stream.codec_context.channels,
+                codec=stream.codec_context.name,
+                clipped_fraction=clipped / max(1.0, decoded_seconds * in_rate * max(1, stream.codec_context.channels)),
             )
     wav = np.concatenate(chunks).astype(np.float32, copy=False)
     if not np.all(np.isfinite(wav)):
@@ -172,8 +184,8 @@ def _declared_seconds(container, stream) -> float | None:
     return None
 
 
-def _frame_to_mono(frame) -> np.ndarray:
-    """Any sample format and channel layout -> mono float32 in [-1, 1]."""
+def _frame_to_mono(frame) -> tuple[np.ndarray, int]:
+    """Any sample format and channel layout -> (mono float32 in [-1, 1], samples at full scale)."""
     arr = frame.to_ndarray()
     fmt = frame.format
     if not fmt.is_planar:  # packed: (1, samples * channels)
@@ -183,7 +195,8 @@ def _frame_to_mono(frame) -> np.ndarray:
         if arr.dtype.kind == "u":  # unsigned 8-bit WAV
             arr = arr.astype(np.float32) - 2 ** (bits - 1)
         arr = arr.astype(np.float32) / float(2 ** (bits - 1))
-    return arr.astype(np.float32, copy=False).mean(axis=0)
+    arr = arr.astype(np.float32, copy=False)
+    return arr.mean(axis=0), int(np.count_nonzero(np.abs(arr) >= 0.999))
 
 
 def band_limit(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -192,9 +205,9 @@ def band_limit(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     return soxr.resample(narrow, BAND_RATE, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
 
 
-def load_audio(source: Source, *, max_seconds: float = MAX_DURATION_SECONDS, max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
+def load_audio(source: Source, *, max_seconds: float = MAX_DURATION_SECONDS, max_bytes: int = MAX_FILE_BYTES, info: dict | None = None) -> np.ndarray:
     """Decode ``source`` and return band-limited mono float32 audio at SAMPLE_RATE."""
-    return band_limit(decode(source, max_seconds=max_seconds, max_bytes=max_bytes), BAND_RATE)
+    return band_limit(decode(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info), BAND_RATE)
 
 
 # --- voice activity ------------------------------------------------------------------------------
@@ -349,9 +362,10 @@ def prepare(
     max_seconds: float = MAX_DURATION_SECONDS,
     max_bytes: int = MAX_FILE_BYTES,
     min_speech_seconds: float = MIN_SPEECH_SECONDS,
+    info: dict | None = None,
 ) -> Speech:
     """Decode, band-limit, check level and run VAD: the speech every model rates."""
-    wav = load_audio(source, max_seconds=max_seconds, max_bytes=max_bytes)
+    wav = load_audio(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
     duration = len(wav) / SAMPLE_RATE
     if wav.size == 0:
         raise EmptyAudioError("the recording contains no samples")

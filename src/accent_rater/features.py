@@ -114,15 +114,16 @@ def prosody(speech: audio.Speech) -> np.ndarray:
     )
 
 
-def extract(speech: audio.Speech) -> Features:
-    """Log-mel segments, speaker embeddings (per segment and per utterance) and prosody."""
+def extract(speech: audio.Speech, encoder_model: "encoder.VoiceEncoder | encoder.OnnxEncoder | None" = None) -> Features:
+    """Log-mel segments, speaker-encoder statistics (per segment and per utterance) and prosody.
+    Training runs the encoder in PyTorch; serving passes the bundle's ONNX copy (parity-tested)."""
     windows, spans_samples = audio.make_segments(speech.audio)
     mels = audio.log_mel(windows).numpy()
     spans = np.array(
         [(speech.to_original_seconds(s), speech.to_original_seconds(max(s, e - 1))) for s, e in spans_samples],
         dtype=np.float32,
     )
-    enc = encoder.encode(speech.audio)
+    enc = encoder.encode(speech.audio, encoder_model)
     seg_emb, seg_stats = [], []
     for s, e in spans_samples:
         inside = (enc.centres >= s) & (enc.centres < e)

@@ -105,17 +105,38 @@ class Partials:
     centres: np.ndarray  # (P,) centre of each partial, in samples of the input audio
 
 
-@torch.inference_mode()
-def encode(wav: np.ndarray, model: VoiceEncoder | None = None) -> Partials:
-    """Run the encoder over 1.6 s partials of 16 kHz speech."""
+class OnnxEncoder:
+    """The same encoder exported to ONNX (``accent_rater.export.export_encoder``), for serving with
+    onnxruntime; parity with the PyTorch module is tested."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
+
+    def __call__(self, mels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        emb, means, squares = self.session.run(None, {"mels": np.ascontiguousarray(mels, dtype=np.float32)})
+        return emb, means, squares
+
+
+def encode(wav: np.ndarray, model: VoiceEncoder | OnnxEncoder | None = None) -> Partials:
+    """Run the encoder (PyTorch or ONNX) over 1.6 s partials of 16 kHz speech."""
     model = model or load_encoder()
     mel = encoder_mels(wav)
     if mel.shape[0] < PARTIAL_FRAMES:
         mel = torch.nn.functional.pad(mel, (0, 0, 0, PARTIAL_FRAMES - mel.shape[0]))
     slices = partial_slices(mel.shape[0])
-    emb, means, squares = model(torch.stack([mel[s] for s in slices]))
+    batch = torch.stack([mel[s] for s in slices])
+    if isinstance(model, VoiceEncoder):
+        with torch.inference_mode():
+            emb, means, squares = (t.numpy() for t in model(batch))
+    else:
+        emb, means, squares = model(batch.numpy())
     centres = np.array([(s.start + s.stop) // 2 for s in slices]) * audio.HOP_LENGTH
-    return Partials(emb.numpy(), means.numpy(), squares.numpy(), centres)
+    return Partials(emb, means, squares, centres)
 
 
 def pool(embeddings: np.ndarray) -> np.ndarray:

@@ -1,0 +1,150 @@
+"""Command line: ``accent-rater rate | train | evaluate | eda | ui | serve``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import audio
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="How native does an English accent sound? Offline, on the CPU.")
+
+
+def _audio_files(inputs: List[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Expand directories (recursively) into audio files; missing paths are reported, not dropped."""
+    files: list[Path] = []
+    missing: list[tuple[Path, str]] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in audio.AUDIO_EXTENSIONS)
+            if not found:
+                missing.append((p, "directory contains no audio files"))
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            missing.append((p, "no such file or directory"))
+    return files, missing
+
+
+@app.command()
+def rate(
+    inputs: List[Path] = typer.Argument(..., help="Audio files or directories (walked recursively)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per input on stdout, one per line."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Also write results to this CSV file."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory (default: the bundled model)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Decision threshold on p_native."),
+    prior: Optional[float] = typer.Option(None, "--prior", min=0.0, max=1.0, help="Share of native speakers where you deploy (shifts p_native)."),
+    max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
+) -> None:
+    """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    from .errors import AudioError
+    from .rater import Rater
+
+    err = Console(stderr=True)
+    files, missing = _audio_files(inputs)
+    try:
+        rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    rows: list[dict] = [{"path": str(p), "error": {"code": "not_found", "message": why}} for p, why in missing]
+    bar = tqdm(files, desc="rating", unit="file", disable=len(files) <= 3 or not sys.stderr.isatty(), file=sys.stderr)
+    for path in bar:
+        try:
+            rows.append({"path": str(path), **rater.rate(path).to_dict()})
+        except AudioError as exc:
+            rows.append({"path": str(path), "error": {"code": exc.code, "message": str(exc)}})
+        except FileNotFoundError as exc:
+            rows.append({"path": str(path), "error": {"code": "not_found", "message": str(exc)}})
+        except Exception as exc:  # a bad file never stops a batch
+            rows.append({"path": str(path), "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}})
+    if json_out:
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
+    else:
+        table = Table(title=f"Accent rating ({rater.name})")
+        for col in ("file", "score", "band", "p_native", "label", "speech s", "notes"):
+            table.add_column(col, justify="right" if col in ("score", "p_native", "speech s") else "left")
+        for row in rows:
+            name = Path(row["path"]).name
+            if "error" in row:
+                table.add_row(name, "-", "-", "-", "[red]error[/red]", "-", f"{row['error']['code']}: {row['error']['message']}")
+            else:
+                notes = "; ".join((["borderline"] if row["borderline"] else []) + row["warnings"])
+                table.add_row(name, str(row["score"]), row["band"], f"{row['p_native']:.2f}", row["label"], f"{row['speech_seconds']:.0f}", notes)
+        Console().print(table)
+        Console().print("Score = 100 x P(native-sounding accent). It rates accent only, not intelligibility or proficiency.")
+    if csv_out:
+        _write_csv(csv_out, rows)
+    if any("error" in r for r in rows):
+        raise typer.Exit(1)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    cols = ["path", "score", "band", "p_native", "label", "borderline", "speech_seconds", "duration_seconds", "warnings", "error_code", "error_message"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            flat = dict(r)
+            flat["warnings"] = "; ".join(r.get("warnings", []))
+            if "error" in r:
+                flat["error_code"], flat["error_message"] = r["error"]["code"], r["error"]["message"]
+            w.writerow(flat)
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", exists=True, dir_okay=False, help="Experiment file, e.g. configs/default.toml."),
+    corpus: Optional[str] = typer.Option(None, help="Override the corpus path."),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Override the run directory."),
+    max_speakers: Optional[int] = typer.Option(None, help="Use a stratified subset (quick runs)."),
+    bundle_dir: Optional[str] = typer.Option(None, "--bundle", help="Export the model here."),
+    resume: bool = typer.Option(True, "--resume/--fresh", help="Reuse finished folds in the run directory."),
+) -> None:
+    """Cross-validate, fuse, calibrate, report and (optionally) export a model."""
+    import shutil
+
+    from .train import Config, run
+
+    cfg = Config.load(config, corpus=corpus, out_dir=out_dir, max_speakers=max_speakers, bundle_dir=bundle_dir)
+    if not resume and Path(cfg.out_dir).exists():
+        shutil.rmtree(cfg.out_dir)
+    summary = run(cfg)
+    typer.echo(json.dumps({k: summary[k] for k in ("name", "primary", "n_speakers", "threshold", "seconds_total")}, indent=1))
+    report(run_dir=Path(cfg.out_dir))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A training run directory.")) -> None:
+    """Write the evaluation report (Markdown + plots) of a training run."""
+    from .evaluate import report_run
+
+    path = report_run(run_dir)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def eda(
+    dataset: str = typer.Argument(..., help="Corpus folder or manifest (saa layout, Kaggle layout, parquet, CSV, folder-per-label)."),
+    out: Path = typer.Option(Path("reports/eda"), "--out"),
+    max_files: Optional[int] = typer.Option(None, help="Analyse the audio of at most this many files."),
+) -> None:
+    """Exploratory report of a corpus: class balance, languages, durations, speech ratio, mel statistics."""
+    from .eda import run_eda
+
+    typer.echo(f"report: {run_eda(dataset, str(out), max_files)}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,187 @@
+"""Rating a recording with a bundled model: the one result type every surface (Python API, CLI,
+REST API, web app) returns.
+
+    from accent_rater import Rater
+    result = Rater().rate("speech.webm")
+    print(result.score, result.band, result.p_native)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import audio
+from .calibration import Calibrator
+from .features import Features, extract
+
+DEFAULT_MODEL = "default"
+BORDERLINE_MARGIN = 0.10  # |p_native - threshold| below this is flagged as borderline
+SHORT_SPEECH_SECONDS = 10.0
+LOW_LEVEL_DBFS = -40.0
+CLIPPED_FRACTION = 0.001
+
+# score = round(100 * p_native); bands by score (lower bound inclusive)
+BANDS: tuple[tuple[int, str], ...] = ((80, "native-like"), (60, "light accent"), (35, "noticeable accent"), (0, "strong accent"))
+
+
+@dataclass(frozen=True)
+class AccentResult:
+    """How native an accent sounds, for one recording.
+
+    ``p_native`` is the calibrated probability that a listener-labelled native English speaker
+    produced the speech (shifted to the deployment prior if one was given); ``score`` is
+    ``round(100 * p_native)``; ``band`` names the score's range (see ``BANDS``); ``segments`` are
+    (start_s, end_s, p_native) for each 7 s window, in seconds of the original recording. It rates
+    accent only — not intelligibility, fluency or English proficiency.
+    """
+
+    p_native: float
+    label: str  # "native" | "non_native"
+    score: int
+    band: str
+    borderline: bool
+    threshold: float
+    speech_seconds: float
+    duration_seconds: float
+    segments: list[tuple[float, float, float]]
+    model: str
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["segments"] = [{"start_s": round(a, 2), "end_s": round(b, 2), "p_native": round(p, 4)} for a, b, p in self.segments]
+        d["p_native"] = round(self.p_native, 4)
+        return d
+
+
+def band_for(score: int) -> str:
+    return next(name for lower, name in BANDS if score >= lower)
+
+
+def _model_dir(model: str | Path | None) -> Path:
+    if model is None or str(model) == DEFAULT_MODEL:
+        return Path(str(resources.files("accent_rater").joinpath("assets/model")))
+    path = Path(model)
+    if not (path / "model.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model bundle (no model.json)")
+    return path
+
+
+class Rater:
+    """Loads a model bundle once; ``rate`` is then safe to call repeatedly (and from threads)."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        threshold: float | None = None,
+        prior: float | None = None,
+        max_seconds: float = audio.MAX_DURATION_SECONDS,
+        max_bytes: int = audio.MAX_FILE_BYTES,
+    ) -> None:
+        self.model_dir = _model_dir(model)
+        self.meta: dict[str, Any] = json.loads((self.model_dir / "model.json").read_text())
+        self.calibrator = Calibrator(**self.meta["calibration"])
+        self.threshold = float(self.meta["threshold"] if threshold is None else threshold)
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        self.prior = prior
+        self.max_seconds, self.max_bytes = max_seconds, max_bytes
+        self._members = self._load_members()
+        from .models.encoder import OnnxEncoder
+
+        self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"])
+
+    @property
+    def name(self) -> str:
+        return f"{self.meta['name']} {self.meta['version']}"
+
+    @cached_property
+    def card(self) -> str:
+        path = self.model_dir / "MODEL_CARD.md"
+        return path.read_text() if path.exists() else ""
+
+    def _load_members(self) -> list[tuple[str, Any]]:
+        from safetensors.numpy import load_file
+
+        from .models import get_family
+
+        tensors = load_file(str(self.model_dir / "model.safetensors"))
+        members = []
+        for spec in self.meta["members"]:
+            if "onnx" in spec:
+                members.append((spec["name"], _OnnxSegmentModel(self.model_dir / spec["onnx"])))
+            else:
+                fam = get_family(spec["family"], **spec["params"])
+                prefix = spec["name"] + "."
+                fam.load_tensors({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+                members.append((spec["name"], fam))
+        return members
+
+    def segment_logits(self, feats: Features) -> np.ndarray:
+        """Fused, uncalibrated logit per segment."""
+        per = np.stack([np.asarray(m.segment_logits(feats), dtype=np.float64) for _, m in self._members], 1)
+        fusion = self.meta.get("fusion")
+        if fusion:
+            return per @ np.asarray(fusion["coef"]) + fusion["intercept"]
+        return per[:, 0]
+
+    def rate_features(self, feats: Features, warnings: list[str] | None = None) -> AccentResult:
+        seg = self.segment_logits(feats)
+        p = float(self.calibrator.apply(seg.mean(), prior=self.prior))
+        seg_p = self.calibrator.apply(seg, prior=self.prior)
+        score = int(round(100 * p))
+        return AccentResult(
+            p_native=p,
+            label="native" if p >= self.threshold else "non_native",
+            score=score,
+            band=band_for(score),
+            borderline=abs(p - self.threshold) < BORDERLINE_MARGIN,
+            threshold=self.threshold,
+            speech_seconds=round(feats.speech_seconds, 2),
+            duration_seconds=round(feats.duration_seconds, 2),
+            segments=[(float(a), float(b), float(q)) for (a, b), q in zip(feats.spans, seg_p)],
+            model=self.name,
+            warnings=list(warnings or []),
+        )
+
+    def rate(self, source: audio.Source) -> AccentResult:
+        """Rate a file path, bytes or binary file object. Raises ``AudioError`` for unusable input."""
+        info: dict[str, Any] = {}
+        speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info)
+        return self.rate_features(extract(speech, self._encoder), quality_warnings(speech, info))
+
+
+def quality_warnings(speech: audio.Speech, info: dict[str, Any]) -> list[str]:
+    """Plain-language notes on input quality that make a rating less reliable."""
+    out = []
+    if speech.speech_seconds < SHORT_SPEECH_SECONDS:
+        out.append(f"only {speech.speech_seconds:.0f} s of speech: ratings are more reliable with 20 s or more")
+    if info.get("clipped_fraction", 0.0) > CLIPPED_FRACTION:
+        out.append(f"clipping: {100 * info['clipped_fraction']:.1f}% of samples are at full scale; lower the input gain")
+    if speech.rms_dbfs < LOW_LEVEL_DBFS:
+        out.append(f"low recording level ({speech.rms_dbfs:.0f} dBFS); move closer to the microphone")
+    if info.get("sample_rate", audio.SAMPLE_RATE) <= audio.BAND_RATE:
+        out.append(f"narrowband input ({info['sample_rate']} Hz, telephone quality)")
+    return out
+
+
+class _OnnxSegmentModel:
+    """A neural member exported to ONNX: (S, n_mels, frames) -> (S,) logits, served by onnxruntime."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 2
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
+
+    def segment_logits(self, feats: Features) -> np.ndarray:
+        return self.session.run(None, {"mels": np.asarray(feats.mels, dtype=np.float32)})[0]

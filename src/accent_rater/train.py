@@ -1,0 +1,312 @@
+"""Training: speaker-disjoint cross-validation of every configured family, stacking fusion,
+calibration, threshold choice, and export of the bundled model.
+
+    accent-rater train --config configs/default.toml          # what the bundled model came from
+    accent-rater train --config configs/exp3_optimized.toml   # the seed's recipes, as configs
+
+Everything is resumable: per-fold predictions and neural checkpoints are written to the run
+directory and reused when the same command runs again (``--resume`` is the default).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from . import data, features
+from .features import Features
+from .models import Family, get_family
+
+
+# --- configuration -------------------------------------------------------------------------------
+@dataclass
+class Config:
+    name: str
+    corpus: str = "../shared/data/saa"
+    cache: str = "cache/features"
+    folds: int = 5
+    seed: int = 0
+    max_speakers: int = 0  # 0 = all; a stratified subset otherwise (integration tests)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    fusion: bool = True
+    primary: str = ""  # model to bundle/calibrate; default: fusion if enabled else the first model
+    out_dir: str = ""
+    bundle_dir: str = ""  # export the primary model here ("" = do not export)
+    workers: int = 0
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> "Config":
+        raw = tomllib.loads(Path(path).read_text())
+        flat = {"name": raw.get("name", Path(path).stem), **raw.get("data", {}), **raw.get("run", {})}
+        flat["models"] = raw.get("models", [])
+        cfg = cls(**flat)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(cfg, k, v)
+        cfg.out_dir = cfg.out_dir or f"runs/{cfg.name}"
+        cfg.primary = cfg.primary or ("fusion" if cfg.fusion and len(cfg.models) > 1 else cfg.models[0]["family"])
+        return cfg
+
+
+def member_name(spec: dict[str, Any]) -> str:
+    return spec.get("label", spec["family"])
+
+
+def family_params(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("family", "label")}
+
+
+# --- neural training loop ----------------------------------------------------------------------------
+def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Features] | None, y_val: np.ndarray | None) -> dict:
+    """Mini-batch training of a segment classifier with the seed's tricks (mixup, label smoothing,
+    SpecAugment inside the family, AdamW/Adam, OneCycle/cosine/plateau), early stopping on the
+    speaker-level ROC-AUC of a speaker-disjoint validation set, best weights restored."""
+    from sklearn.metrics import roc_auc_score
+    from tqdm import tqdm
+
+    p = fam.params
+    seed = int(p.get("seed", 0))
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    X = torch.from_numpy(np.concatenate([f.mels for f in train]).astype(np.float32))
+    Y = torch.from_numpy(np.concatenate([np.full(len(f.mels), t, np.float32) for f, t in zip(train, y)]))
+    epochs, bs = int(p.get("epochs", 10)), int(p.get("batch_size", 32))
+    steps = int(np.ceil(len(X) / bs))
+    params = [q for q in fam.module.parameters() if q.requires_grad]
+    lr, wd = float(p.get("lr", 1e-3)), float(p.get("weight_decay", 1e-3))
+    opt = (torch.optim.Adam if p.get("optimizer", "adamw") == "adam" else torch.optim.AdamW)(params, lr=lr, weight_decay=wd)
+    sched_name = p.get("scheduler", "onecycle")
+    if sched_name == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    elif sched_name == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=1e-6)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
+    smooth, alpha = float(p.get("label_smoothing", 0.0)), float(p.get("mixup", 0.0))
+    patience = int(p.get("patience", epochs))
+    max_steps = int(p.get("max_steps", 0))  # integration tests: stop after this many steps
+    best = (-1.0, 0, copy.deepcopy(fam.module.state_dict()))
+    history: list[dict] = []
+    step_count = 0
+    for epoch in range(epochs):
+        fam.module.train()
+        order = torch.from_numpy(rng.permutation(len(X)))
+        losses = []
+        for i in tqdm(range(steps), desc=f"{fam.name} epoch {epoch + 1}/{epochs}", leave=False, mininterval=5):
+            idx = order[i * bs:(i + 1) * bs]
+            xb, yb = X[idx], Y[idx] * (1 - smooth) + smooth / 2
+            if alpha > 0:
+                lam = float(rng.beta(alpha, alpha))
+                perm = torch.randperm(len(xb), generator=gen)
+                xb, yb = lam * xb + (1 - lam) * xb[perm], lam * yb + (1 - lam) * yb[perm]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(fam.train_batch(xb, gen), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched_name == "onecycle":
+                sched.step()
+            losses.append(loss.item())
+            step_count += 1
+            if max_steps and step_count >= max_steps:
+                break
+        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        if val is not None and len(set(y_val.tolist())) == 2:
+            logits = np.array([fam.recording_logit(f) for f in val])
+            entry["val_auc"] = float(roc_auc_score(y_val, logits))
+        score = entry.get("val_auc", -entry["loss"])
+        if sched_name == "cosine":
+            sched.step()
+        elif sched_name == "plateau":
+            sched.step(score)
+        history.append(entry)
+        if score > best[0]:
+            best = (score, epoch + 1, copy.deepcopy(fam.module.state_dict()))
+        elif epoch + 1 - best[1] >= patience:
+            break
+        if max_steps and step_count >= max_steps:
+            break
+    fam.module.load_state_dict(best[2])
+    fam.module.eval()
+    return {"history": history, "best_epoch": best[1], "best_score": best[0]}
+
+
+# --- cross-validation ------------------------------------------------------------------------------
+def inner_split(recs: Sequence[data.Recording], frac: float, seed: int) -> tuple[list[int], list[int]]:
+    """Speaker-disjoint, label-stratified train/validation indices for early stopping."""
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for label in ("native", "non_native"):
+        idx = [i for i, r in enumerate(recs) if r.label == label]
+        val += list(rng.permutation(idx)[: max(1, int(round(frac * len(idx))))])
+    val_set = set(val)
+    return [i for i in range(len(recs)) if i not in val_set], sorted(val_set)
+
+
+def stratified_subset(recs: Sequence[data.Recording], n: int, seed: int) -> list[data.Recording]:
+    """About ``n`` recordings with both labels equally represented (for quick runs and tests)."""
+    rng = np.random.default_rng(seed)
+    out: list[data.Recording] = []
+    for label in ("native", "non_native"):
+        group = [r for r in recs if r.label == label]
+        out += [group[i] for i in rng.permutation(len(group))[: n // 2]]
+    return out
+
+
+def fit_member(spec: dict[str, Any], recs, feats, y, seed: int) -> tuple[Family, dict]:
+    fam = get_family(spec["family"], **family_params(spec))
+    if spec["family"] in ("cnn", "seed_resnet"):
+        tr, va = inner_split(recs, float(spec.get("val_fraction", 0.15)), seed)
+        info = fam.fit([feats[i] for i in tr], y[tr], [feats[i] for i in va], y[va])
+    else:
+        info = fam.fit(feats, y)
+    return fam, info
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Cross-validate every member, fuse, calibrate, report, and optionally export the bundle."""
+    from .calibration import Calibrator, choose_threshold
+
+    out = Path(cfg.out_dir)
+    (out / "folds").mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    report = data.load_corpus(cfg.corpus)
+    for row, why in report.skipped:
+        print(f"skipped {row}: {why}")
+    recs = report.recordings
+    if cfg.max_speakers:
+        recs = stratified_subset(recs, cfg.max_speakers, cfg.seed)
+    cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
+    errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, workers=cfg.workers or None)
+    for k, e in errors.items():
+        print(f"unusable recording {k}: {e}")
+    recs = [r for r in recs if r.speaker_id not in errors]
+    feats_map = features.load_cache([r.speaker_id for r in recs], cache_dir)
+    feats = [feats_map[r.speaker_id] for r in recs]
+    y = np.array([r.label == "native" for r in recs], dtype=int)
+    fold_of = np.array(data.speaker_folds(recs, k=cfg.folds, seed=cfg.seed))
+    (out / "folds.json").write_text(json.dumps({r.speaker_id: int(f) for r, f in zip(recs, fold_of)}, indent=0))
+
+    names = [member_name(s) for s in cfg.models]
+    oof = {n: np.zeros(len(recs)) for n in names}
+    oof_seg: dict[str, list[np.ndarray]] = {n: [np.zeros(0)] * len(recs) for n in names}
+    infos: dict[str, list] = {n: [] for n in names}
+    for spec, name in zip(cfg.models, names):
+        for k in range(cfg.folds):
+            path = out / "folds" / f"{name}_fold{k}.npz"
+            te = np.flatnonzero(fold_of == k)
+            if path.exists():  # resume
+                z = np.load(path, allow_pickle=False)
+                seg = json.loads(str(z["segments"]))
+                info = json.loads(str(z["info"]))
+                oof[name][te] = z["logits"]
+            else:
+                tr = np.flatnonzero(fold_of != k)
+                t = time.time()
+                fam, info = fit_member(spec, [recs[i] for i in tr], [feats[i] for i in tr], y[tr], cfg.seed + k)
+                seg = [fam.segment_logits(feats[i]).tolist() for i in te]
+                oof[name][te] = [float(np.mean(s)) for s in seg]
+                info = {"seconds": time.time() - t, **{a: b for a, b in info.items() if a != "history"}, "history": info.get("history", [])}
+                np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info))
+            for i, s in zip(te, seg):
+                oof_seg[name][i] = np.asarray(s)
+            infos[name].append(info)
+            print(f"{name} fold {k}: {info.get('seconds', 0):.0f}s", flush=True)
+
+    # fusion: logistic regression on members' out-of-fold logits, itself cross-fitted by fold
+    if cfg.fusion and len(names) > 1:
+        M = np.stack([oof[n] for n in names], 1)
+        oof["fusion"] = np.zeros(len(recs))
+        for k in range(cfg.folds):
+            te = fold_of == k
+            oof["fusion"][te] = _fit_stacker(M[~te], y[~te]).decision_function(M[te])
+        stacker = _fit_stacker(M, y)
+        weights = {"coef": stacker.coef_[0].tolist(), "intercept": float(stacker.intercept_[0])}
+        for i in range(len(recs)):
+            S = np.stack([oof_seg[n][i] for n in names], 1)
+            oof_seg.setdefault("fusion", [np.zeros(0)] * len(recs))[i] = S @ stacker.coef_[0] + stacker.intercept_[0]
+    else:
+        weights = None
+
+    # calibration (Platt on logits) and threshold, cross-fitted so reported numbers stay honest
+    probs: dict[str, np.ndarray] = {}
+    seg_probs: dict[str, list[np.ndarray]] = {}
+    thresholds: dict[str, float] = {}
+    for name in oof:
+        p = np.zeros(len(recs))
+        for k in range(cfg.folds):
+            te = fold_of == k
+            p[te] = Calibrator.fit(oof[name][~te], y[~te]).apply(oof[name][te])
+        probs[name] = p
+        cal = Calibrator.fit(oof[name], y)
+        seg_probs[name] = [cal.apply(s) for s in oof_seg[name]]
+        thresholds[name] = choose_threshold(p, y)
+    calibrator = Calibrator.fit(oof[cfg.primary], y)
+    threshold = thresholds[cfg.primary]
+
+    _write_predictions(out, recs, fold_of, probs, seg_probs, y)
+    summary = {
+        "name": cfg.name,
+        "members": names,
+        "primary": cfg.primary,
+        "n_speakers": len(recs),
+        "threshold": threshold,
+        "calibration": calibrator.to_dict(),
+        "fusion": weights,
+        "fold_info": infos,
+        "seconds_cv": time.time() - t0,
+    }
+    if cfg.bundle_dir:
+        from .export import export_bundle
+
+        t = time.time()
+        members = []
+        for spec, name in zip(cfg.models, names):
+            if cfg.primary not in ("fusion", name):
+                continue
+            spec = dict(spec)
+            if spec["family"] in ("cnn", "seed_resnet"):  # final fit: all data, the CV's typical epoch count
+                spec["epochs"] = int(np.median([i.get("best_epoch", spec.get("epochs", 10)) for i in infos[name]]))
+                spec["patience"] = spec["epochs"]
+                fam = get_family(spec["family"], **family_params(spec))
+                fam.fit(feats, y)
+            else:
+                fam, _ = fit_member(spec, recs, feats, y, cfg.seed)
+            members.append((name, fam))
+        summary["seconds_final_fit"] = time.time() - t
+        export_bundle(Path(cfg.bundle_dir), members, weights if cfg.primary == "fusion" else None, calibrator, threshold, summary)
+    summary["seconds_total"] = time.time() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _fit_stacker(M: np.ndarray, y: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0, max_iter=1000).fit(M, y)
+
+
+def _write_predictions(out: Path, recs, fold_of, probs, seg_probs, y) -> None:
+    import csv
+
+    with open(out / "predictions.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["speaker_id", "label", "native_language", "country", "sex", "age", "model", "fold", "p_native"])
+        for name, p in probs.items():
+            for r, f, pi, yi in zip(recs, fold_of, p, y):
+                w.writerow([r.speaker_id, yi, r.native_language, r.country, r.sex, "" if r.age is None else r.age, name, f, f"{pi:.6f}"])
+    with open(out / "segments.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["speaker_id", "label", "model", "fold", "segment", "p_native"])
+        for name, segs in seg_probs.items():
+            for r, f, s, yi in zip(recs, fold_of, segs, y):
+                for j, pj in enumerate(s):
+                    w.writerow([r.speaker_id, yi, name, f, j, f"{pj:.6f}"])
