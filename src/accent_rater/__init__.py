@@ -4,7 +4,9 @@ Pipeline: ``audio`` (decode, band limit, VAD, segments, log-mel) -> ``features``
 ``train`` / ``evaluate`` -> serving (``rater``, ``cli``, ``api``, ``ui``).
 """
 
-from .errors import AudioError
-
 __version__ = "0.1.0"
-__all__ = ["AudioError", "__version__"]
+
+from .errors import AudioError  # noqa: E402
+from .rater import AccentResult, Rater  # noqa: E402
+
+__all__ = ["AccentResult", "AudioError", "Rater", "__version__"]

@@ -43,12 +43,15 @@ def rate(
     max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
 ) -> None:
     """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
+    import torch
     from rich.console import Console
     from rich.table import Table
     from tqdm import tqdm
 
     from .errors import AudioError
     from .rater import Rater
+
+    torch.set_num_threads(1)  # per-file work is small; extra threads only contend
 
     err = Console(stderr=True)
     files, missing = _audio_files(inputs)
@@ -126,6 +129,26 @@ def train(
 
 
 @app.command()
+def leakage(
+    config: Path = typer.Option(..., "--config", exists=True, dir_okay=False, help="Experiment file; its first model is scored."),
+    max_speakers: Optional[int] = typer.Option(None, help="Use a stratified subset of speakers."),
+    epochs: Optional[int] = typer.Option(None, help="Override epochs (neural families)."),
+    out: Path = typer.Option(Path("reports/leakage.json"), "--out"),
+) -> None:
+    """Leakage demonstration: the same recipe scored on a random segment split and a speaker split."""
+    from .train import Config, leakage_demo
+
+    cfg = Config.load(config, max_speakers=max_speakers)
+    spec = dict(cfg.models[0])
+    if epochs is not None:
+        spec["epochs"] = epochs
+    result = leakage_demo(cfg, spec)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": str(config), "spec": spec, "max_speakers": cfg.max_speakers, **result}, indent=1))
+    typer.echo(json.dumps(result, indent=1))
+
+
+@app.command()
 def report(run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A training run directory.")) -> None:
     """Write the evaluation report (Markdown + plots) of a training run."""
     from .evaluate import report_run
@@ -144,6 +167,30 @@ def eda(
     from .eda import run_eda
 
     typer.echo(f"report: {run_eda(dataset, str(out), max_files)}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 to expose)."),
+    port: int = typer.Option(8000, help="Port."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory."),
+) -> None:
+    """REST API (FastAPI): POST /v1/rate, POST /v1/rate/batch, GET /v1/model, GET /healthz."""
+    from .api import main
+
+    main(host=host, port=port, model=model)
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 to expose)."),
+    port: int = typer.Option(7860, help="Port."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory."),
+) -> None:
+    """Web app (Gradio): record or upload speech, see the rating and its timeline."""
+    from .ui import main
+
+    main(host=host, port=port, model=model)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+# Two entry points (see README): `make run` and `make test`. Both create .venv when needed and
+# re-install only when pyproject.toml or constraints.txt changed, so re-running them is fast.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test ui serve train bench e2e-deps clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -U pip setuptools wheel
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[train,serve,dev]"
+	$(PIP) webrtcvad-wheels && $(PIP) --no-deps resemblyzer
+	touch $(STAMP)
+
+# Main job: the web app on the bundled default model (http://127.0.0.1:7860).
+run: $(STAMP)
+	$(BIN)/accent-rater rate src/accent_rater/assets/samples
+	$(BIN)/accent-rater ui
+
+# The whole test suite (what CI runs through .ci/run).
+test: $(STAMP) e2e-deps
+	$(BIN)/python -m pytest -q
+
+# Browser test dependencies (playwright-core driving Debian's chromium; never a downloaded browser).
+e2e-deps:
+	@if command -v npm >/dev/null 2>&1 && [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules/playwright-core ]; then \
+		cd tests/e2e && npm install --no-audit --no-fund --silent; fi
+
+serve: $(STAMP)
+	$(BIN)/accent-rater serve
+
+# Reproduce the bundled model from ../shared/data (about 5 minutes on 2 cores).
+train: $(STAMP)
+	$(BIN)/accent-rater train --config configs/default.toml
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_frontend.py
+	$(BIN)/python scripts/bench_rate.py
+
+clean:
+	rm -rf $(VENV) cache runs .pytest_cache
