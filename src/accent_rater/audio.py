@@ -172,8 +172,8 @@ def decode(
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).split(":")[-1].strip() or type(exc).__name__
-    return text[:120]
+    text = getattr(exc, "strerror", None) or str(exc).split(":")[-1].strip() or type(exc).__name__
+    return str(text)[:120]
 
 
 def _declared_seconds(container, stream) -> float | None:

@@ -126,6 +126,10 @@ def train(
     summary = run(cfg)
     typer.echo(json.dumps({k: summary[k] for k in ("name", "primary", "n_speakers", "threshold", "seconds_total")}, indent=1))
     report(run_dir=Path(cfg.out_dir))
+    if cfg.bundle_dir:
+        from .export import write_model_card
+
+        typer.echo(f"model card: {write_model_card(Path(cfg.bundle_dir), Path(cfg.out_dir), str(config))}")
 
 
 @app.command()

@@ -104,3 +104,77 @@ def export_bundle(
     }
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1))
     return out_dir
+
+
+def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
+    """MODEL_CARD.md in the bundle, from the run's evaluation report (``report/metrics.json``)."""
+    metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    meta = json.loads((bundle_dir / "model.json").read_text())
+    primary = summary["primary"]
+
+    def ci(model: str, key: str) -> str:
+        v = metrics["speaker_level"][model][key]
+        return f"{v['point']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"
+
+    rows = [
+        f"| {m} | {ci(m, 'balanced_accuracy')} | {ci(m, 'roc_auc')} | {ci(m, 'accuracy')} | {ci(m, 'brier')} | {ci(m, 'ece')} |"
+        for m in metrics["speaker_level"]
+    ]
+    groups = []
+    for view in ("native_variety", "native_language"):
+        for g in metrics["groups"].get(view, []):
+            if g["n_speakers"] >= 5:
+                flag = " **(> 2x overall)**" if g.get("flag") else ""
+                groups.append(f"| {view} | {g['group']} | {g['n_speakers']} | {g['error_rate']:.3f} [{g['ci_lo']:.3f}, {g['ci_hi']:.3f}]{flag} |")
+    members = ", ".join(f"`{m['name']}` ({m['family']})" for m in meta["members"])
+    text = f"""# Model card: {meta['name']} {meta['version']}
+
+**What it does.** Estimates the probability that English speech sounds like a native speaker's
+accent (`p_native`), from 8 kHz-band audio features. It rates *accent only*: not intelligibility,
+fluency, grammar or English proficiency.
+
+**Architecture.** Stacking fusion (logistic regression on member logits) of {members}, then Platt
+calibration. The speaker encoder is resemblyzer's pretrained GE2E LSTM (weights from its PyPI wheel),
+exported to ONNX; the CNN (if present) is trained from scratch and exported to ONNX; linear members
+are plain arrays in `model.safetensors`. Decision threshold on `p_native`: {meta['threshold']:.3f}
+(chosen on out-of-fold predictions to maximise balanced accuracy).
+
+**Data.** Speech Accent Archive (Steven H. Weinberger, George Mason University, accent.gmu.edu;
+CC BY-NC-SA): {summary['n_speakers']} speakers reading the same English paragraph, 8 kHz band; 435 native
+English (USA 280, UK 49, Canada 33, Australia 24, others), 440 non-native (Spanish, Arabic, Mandarin,
+French, Korean, Portuguese, Russian, Dutch). Labels are self-reported native language.
+
+**Evaluation.** 5-fold cross-validation with speaker-disjoint, label-stratified folds; every number is
+out-of-fold at speaker level with a 95% bootstrap interval over speakers (calibration cross-fitted).
+
+| model | balanced accuracy | ROC-AUC | accuracy | Brier | ECE |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Per-group error rates of `{primary}` (groups with at least 5 speakers; 95% Wilson intervals):
+
+| view | group | speakers | error rate |
+|---|---|---|---|
+{chr(10).join(groups)}
+
+Full report with plots: `{run_dir}/report/README.md` (regenerate with the command below).
+
+**Limitations.**
+- One text, one task: every training speaker read the same paragraph. Free speech, other texts and
+  spontaneous speech are out of distribution; scores there are less reliable.
+- One recording setup per speaker and narrow band: every input is band-limited to 4 kHz so full-band
+  microphones and the corpus look alike, but other microphones and rooms were not in training.
+- The non-native speakers have only 8 first languages; other L1s are unseen. Native speakers are
+  mostly from the USA; see the per-variety error rates above before relying on it for other varieties.
+- Small data (875 speakers): expect errors on individual speakers; use the probability, not the label,
+  and never use it to judge people (hiring, immigration, grading).
+
+**Licence.** Model weights are derived from CC BY-NC-SA data: non-commercial use, share-alike,
+credit the Speech Accent Archive.
+
+**Reproduce.** `accent-rater train --config {config_path}` (needs `../shared/data/saa`).
+"""
+    path = bundle_dir / "MODEL_CARD.md"
+    path.write_text(text)
+    return path

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import audio
-from .calibration import Calibrator
+from .calibration import Calibrator, shift
 from .features import Features, extract
 
 DEFAULT_MODEL = "default"
@@ -92,6 +92,8 @@ class Rater:
         self.threshold = float(self.meta["threshold"] if threshold is None else threshold)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if prior is not None:
+            shift(prior, self.calibrator.train_prior)  # validates 0 < prior < 1 now, not at rate time
         self.prior = prior
         self.max_seconds, self.max_bytes = max_seconds, max_bytes
         self._members = self._load_members()

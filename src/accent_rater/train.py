@@ -260,6 +260,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "primary": cfg.primary,
         "n_speakers": len(recs),
         "threshold": threshold,
+        "thresholds": thresholds,
         "calibration": calibrator.to_dict(),
         "fusion": weights,
         "fold_info": infos,

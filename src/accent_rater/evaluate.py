@@ -1,0 +1,804 @@
+"""Evaluation report: metrics with speaker-bootstrap CIs, per-group error analysis, plots, Markdown.
+
+Input contract (written by ``train``): a recording-level predictions table with columns
+``speaker_id, label (1 = native, 0 = non_native), native_language, country, sex, age, model, fold,
+p_native`` - one row group per model - and optionally a segment-level table ``speaker_id, label,
+model, fold, p_native`` (one row per 7-s segment). Everything here is plain numpy / pandas /
+scikit-learn / scipy; plots use matplotlib's object API (Agg canvas, pyplot is never touched).
+
+Conventions
+- "native" is the positive class: a speaker is predicted native when ``p_native >= threshold``.
+- Speaker level: recording rows are averaged to one row per (model, speaker) first (a no-op when
+  each speaker has one recording, as in the Speech Accent Archive).
+- Confidence intervals are 95 % percentile intervals of a bootstrap over *speakers*; at segment
+  level a resampled speaker brings all of its segments. Point values are the full-data metrics.
+- P/R/F1 use ``zero_division = 0``; ROC-AUC / PR-AUC are NaN when a class is missing.
+- ECE: 15 equal-width bins on [0, 1], sum over bins of (bin share) * |mean label - mean p|.
+
+Public API: ``metrics``, ``ece``, ``bootstrap_ci``, ``wilson_ci``, ``speaker_table``,
+``age_band``, ``native_variety``, ``group_errors``, ``fold_summary``, ``plot_*``,
+``write_report`` and ``report_run`` (a training run directory -> report).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+METRICS = (
+    "accuracy", "balanced_accuracy", "roc_auc", "pr_auc",
+    "precision_native", "recall_native", "f1_native",
+    "precision_non_native", "recall_non_native", "f1_non_native",
+    "brier", "ece", "n", "n_native",
+)
+ECE_BINS = 15
+Z95 = 1.959963984540054
+MIN_GROUP = 5  # groups smaller than this are never flagged
+FLAG_RATIO = 2.0  # flag: group error rate > FLAG_RATIO x the overall rate
+AGE_BANDS = ("<25", "25-44", "45-64", "65+", "unknown")
+VARIETIES = ("USA", "UK", "Canada", "Australia", "Ireland", "other")
+GROUP_VIEWS = ("native_language", "country", "sex", "age_band", "native_variety")
+_REPORT_VIEWS = ("native_language", "native_variety", "sex", "age_band")
+_VIEW_TITLES = {
+    "native_language": "Native language",
+    "country": "Country",
+    "sex": "Sex",
+    "age_band": "Age band",
+    "native_variety": "Native variety (native speakers only)",
+}
+_VARIETY_ALIASES = {
+    "USA": ("usa", "us", "u.s.", "u.s.a.", "united states", "united states of america", "america"),
+    "UK": ("uk", "u.k.", "united kingdom", "great britain", "britain", "england", "scotland", "wales",
+           "northern ireland"),
+    "Canada": ("canada",),
+    "Australia": ("australia",),
+    "Ireland": ("ireland", "republic of ireland", "eire"),
+}
+_VARIETY_OF = {alias: v for v, aliases in _VARIETY_ALIASES.items() for alias in aliases}
+_LABEL_STRINGS = {"native": 1, "1": 1, "true": 1, "english": 1, "non_native": 0, "non-native": 0,
+                  "nonnative": 0, "non native": 0, "0": 0, "false": 0}
+
+
+# --- point metrics -------------------------------------------------------------------------------
+def _as_arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y).astype(np.int64).ravel()
+    p = np.asarray(p, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"y and p differ in length: {len(y)} vs {len(p)}")
+    if len(y) and not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 (non_native) or 1 (native)")
+    if np.isnan(p).any():
+        raise ValueError("p_native contains NaN")
+    return y, p
+
+
+def _bin_index(p: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
+    """Equal-width bin of each probability; p = 1 goes to the last bin."""
+    return np.clip((np.clip(p, 0.0, 1.0) * n_bins).astype(np.int64), 0, n_bins - 1)
+
+
+def ece(y, p, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error: sum_b (n_b / n) * |mean(y in b) - mean(p in b)|, equal-width bins."""
+    y, p = _as_arrays(y, p)
+    if len(y) == 0:
+        return float("nan")
+    b = _bin_index(p, n_bins)
+    diff = np.bincount(b, weights=y - p, minlength=n_bins)  # n_b * (mean y - mean p) per bin
+    return float(np.abs(diff).sum() / len(y))
+
+
+def metrics(y, p, threshold: float = 0.5) -> dict[str, float]:
+    """Threshold and ranking metrics of native-probabilities ``p`` against labels ``y`` (1 = native)."""
+    from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score,
+                                 brier_score_loss, precision_recall_fscore_support, roc_auc_score)
+
+    y, p = _as_arrays(y, p)
+    n, n_pos = len(y), int(y.sum())
+    if n == 0:
+        return {k: (0.0 if k in ("n", "n_native") else float("nan")) for k in METRICS}
+    pred = (p >= threshold).astype(np.int64)
+    both = 0 < n_pos < n
+    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=[1, 0], zero_division=0.0)
+    recalls = [rec[i] for i, present in enumerate((n_pos > 0, n_pos < n)) if present]
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        # = sklearn's balanced_accuracy_score (mean recall over the classes present), without its warning
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else float(np.mean(recalls)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if n_pos > 0 else float("nan"),
+        "precision_native": float(prec[0]), "recall_native": float(rec[0]), "f1_native": float(f1[0]),
+        "precision_non_native": float(prec[1]), "recall_non_native": float(rec[1]),
+        "f1_non_native": float(f1[1]),
+        "brier": float(brier_score_loss(y, p, pos_label=1)) if both else float(np.mean((p - y) ** 2)),
+        "ece": ece(y, p),
+        "n": float(n),
+        "n_native": float(n_pos),
+    }
+
+
+# --- vectorised bootstrap ------------------------------------------------------------------------
+def _safe_div(a: np.ndarray, b: np.ndarray, empty: float = 0.0) -> np.ndarray:
+    out = np.full(np.broadcast(a, b).shape, empty, dtype=np.float64)
+    np.divide(a, b, out=out, where=b > 0)
+    return out
+
+
+def _weighted_metrics(y: np.ndarray, p: np.ndarray, threshold: float, W: np.ndarray) -> dict[str, np.ndarray]:
+    """The metrics of ``metrics`` for each row of integer weights ``W`` (B x n): resampling with
+    replacement is exactly "each sample counted W[b, i] times", so no per-resample Python loop."""
+    W = W.astype(np.float64)
+    yf = y.astype(np.float64)
+    pred = (p >= threshold).astype(np.float64)
+    tot = W.sum(1)
+    P = W @ yf
+    N = tot - P
+    tp = W @ (yf * pred)
+    fp = W @ ((1 - yf) * pred)
+    fn = P - tp
+    tn = N - fp
+    out: dict[str, np.ndarray] = {}
+    out["accuracy"] = _safe_div(tp + tn, tot, np.nan)
+    rec_pos, rec_neg = _safe_div(tp, P, np.nan), _safe_div(tn, N, np.nan)
+    out["balanced_accuracy"] = np.nanmean(np.stack([rec_pos, rec_neg]), axis=0) if len(W) else rec_pos
+    out["precision_native"] = _safe_div(tp, tp + fp)
+    out["recall_native"] = _safe_div(tp, P)
+    out["f1_native"] = _safe_div(2 * tp, 2 * tp + fp + fn)
+    out["precision_non_native"] = _safe_div(tn, tn + fn)
+    out["recall_non_native"] = _safe_div(tn, N)
+    out["f1_non_native"] = _safe_div(2 * tn, 2 * tn + fn + fp)
+    out["brier"] = _safe_div(W @ (p - yf) ** 2, tot, np.nan)
+    bins = _bin_index(p)
+    onehot = np.zeros((len(p), ECE_BINS))
+    onehot[np.arange(len(p)), bins] = yf - p
+    out["ece"] = _safe_div(np.abs(W @ onehot).sum(1), tot, np.nan)
+
+    # ranking metrics over the distinct scores, highest first (ties form one ROC / PR step)
+    order = np.argsort(-p, kind="mergesort")
+    ps = p[order]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+    Ws = W[:, order]
+    tps = np.cumsum(np.add.reduceat(Ws * yf[order], starts, axis=1), axis=1)
+    fps = np.cumsum(np.add.reduceat(Ws * (1 - yf[order]), starts, axis=1), axis=1)
+    tps0 = np.concatenate([np.zeros((len(W), 1)), tps], 1)
+    fps0 = np.concatenate([np.zeros((len(W), 1)), fps], 1)
+    area = (np.diff(fps0, axis=1) * (tps0[:, 1:] + tps0[:, :-1]) / 2).sum(1)
+    out["roc_auc"] = np.where((P > 0) & (N > 0), _safe_div(area, P * N, np.nan), np.nan)
+    prec = _safe_div(tps, tps + fps)
+    out["pr_auc"] = np.where(P > 0, _safe_div((np.diff(tps0, axis=1) * prec).sum(1), P, np.nan), np.nan)
+    out["n"] = tot
+    out["n_native"] = P
+    return out
+
+
+def bootstrap_ci(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0, groups=None,
+                 alpha: float = 0.05) -> dict[str, tuple[float, float, float]]:
+    """``{metric: (point, lo, hi)}``: full-data value and the 95 % percentile interval of ``n_boot``
+    resamples of speakers. Without ``groups`` each row is a speaker; with ``groups`` (speaker id per
+    row, e.g. segment rows) the speakers are resampled and each brings all of its rows."""
+    y, p = _as_arrays(y, p)
+    point = metrics(y, p, threshold)
+    if groups is None:
+        gidx, n_groups = np.arange(len(y)), len(y)
+    else:
+        groups = np.asarray(groups)
+        if len(groups) != len(y):
+            raise ValueError("groups must have one entry per row")
+        _, gidx = np.unique(groups, return_inverse=True)
+        gidx = gidx.ravel()
+        n_groups = int(gidx.max()) + 1 if len(gidx) else 0
+    if n_groups == 0 or n_boot <= 0:
+        return {k: (v, float("nan"), float("nan")) for k, v in point.items()}
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, 2_000_000 // max(1, len(y))))  # bounds memory at a few tens of MB
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in METRICS}
+    done = 0
+    while done < n_boot:
+        b = min(chunk, n_boot - done)
+        counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=b)
+        for k, v in _weighted_metrics(y, p, threshold, counts[:, gidx]).items():
+            parts[k].append(v)
+        done += b
+    out = {}
+    for k in METRICS:
+        vals = np.concatenate(parts[k])
+        if np.isnan(vals).all():
+            lo = hi = float("nan")
+        else:
+            lo, hi = (float(v) for v in np.nanpercentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+        out[k] = (point[k], lo, hi)
+    return out
+
+
+def wilson_ci(k: int | float, n: int | float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes out of n (NaNs when n = 0)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    ph = k / n
+    denom = 1 + z * z / n
+    centre = (ph + z * z / (2 * n)) / denom
+    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / denom
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if k <= 0 else min(lo, ph)), (1.0 if k >= n else max(hi, ph))
+
+
+# --- tables --------------------------------------------------------------------------------------
+def load_table(table):
+    """A DataFrame as given, or read from a CSV / parquet path; ``label`` normalised to 0/1 ints."""
+    import pandas as pd
+
+    df = table.copy() if isinstance(table, pd.DataFrame) else (
+        pd.read_parquet(table) if str(table).endswith(".parquet") else pd.read_csv(table))
+    for col in ("speaker_id", "label", "model", "p_native"):
+        if col not in df.columns:
+            raise ValueError(f"predictions table lacks column {col!r} (has {list(df.columns)})")
+    df["label"] = _labels(df["label"])
+    df["speaker_id"] = df["speaker_id"].astype(str)
+    df["model"] = df["model"].astype(str)
+    df["p_native"] = df["p_native"].astype(np.float64)
+    return df
+
+
+def _labels(s):
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        vals = s.astype(np.int64)
+    else:
+        vals = s.astype(str).str.strip().str.lower().map(_LABEL_STRINGS)
+        if vals.isna().any():
+            bad = sorted(set(s[vals.isna()].astype(str)))[:5]
+            raise ValueError(f"unrecognised labels {bad}: use 1/0 or native/non_native")
+        vals = vals.astype(np.int64)
+    if not vals.isin((0, 1)).all():
+        raise ValueError("labels must be 0 (non_native) or 1 (native)")
+    return vals
+
+
+def speaker_table(df):
+    """One row per (model, speaker): mean ``p_native`` over the speaker's recordings, first value of
+    every other column. A no-op (copy) when the table already has one row per speaker and model."""
+    df = load_table(df)
+    if not df.duplicated(["model", "speaker_id"]).any():
+        return df.reset_index(drop=True)
+    if (df.groupby(["model", "speaker_id"])["label"].nunique() > 1).any():
+        raise ValueError("a speaker has both labels")
+    agg = {c: "first" for c in df.columns if c not in ("model", "speaker_id")}
+    agg["p_native"] = "mean"
+    return df.groupby(["model", "speaker_id"], sort=False, as_index=False).agg(agg)
+
+
+def _models(df) -> list[str]:
+    return list(dict.fromkeys(df["model"]))
+
+
+def _threshold(thresholds: Mapping[str, float] | float | None, model: str) -> float:
+    if thresholds is None:
+        return 0.5
+    if isinstance(thresholds, (int, float)):
+        return float(thresholds)
+    return float(thresholds.get(model, 0.5))
+
+
+def age_band(age) -> str:
+    """'<25', '25-44', '45-64', '65+' or 'unknown' (missing, NaN or negative)."""
+    try:
+        a = float(age)
+    except (TypeError, ValueError):
+        return "unknown"
+    if math.isnan(a) or a < 0:
+        return "unknown"
+    return "<25" if a < 25 else "25-44" if a < 45 else "45-64" if a < 65 else "65+"
+
+
+def native_variety(country) -> str:
+    """USA, UK, Canada, Australia, Ireland or 'other' (also for missing countries)."""
+    if country is None or (isinstance(country, float) and math.isnan(country)):
+        return "other"
+    return _VARIETY_OF.get(" ".join(str(country).strip().lower().split()), "other")
+
+
+def _group_column(df, by: str):
+    if by == "age_band":
+        return df["age"].map(age_band) if "age" in df.columns else np.full(len(df), "unknown")
+    if by == "native_variety":
+        return df["country"].map(native_variety) if "country" in df.columns else np.full(len(df), "other")
+    if by not in df.columns:
+        raise ValueError(f"no column {by!r} to group by (views: {GROUP_VIEWS})")
+    col = df[by].astype(object).where(df[by].notna(), "")
+    return col.map(lambda v: str(v).strip() or "unknown")
+
+
+def group_errors(df, threshold: float = 0.5, by: str = "native_language", model: str | None = None,
+                 min_group: int = MIN_GROUP, ratio: float = FLAG_RATIO):
+    """Per-group speaker-level error rates of one model, with 95 % Wilson intervals.
+
+    ``by``: a column (native_language, country, sex) or a derived view: ``age_band`` (<25, 25-44,
+    45-64, 65+, unknown) or ``native_variety`` (native speakers only, by country: USA, UK, Canada,
+    Australia, Ireland, other; an error there is a native speaker rated non-native). Columns: group,
+    n_speakers, n_native, n_errors, error_rate, ci_lo, ci_hi, ratio (to the reference rate), flag
+    (n_speakers >= ``min_group`` and error_rate > ``ratio`` x the reference rate). The reference
+    ("overall") rate is the error rate of the population the groups partition - all speakers, or
+    all native speakers for ``native_variety`` - and is stored in ``.attrs['overall']``."""
+    import pandas as pd
+
+    df = speaker_table(df)
+    models = _models(df)
+    if model is None:
+        if len(models) > 1:
+            raise ValueError(f"several models in the table ({models}); pass model=")
+        model = models[0] if models else ""
+    df = df[df["model"] == model]
+    if by == "native_variety":
+        df = df[df["label"] == 1]
+    err = ((df["p_native"].to_numpy() >= threshold).astype(int) != df["label"].to_numpy()).astype(int)
+    work = pd.DataFrame({"group": np.asarray(_group_column(df, by), dtype=object), "label": df["label"].to_numpy(),
+                         "err": err})
+    n_all, e_all = len(work), int(err.sum())
+    overall = e_all / n_all if n_all else float("nan")
+    rows = []
+    for g, sub in work.groupby("group", sort=False):
+        n, k = len(sub), int(sub["err"].sum())
+        lo, hi = wilson_ci(k, n)
+        rate = k / n
+        rat = rate / overall if overall > 0 else (float("inf") if rate > 0 else float("nan"))
+        rows.append({"group": g, "n_speakers": n, "n_native": int(sub["label"].sum()), "n_errors": k,
+                     "error_rate": rate, "ci_lo": lo, "ci_hi": hi, "ratio": rat,
+                     "flag": bool(n >= min_group and rate > ratio * overall)})
+    cols = ["group", "n_speakers", "n_native", "n_errors", "error_rate", "ci_lo", "ci_hi", "ratio", "flag"]
+    out = pd.DataFrame(rows, columns=cols)
+    if by in ("age_band", "native_variety"):
+        order = AGE_BANDS if by == "age_band" else VARIETIES
+        out = out.set_index("group").reindex([g for g in order if g in set(out["group"])]).reset_index()
+    else:
+        out = out.sort_values(["n_speakers", "group"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    lo, hi = wilson_ci(e_all, n_all)
+    out.attrs.update({"by": by, "model": model, "threshold": float(threshold), "overall": overall,
+                      "overall_ci": (lo, hi), "n": n_all, "n_errors": e_all, "min_group": min_group, "ratio": ratio})
+    return out
+
+
+def fold_summary(df, thresholds: Mapping[str, float] | float | None = None):
+    """Per model: ROC-AUC and balanced accuracy computed within each CV fold, then mean, sd
+    (ddof 1) and a t-interval of the mean across folds (folds share training data, so the interval
+    is optimistic; the speaker bootstrap in ``write_report`` is the primary CI)."""
+    import pandas as pd
+    from scipy import stats
+
+    df = speaker_table(df)
+    rows = []
+    for model in _models(df):
+        sub = df[df["model"] == model]
+        thr = _threshold(thresholds, model)
+        per = {"roc_auc": [], "balanced_accuracy": []}
+        folds = sorted(sub["fold"].unique()) if "fold" in sub.columns else [0]
+        for f in folds:
+            fs = sub[sub["fold"] == f] if "fold" in sub.columns else sub
+            m = metrics(fs["label"], fs["p_native"], thr)
+            per["roc_auc"].append(m["roc_auc"])
+            per["balanced_accuracy"].append(m["balanced_accuracy"])
+        row = {"model": model, "n_folds": len(folds)}
+        for k, vals in per.items():
+            v = np.asarray(vals, dtype=float)
+            v = v[~np.isnan(v)]
+            mean = float(v.mean()) if len(v) else float("nan")
+            sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+            half = float(stats.t.ppf(0.975, len(v) - 1) * sd / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+            row.update({f"{k}_mean": mean, f"{k}_sd": sd, f"{k}_ci_lo": mean - half, f"{k}_ci_hi": mean + half})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- plots ---------------------------------------------------------------------------------------
+def _figure(width: float = 6.0, height: float = 4.5):
+    from matplotlib.figure import Figure  # OO API: renders with Agg, leaves pyplot's backend alone
+
+    return Figure(figsize=(width, height))
+
+
+def _save(fig, path: Path) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path.name
+
+
+def _by_model(df) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {m: (sub["label"].to_numpy(), sub["p_native"].to_numpy()) for m, sub in df.groupby("model", sort=False)}
+
+
+def plot_roc(df, path, title: str = "ROC (speaker level)") -> str:
+    """ROC curves of every model in ``df`` (speaker rows) in one figure; returns the file name."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for m, (y, p) in _by_model(df).items():
+        if 0 < y.sum() < len(y):
+            fpr, tpr, _ = roc_curve(y, p)
+            ax.plot(fpr, tpr, label=f"{m} (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1)
+    ax.set_xlabel("false native rate (non-native rated native)")
+    ax.set_ylabel("true native rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_pr(df, path, title: str = "Precision-recall, native = positive (speaker level)") -> str:
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    base = None
+    for m, (y, p) in _by_model(df).items():
+        if y.sum() > 0:
+            prec, rec, _ = precision_recall_curve(y, p)
+            ax.step(rec, prec, where="post", label=f"{m} (AP {average_precision_score(y, p):.3f})")
+            base = y.mean()
+    if base is not None:
+        ax.axhline(base, ls="--", color="gray", lw=1, label=f"chance ({base:.2f})")
+    ax.set_xlabel("recall (native)")
+    ax.set_ylabel("precision (native)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower left")
+    return _save(fig, path)
+
+
+def plot_reliability(df, path, n_bins: int = ECE_BINS, title: str = "Reliability (speaker level)") -> str:
+    """Observed native share against mean predicted p_native per equal-width bin, every model; below,
+    the histogram of predictions."""
+    fig = _figure(6, 6)
+    ax = fig.add_subplot(3, 1, (1, 2))
+    ax2 = fig.add_subplot(3, 1, 3)
+    edges = np.linspace(0, 1, n_bins + 1)
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
+    for m, (y, p) in _by_model(df).items():
+        b = _bin_index(p, n_bins)
+        cnt = np.bincount(b, minlength=n_bins)
+        keep = cnt > 0
+        mp = np.bincount(b, weights=p, minlength=n_bins)[keep] / cnt[keep]
+        my = np.bincount(b, weights=y.astype(float), minlength=n_bins)[keep] / cnt[keep]
+        line, = ax.plot(mp, my, marker="o", label=f"{m} (ECE {ece(y, p, n_bins):.3f})")
+        ax2.hist(p, bins=edges, histtype="step", color=line.get_color())
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("observed native share")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel(f"predicted p_native ({n_bins} equal-width bins)")
+    ax2.set_ylabel("speakers")
+    return _save(fig, path)
+
+
+def plot_confusion(y, p, threshold: float, path, title: str = "Confusion matrix") -> str:
+    """2 x 2 counts (rows: true, columns: predicted; native first) with row percentages."""
+    y, p = _as_arrays(y, p)
+    pred = (p >= threshold).astype(int)
+    cm = np.array([[np.sum((y == t) & (pred == q)) for q in (1, 0)] for t in (1, 0)])
+    fig = _figure(4.6, 4)
+    ax = fig.add_subplot()
+    rows = cm.sum(1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, f"{cm[i, j]}\n{100 * share[i, j]:.1f}%", ha="center", va="center",
+                    color="white" if share[i, j] > 0.6 else "black")
+    names = ["native", "non_native"]
+    ax.set_xticks([0, 1], names)
+    ax.set_yticks([0, 1], names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} (threshold {threshold:.3f})")
+    return _save(fig, path)
+
+
+def plot_group_errors(table, path, top: int = 20, title: str | None = None) -> str:
+    """Horizontal bars of per-group error rates with Wilson intervals; flagged groups in red, the
+    reference rate and ``ratio`` x it as vertical lines. Groups below ``min_group`` speakers are
+    left out when there are more than ``top`` groups."""
+    a = table.attrs
+    t = table
+    if len(t) > top:
+        t = t[t["n_speakers"] >= a.get("min_group", MIN_GROUP)].head(top)
+    t = t.iloc[::-1]
+    fig = _figure(6.5, max(2.5, 0.32 * len(t) + 1.3))
+    ax = fig.add_subplot()
+    if len(t):
+        rate = t["error_rate"].to_numpy()
+        xerr = np.clip(np.vstack([rate - t["ci_lo"].to_numpy(), t["ci_hi"].to_numpy() - rate]), 0, None)
+        colors = ["#d62728" if f else "#1f77b4" for f in t["flag"]]
+        labels = [f"{g} (n={n})" for g, n in zip(t["group"], t["n_speakers"])]
+        ax.barh(labels, rate, xerr=xerr, color=colors, ecolor="gray", capsize=2)
+    overall = a.get("overall", float("nan"))
+    if overall == overall:
+        ax.axvline(overall, color="black", lw=1, label=f"overall {100 * overall:.1f}%")
+        ax.axvline(a.get("ratio", FLAG_RATIO) * overall, color="#d62728", ls="--", lw=1,
+                   label=f"{a.get('ratio', FLAG_RATIO):g}x overall")
+    ax.set_xlim(0, 1)
+    what = "native rated non-native" if a.get("by") == "native_variety" else "error rate"
+    ax.set_xlabel(f"{what} (95% Wilson CI)")
+    ax.set_title(title or f"{_VIEW_TITLES.get(a.get('by'), a.get('by'))}: {a.get('model', '')}")
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)
+
+
+# --- report --------------------------------------------------------------------------------------
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _num(v: float, digits: int = 3) -> str:
+    return "n/a" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def _ci(t: tuple[float, float, float], digits: int = 3) -> str:
+    point, lo, hi = t
+    if point != point:
+        return "n/a"
+    return f"{point:.{digits}f} [{_num(lo, digits)}, {_num(hi, digits)}]"
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v != v else f"{100 * v:.1f}%"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _ci_dict(ci: Mapping[str, tuple[float, float, float]]) -> dict[str, dict[str, float]]:
+    return {k: {"point": v[0], "lo": v[1], "hi": v[2]} for k, v in ci.items()}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+
+
+def _flag_sentences(table, what: str = "error rate") -> list[str]:
+    a = table.attrs
+    flagged = table[table["flag"]]
+    if not len(flagged):
+        return [f"No group with at least {a['min_group']} speakers exceeds {a['ratio']:g}x the overall {what} "
+                f"of {_pct(a['overall'])} ({a['n_errors']} of {a['n']})."]
+    out = []
+    for _, r in flagged.iterrows():
+        out.append(f"- **Flagged: {r['group']}** - {r['n_errors']} of {r['n_speakers']} speakers wrong "
+                   f"({_pct(r['error_rate'])}, 95% CI {_pct(r['ci_lo'])}-{_pct(r['ci_hi'])}), "
+                   f"{r['ratio']:.1f}x the overall {_pct(a['overall'])}.")
+    return [f"Groups with at least {a['min_group']} speakers whose {what} exceeds {a['ratio']:g}x the overall rate:", "",
+            *out]
+
+
+def _group_md(table, show_small: bool) -> str:
+    a = table.attrs
+    t = table if show_small else table[table["n_speakers"] >= a["min_group"]]
+    rows = [(r["group"], r["n_speakers"], r["n_native"], r["n_errors"], _pct(r["error_rate"]),
+             f"{_pct(r['ci_lo'])}-{_pct(r['ci_hi'])}",
+             "n/a" if not math.isfinite(r["ratio"]) else f"{r['ratio']:.2f}", "**yes**" if r["flag"] else "")
+            for _, r in t.iterrows()]
+    md = _md_table(["group", "speakers", "native", "errors", "error rate", "95% Wilson CI", "x overall", "flag"], rows)
+    hidden = table[table["n_speakers"] < a["min_group"]] if not show_small else table.iloc[:0]
+    if len(hidden):
+        md += (f"\n\n{len(hidden)} smaller groups ({int(hidden['n_speakers'].sum())} speakers, "
+               f"{int(hidden['n_errors'].sum())} errors) are not shown; every group is in `metrics.json` "
+               f"and the CSV next to this report.")
+    return md
+
+
+def _usa_vs_rest(table) -> str:
+    """Sentence comparing the false 'non-native' rate of US natives with all other natives."""
+    from scipy.stats import fisher_exact
+
+    usa = table[table["group"] == "USA"]
+    rest = table[table["group"] != "USA"]
+    if not len(usa) or not len(rest) or int(rest["n_speakers"].sum()) == 0:
+        return "Not enough native speakers from both the USA and elsewhere to compare varieties."
+    n1, k1 = int(usa["n_speakers"].iloc[0]), int(usa["n_errors"].iloc[0])
+    n2, k2 = int(rest["n_speakers"].sum()), int(rest["n_errors"].sum())
+    r1, r2 = k1 / n1, k2 / n2
+    lo1, hi1 = wilson_ci(k1, n1)
+    lo2, hi2 = wilson_ci(k2, n2)
+    _, pval = fisher_exact([[k1, n1 - k1], [k2, n2 - k2]])
+    verdict = ("the model does treat non-American native accents as less native"
+               if pval < 0.05 and r2 > r1 else
+               "the difference is not significant at the 5% level" if pval >= 0.05 else
+               "US natives are rated non-native more often than other natives")
+    return (f"Native speakers from the USA are rated non-native {_pct(r1)} of the time ({k1}/{n1}, CI "
+            f"{_pct(lo1)}-{_pct(hi1)}); natives from everywhere else {_pct(r2)} ({k2}/{n2}, CI "
+            f"{_pct(lo2)}-{_pct(hi2)}). Fisher's exact test p = {pval:.3g}: {verdict}.")
+
+
+def write_report(
+    recordings,
+    out_dir: str | Path,
+    segments=None,
+    thresholds: Mapping[str, float] | None = None,
+    primary: str | None = None,
+    title: str = "Accent Rater: evaluation report",
+    extra_markdown: str = "",
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Path:
+    """Write ``out_dir/README.md`` (tables, flags, embedded PNG plots), ``out_dir/metrics.json``
+    (every number, point + 95% CI) and per-group CSVs; returns the README path.
+
+    ``recordings`` / ``segments``: DataFrames or CSV paths (see the module docstring).
+    ``thresholds``: per model (missing models use 0.5). ``primary``: the model whose confusion
+    matrix and group tables are shown; by default the one with the highest speaker-level ROC-AUC
+    (stated in the report, since choosing on the test numbers is itself optimistic)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spk = speaker_table(recordings)
+    if not len(spk):
+        raise ValueError("no predictions to report on")
+    models = _models(spk)
+    thr = {m: _threshold(thresholds, m) for m in models}
+    level: dict[str, dict] = {}
+    for m in models:
+        sub = spk[spk["model"] == m]
+        level[m] = bootstrap_ci(sub["label"], sub["p_native"], thr[m], n_boot=n_boot, seed=seed)
+    primary_note = ""
+    if primary is None:
+        primary = max(models, key=lambda m: -np.inf if level[m]["roc_auc"][0] != level[m]["roc_auc"][0]
+                      else level[m]["roc_auc"][0])
+        primary_note = " (no primary model was named: chosen as the highest speaker-level ROC-AUC below)"
+    elif primary not in models:
+        raise ValueError(f"primary model {primary!r} not among {models}")
+
+    n_spk = spk[spk["model"] == primary]
+    n_native = int(n_spk["label"].sum())
+    md: list[str] = [f"# {title}", ""]
+    md += [f"{len(n_spk)} speakers ({n_native} native, {len(n_spk) - n_native} non-native), "
+           f"{len(models)} model(s): {', '.join(f'`{m}`' for m in models)}. Primary model: `{primary}`{primary_note}. "
+           f"Every number is out-of-fold; intervals are 95% percentile intervals of {n_boot} bootstrap resamples "
+           f"of speakers (seed {seed}). A speaker is predicted native when p_native >= the model's threshold.", ""]
+
+    # --- speaker-level tables
+    head = ["model", "threshold", "n", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
+    rows = [(f"**{m}**" if m == primary else m, f"{thr[m]:.3f}", int(level[m]["n"][0]),
+             *(_ci(level[m][k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
+            for m in models]
+    md += ["## Speaker-level metrics", "", _md_table(head, rows), "",
+           "PR-AUC is average precision with native as the positive class (chance = native share "
+           f"{n_native / max(1, len(n_spk)):.2f}). ECE uses {ECE_BINS} equal-width bins; it is biased upward "
+           "on small samples, so its bootstrap interval can sit above the point value.", ""]
+    head = ["model", "precision native", "recall native", "F1 native", "precision non-native",
+            "recall non-native", "F1 non-native"]
+    rows = [(m, *(_ci(level[m][k]) for k in ("precision_native", "recall_native", "f1_native",
+                                               "precision_non_native", "recall_non_native", "f1_non_native")))
+            for m in models]
+    md += ["### Per class", "", _md_table(head, rows), ""]
+
+    # --- folds
+    folds = fold_summary(spk, thr) if "fold" in spk.columns else None
+    if folds is not None and len(folds):
+        rows = [(r["model"], int(r["n_folds"]),
+                 f"{_num(r['roc_auc_mean'])} ± {_num(r['roc_auc_sd'])} [{_num(r['roc_auc_ci_lo'])}, {_num(r['roc_auc_ci_hi'])}]",
+                 f"{_num(r['balanced_accuracy_mean'])} ± {_num(r['balanced_accuracy_sd'])} "
+                 f"[{_num(r['balanced_accuracy_ci_lo'])}, {_num(r['balanced_accuracy_ci_hi'])}]")
+                for _, r in folds.iterrows()]
+        md += ["### Across CV folds", "",
+               "Metric within each test fold: mean ± sd across folds [95% t-interval of the mean; folds share "
+               "training data, so this interval is optimistic - prefer the bootstrap above].", "",
+               _md_table(["model", "folds", "ROC-AUC", "balanced accuracy"], rows), ""]
+
+    # --- segment level
+    seg_level: dict[str, dict] = {}
+    if segments is not None:
+        seg = load_table(segments)
+        for m in _models(seg):
+            sub = seg[seg["model"] == m]
+            seg_level[m] = bootstrap_ci(sub["label"], sub["p_native"], _threshold(thresholds, m),
+                                        n_boot=n_boot, seed=seed, groups=sub["speaker_id"].to_numpy())
+        head = ["model", "threshold", "segments", "speakers", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
+        rows = [(m, f"{_threshold(thresholds, m):.3f}", int(v["n"][0]),
+                 seg[seg["model"] == m]["speaker_id"].nunique(),
+                 *(_ci(v[k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
+                for m, v in seg_level.items()]
+        md += ["## Segment-level metrics", "",
+               "Each 7-s segment scored on its own (the speaker threshold reused); the bootstrap resamples "
+               "speakers and takes all of their segments, so intervals are not narrowed by the many segments "
+               "per speaker.", "", _md_table(head, rows), ""]
+
+    # --- curves
+    plots: list[str] = []
+    p_roc = plot_roc(spk, out / "roc.png")
+    p_pr = plot_pr(spk, out / "pr.png")
+    p_rel = plot_reliability(spk, out / "reliability.png")
+    prim = spk[spk["model"] == primary]
+    p_cm = plot_confusion(prim["label"], prim["p_native"], thr[primary], out / "confusion.png",
+                          title=f"Confusion matrix: {primary}")
+    plots += [p_roc, p_pr, p_rel, p_cm]
+    md += ["## Curves", "", f"![ROC curves]({p_roc})", "", f"![precision-recall curves]({p_pr})", "",
+           "## Calibration", "", f"![reliability diagram]({p_rel})", "",
+           f"## Confusion matrix (`{primary}`)", "", f"![confusion matrix]({p_cm})", ""]
+
+    # --- groups
+    groups: dict[str, list[dict]] = {}
+    group_attrs: dict[str, dict] = {}
+    md += [f"## Errors by group (`{primary}`, threshold {thr[primary]:.3f})", "",
+           f"Speaker-level error rates with 95% Wilson intervals. A group is flagged when it has at least "
+           f"{MIN_GROUP} speakers and its error rate is more than {FLAG_RATIO:g}x the overall rate.", ""]
+    for view in GROUP_VIEWS:
+        if view == "country" and "country" not in prim.columns:
+            continue
+        table = group_errors(prim, thr[primary], by=view)
+        table.to_csv(out / f"groups_{view}.csv", index=False)
+        groups[view] = table.to_dict(orient="records")
+        group_attrs[view] = dict(table.attrs)
+        if view not in _REPORT_VIEWS:
+            continue
+        png = plot_group_errors(table, out / f"groups_{view}.png")
+        plots.append(png)
+        md += [f"### {_VIEW_TITLES[view]}", ""]
+        if view == "native_variety":
+            md += ["Native speakers only, by country; an error here is a native speaker rated **non-native**. "
+                   "If American natives are rarely misjudged but other varieties often are, the model has "
+                   "learned 'native' as 'American'.", "", _usa_vs_rest(table), ""]
+        md += [f"![{view}]({png})", "", _group_md(table, show_small=view != "native_language"), "",
+               *_flag_sentences(table, "false 'non-native' rate" if view == "native_variety" else "error rate"), ""]
+
+    if extra_markdown:
+        md += [extra_markdown.rstrip(), ""]
+    readme = out / "README.md"
+    readme.write_text("\n".join(md))
+
+    payload = {
+        "title": title, "primary": primary, "thresholds": thr, "n_boot": n_boot, "seed": seed,
+        "ci": "95% percentile bootstrap over speakers", "ece_bins": ECE_BINS,
+        "speaker_level": {m: _ci_dict(v) for m, v in level.items()},
+        "segment_level": {m: _ci_dict(v) for m, v in seg_level.items()},
+        "folds": [] if folds is None else folds.to_dict(orient="records"),
+        "groups": groups, "group_overall": group_attrs, "plots": plots,
+    }
+    (out / "metrics.json").write_text(json.dumps(_jsonable(payload), indent=1))
+    return readme
+
+
+def report_run(run_dir: str | Path, out_dir: str | Path | None = None, *, n_boot: int = 1000) -> Path:
+    """Report of a training run directory: ``predictions.csv`` (+ ``segments.csv``), thresholds and
+    primary model from ``summary.json`` (``thresholds`` per model if present, else ``threshold``
+    for the primary and 0.5 for the rest), and ``leakage.json`` / ``notes.md`` appended when present.
+    Writes to ``out_dir`` (default ``run_dir/report``)."""
+    run = Path(run_dir)
+    preds = run / "predictions.csv"
+    if not preds.is_file():
+        raise FileNotFoundError(f"{preds} not found: is {run} a training run directory?")
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    primary = summary.get("primary") or None
+    thresholds = dict(summary.get("thresholds") or {})
+    if primary and "threshold" in summary:
+        thresholds.setdefault(primary, float(summary["threshold"]))
+    extra = []
+    leak = run / "leakage.json"
+    if leak.is_file():
+        extra += ["## Leakage demonstration", "", "```json", leak.read_text().strip(), "```", ""]
+    if (run / "notes.md").is_file():
+        extra.append((run / "notes.md").read_text())
+    segs = run / "segments.csv"
+    return write_report(preds, Path(out_dir) if out_dir else run / "report",
+                        segments=segs if segs.is_file() else None, thresholds=thresholds, primary=primary,
+                        title=f"Accent Rater: evaluation of run `{summary.get('name', run.name)}`",
+                        extra_markdown="\n".join(extra), n_boot=n_boot)

@@ -1,0 +1,430 @@
+"""REST API end to end: real uvicorn servers (subprocesses on 127.0.0.1) with the bundled model,
+exercised over HTTP with httpx.
+
+Two servers are started once for the module: the default one through the CLI
+(``python -m accent_rater serve``) and one with tiny limits (``python -m accent_rater.api
+--max-bytes ... --max-seconds ... --max-batch ...``) for the 413 paths. Each server gets its own
+empty TMPDIR (so ``tempfile.gettempdir()`` inside it is that folder); the last test checks that
+nothing was left there.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("python_multipart")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "src" / "accent_rater" / "assets" / "samples"
+CLIP = SAMPLES / "native_uk_english38.opus"  # 80 KB, 22.9 s, p_native ~0.68
+BIG_CLIP = SAMPLES / "nonnative_mandarin8.opus"  # 97 KB
+SMALL_MAX_BYTES = 90_000  # CLIP fits, BIG_CLIP does not
+SMALL_MAX_SECONDS = 10.0  # CLIP is too long for the small server
+SMALL_MAX_BATCH = 2
+STARTUP_TIMEOUT_S = 180.0
+TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, args: list[str], tmpdir: Path, logdir: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmpdir = tmpdir
+        self.log_path = logdir / f"server-{self.port}.log"
+        env = dict(os.environ)
+        env.update(
+            TMPDIR=str(tmpdir),
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p),
+        )
+        self._log = open(self.log_path, "wb")
+        cmd = [sys.executable, "-m", *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT_S:.0f} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        self._log.close()
+
+
+def _wav_bytes(n_samples: int, rate: int = 16_000) -> bytes:
+    """A mono 16-bit WAV of digital silence."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * n_samples)
+    return buf.getvalue()
+
+
+def _assert_error(r: "httpx.Response", status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tmpdirs(tmp_path_factory):
+    return {
+        "main": tmp_path_factory.mktemp("api_server_tmp"),
+        "small": tmp_path_factory.mktemp("api_small_server_tmp"),
+        "logs": tmp_path_factory.mktemp("api_server_logs"),
+    }
+
+
+@pytest.fixture(scope="module")
+def servers(tmpdirs):
+    main = Server(["accent_rater", "serve"], tmpdirs["main"], tmpdirs["logs"])
+    small = Server(
+        [
+            "accent_rater.api",
+            "--max-bytes", str(SMALL_MAX_BYTES),
+            "--max-seconds", str(SMALL_MAX_SECONDS),
+            "--max-batch", str(SMALL_MAX_BATCH),
+        ],
+        tmpdirs["small"],
+        tmpdirs["logs"],
+    )
+    try:
+        main.wait_ready()
+        small.wait_ready()
+        yield {"main": main, "small": small}
+    finally:
+        main.stop()
+        small.stop()
+
+
+@pytest.fixture(scope="module")
+def server(servers) -> Server:
+    return servers["main"]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def small_client(servers):
+    with httpx.Client(base_url=servers["small"].url, timeout=TIMEOUT) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def clip_bytes() -> bytes:
+    return CLIP.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def rated(client, clip_bytes):
+    """CLIP rated once via multipart and once as a raw body."""
+    multi = client.post("/v1/rate", files={"file": (CLIP.name, clip_bytes, "audio/ogg")})
+    raw = client.post(
+        "/v1/rate",
+        content=clip_bytes,
+        headers={"Content-Type": "audio/ogg", "Content-Disposition": f'attachment; filename="{CLIP.name}"'},
+    )
+    assert multi.status_code == 200, multi.text
+    assert raw.status_code == 200, raw.text
+    return multi.json(), raw.json()
+
+
+# --- service endpoints -----------------------------------------------------------------------------
+def test_healthz(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["model"].startswith("default ")
+
+
+def test_model_card(client):
+    r = client.get("/v1/model")
+    assert r.status_code == 200
+    card = r.json()
+    assert set(card) == {"name", "version", "threshold", "calibration", "members", "frontend", "card_markdown"}
+    assert card["name"] == "default"
+    assert 0.0 < card["threshold"] < 1.0
+    assert {"a", "b", "train_prior"} <= set(card["calibration"])
+    assert card["members"] and all("name" in m for m in card["members"])
+    assert card["frontend"]["sample_rate"] == 16_000
+    assert isinstance(card["card_markdown"], str)
+
+
+def test_openapi_lists_the_endpoints(client):
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
+    assert spec["info"]["title"] == "Accent Rater"
+    assert set(spec["paths"]) == {"/v1/rate", "/v1/rate/batch", "/v1/model", "/healthz"}
+    rate = spec["paths"]["/v1/rate"]["post"]
+    assert {"multipart/form-data", "application/octet-stream"} <= set(rate["requestBody"]["content"])
+    assert {"200", "413", "415", "422"} <= set(rate["responses"])
+    schemas = spec["components"]["schemas"]
+    assert {"RateResult", "ErrorResponse", "BatchResponse", "ModelInfo"} <= set(schemas)
+    assert "p_native" in schemas["RateResult"]["properties"]
+
+
+def test_unknown_path_is_a_json_error(client):
+    _assert_error(client.get("/v1/nope"), 404, "not_found")
+    _assert_error(client.get("/v1/rate"), 405, "method_not_allowed")
+
+
+# --- rating ----------------------------------------------------------------------------------------
+def test_rate_multipart_and_raw_agree_with_in_process_rater(rated):
+    from accent_rater import Rater
+
+    multi, raw = rated
+    assert multi["filename"] == raw["filename"] == CLIP.name
+    assert multi["p_native"] == raw["p_native"]
+    assert multi == raw  # the same result whichever way the file was sent
+    # the API returns AccentResult.to_dict() (p_native rounded to 4 decimals)
+    local = Rater().rate(CLIP)
+    assert abs(multi["p_native"] - local.to_dict()["p_native"]) <= 1e-6
+    assert abs(multi["p_native"] - local.p_native) <= 5e-5
+    assert multi["label"] == local.label and multi["score"] == local.score and multi["band"] == local.band
+    assert multi["model"] == local.model
+    assert len(multi["segments"]) == len(local.segments)
+    assert set(multi["segments"][0]) == {"start_s", "end_s", "p_native"}
+
+
+def test_raw_body_without_filename_has_no_filename(client, clip_bytes, rated):
+    r = client.post("/v1/rate", content=clip_bytes, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200, r.text
+    assert "filename" not in r.json()
+    assert r.json()["p_native"] == rated[0]["p_native"]
+
+
+def test_threshold_and_prior_are_per_request(client, clip_bytes, rated):
+    p = rated[0]["p_native"]
+    default_threshold = rated[0]["threshold"]
+    for thr in (0.05, round(max(0.01, p - 0.02), 4), round(min(0.99, p + 0.02), 4), 0.95):
+        r = client.post("/v1/rate", params={"threshold": thr}, content=clip_bytes)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["threshold"] == thr
+        assert body["p_native"] == p  # the threshold moves the decision, not the probability
+        assert body["label"] == ("native" if p >= thr else "non_native")
+        assert body["borderline"] == (abs(body["p_native"] - thr) < 0.10)
+    low = client.post("/v1/rate", params={"prior": 0.1}, content=clip_bytes).json()
+    assert low["p_native"] < p
+    # the shared Rater was not changed by the requests above
+    again = client.post("/v1/rate", content=clip_bytes).json()
+    assert again["threshold"] == default_threshold and again["p_native"] == p
+    assert client.get("/v1/model").json()["threshold"] == default_threshold
+
+
+@pytest.mark.parametrize("params", [{"threshold": 1.5}, {"threshold": 0}, {"prior": -0.1}, {"threshold": "abc"}])
+def test_invalid_query_is_422(client, params):
+    _assert_error(client.post("/v1/rate", params=params, content=b"x"), 422, "invalid_request")
+
+
+def test_batch_one_good_one_bad(client, clip_bytes, rated):
+    junk = random.Random(0).randbytes(20_000)
+    r = client.post(
+        "/v1/rate/batch",
+        files=[("files", (CLIP.name, clip_bytes, "audio/ogg")), ("files", ("junk.bin", junk, "application/octet-stream"))],
+    )
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == 2
+    good, bad = results
+    assert good["filename"] == CLIP.name and good["p_native"] == rated[0]["p_native"] and "error" not in good
+    assert bad["filename"] == "junk.bin" and bad["error"]["code"] == "not_audio" and "p_native" not in bad
+
+
+def test_batch_needs_files(client):
+    _assert_error(client.post("/v1/rate/batch", files={"other": ("x.txt", b"hello")}), 422, "missing_file")
+    _assert_error(client.post("/v1/rate/batch", content=b"abc", headers={"Content-Type": "audio/ogg"}), 415)
+
+
+def test_random_bytes_is_415(client):
+    junk = random.Random(1).randbytes(50_000)
+    _assert_error(client.post("/v1/rate", content=junk, headers={"Content-Type": "application/octet-stream"}), 415, "not_audio")
+    _assert_error(client.post("/v1/rate", files={"file": ("junk.wav", junk)}), 415, "not_audio")
+
+
+def test_empty_body_is_422(client):
+    _assert_error(client.post("/v1/rate", content=b""), 422, "empty")
+    _assert_error(client.post("/v1/rate", files={"file": ("empty.wav", b"")}), 422, "empty")
+
+
+def test_missing_file_field_is_422(client):
+    _assert_error(client.post("/v1/rate", files={"upload": ("a.opus", b"abc")}), 422, "missing_file")
+    _assert_error(client.post("/v1/rate", files={"note": (None, "no file here")}), 422, "missing_file")
+
+
+def test_malformed_multipart_is_a_json_error(client):
+    r = client.post("/v1/rate", content=b"--nope\r\n garbage", headers={"Content-Type": "multipart/form-data"})
+    _assert_error(r, 400, "invalid_multipart")
+
+
+def test_three_minutes_of_silence_is_422_silent(client):
+    wav = _wav_bytes(180 * 16_000)
+    err = _assert_error(client.post("/v1/rate", content=wav, headers={"Content-Type": "audio/wav"}), 422, "silent")
+    assert "silent" in err["message"]
+
+
+def test_concurrent_clients_and_responsive_healthz(server, clip_bytes, rated):
+    n = 8
+    statuses: list[int | None] = [None] * n
+    p_values: list[float | None] = [None] * n
+    done_at: list[float] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(n + 1)
+
+    def worker(i: int) -> None:
+        try:
+            with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+                start.wait()
+                r = c.post("/v1/rate", files={"file": (f"c{i}.opus", clip_bytes, "audio/ogg")})
+                statuses[i] = r.status_code
+                if r.status_code == 200:
+                    p_values[i] = r.json()["p_native"]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            done_at.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    health: list[tuple[float, float, int]] = []  # (answered at, latency, status)
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        start.wait()
+        time.sleep(0.3)  # let the uploads land
+        while any(t.is_alive() for t in threads):
+            t0 = time.monotonic()
+            r = c.get("/healthz")
+            health.append((time.monotonic(), time.monotonic() - t0, r.status_code))
+            time.sleep(0.2)
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert statuses == [200] * n
+    assert all(p == rated[0]["p_native"] for p in p_values)
+    last_done = max(done_at)
+    during = [h for h in health if h[0] < last_done]
+    assert during, "no /healthz answer arrived while the ratings were running"
+    assert all(status == 200 for _, _, status in health)
+    # the event loop is never blocked by a rating: /healthz answers quickly even under load
+    assert max(lat for _, lat, _ in during) < 3.0, [round(lat, 3) for _, lat, _ in during]
+
+
+# --- limits (second server with tiny limits) -------------------------------------------------------
+def test_small_server_accepts_small_input(small_client):
+    r = small_client.get("/healthz")
+    assert r.status_code == 200
+
+
+def test_oversize_body_is_413(small_client):
+    big = BIG_CLIP.read_bytes()
+    assert len(big) > SMALL_MAX_BYTES
+    _assert_error(small_client.post("/v1/rate", content=big, headers={"Content-Type": "audio/ogg"}), 413, "too_large")
+    _assert_error(small_client.post("/v1/rate", files={"file": (BIG_CLIP.name, big, "audio/ogg")}), 413, "too_large")
+
+
+def test_oversize_chunked_body_is_413(small_client):
+    """No Content-Length: the server stops reading at the limit."""
+    big = BIG_CLIP.read_bytes()
+
+    def chunks():
+        for i in range(0, len(big), 16_384):
+            yield big[i: i + 16_384]
+
+    r = small_client.post("/v1/rate", content=chunks(), headers={"Content-Type": "audio/ogg"})
+    _assert_error(r, 413, "too_large")
+
+
+def test_declared_oversize_is_refused_without_reading_the_body(servers):
+    """Content-Length over the limit: 413 comes back although no body byte was sent."""
+    port = servers["small"].port
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(
+            b"POST /v1/rate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/ogg\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 413"), data[:200]
+
+
+def test_too_long_is_413(small_client, clip_bytes):
+    assert len(clip_bytes) <= SMALL_MAX_BYTES
+    _assert_error(small_client.post("/v1/rate", content=clip_bytes), 413, "too_long")
+
+
+def test_batch_limits(small_client, clip_bytes):
+    files = [("files", (f"f{i}.opus", clip_bytes, "audio/ogg")) for i in range(SMALL_MAX_BATCH + 1)]
+    _assert_error(small_client.post("/v1/rate/batch", files=files), 413, "too_many_files")
+    big = BIG_CLIP.read_bytes()
+    r = small_client.post(
+        "/v1/rate/batch",
+        files=[("files", ("big.opus", big, "audio/ogg")), ("files", ("long.opus", clip_bytes, "audio/ogg"))],
+    )
+    assert r.status_code == 200, r.text
+    codes = [(x["filename"], x["error"]["code"]) for x in r.json()["results"]]
+    assert codes == [("big.opus", "too_large"), ("long.opus", "too_long")]
+
+
+# --- keep last: nothing written to disk ------------------------------------------------------------
+def test_servers_left_no_temp_files(servers, tmpdirs):
+    for name in ("main", "small"):
+        assert servers[name].proc.poll() is None, servers[name].log()
+        left = sorted(p.name for p in tmpdirs[name].iterdir())
+        assert left == [], f"{name} server left files in its temp dir: {left}"

@@ -1,0 +1,118 @@
+"""Integration: every model family trains for a few steps on a handful of real speakers, the
+pipeline writes out-of-fold predictions, a report and an exported bundle that the Rater serves
+(audiocraft's habit: prove the recipes run in CI without training a real model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from accent_rater import audio, features
+from accent_rater.models import encoder
+from accent_rater.models.cnn import AccentCNN
+from accent_rater.train import Config, leakage_demo, run
+
+FAMILIES = [
+    {"family": "encoder", "C": 0.05},
+    {"family": "fluency"},
+    {"family": "handcrafted", "n_estimators": 10, "max_segments": 200},
+    {"family": "cnn", "channels": 16, "epochs": 1, "max_steps": 2, "batch_size": 8},
+    {"family": "seed_resnet", "epochs": 1, "max_steps": 1, "batch_size": 4, "specaugment": [34, 34, 2], "mixup": 0.3, "label_smoothing": 0.1},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data: Path, tmp_path_factory) -> tuple[Config, dict, Path]:
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = Config(
+        name="tiny",
+        corpus=str(shared_data / "saa"),
+        cache=str(tmp / "cache"),
+        folds=2,
+        max_speakers=8,
+        models=[dict(m) for m in FAMILIES],
+        fusion=True,
+        primary="fusion",
+        out_dir=str(tmp / "run"),
+        bundle_dir=str(tmp / "bundle"),
+        workers=1,
+    )
+    # the bundle can only hold exportable families
+    cfg.models = [m for m in cfg.models if m["family"] != "handcrafted"]
+    summary = run(cfg)
+    return cfg, summary, tmp
+
+
+def test_every_family_trains_and_predicts_out_of_fold(tiny_run) -> None:
+    cfg, summary, tmp = tiny_run
+    import pandas as pd
+
+    preds = pd.read_csv(Path(cfg.out_dir) / "predictions.csv")
+    assert set(preds["model"]) == {"encoder", "fluency", "cnn", "seed_resnet", "fusion"}
+    assert preds.groupby("model")["speaker_id"].nunique().eq(summary["n_speakers"]).all()
+    assert preds["p_native"].between(0, 1).all()
+    folds = json.loads((Path(cfg.out_dir) / "folds.json").read_text())
+    assert set(folds.values()) == {0, 1}
+    # a rerun resumes from the saved folds instead of retraining
+    again = run(cfg)
+    assert again["n_speakers"] == summary["n_speakers"]
+
+
+def test_report_is_written(tiny_run) -> None:
+    from accent_rater.evaluate import report_run
+
+    cfg, _, _ = tiny_run
+    readme = report_run(cfg.out_dir, n_boot=50)
+    text = readme.read_text()
+    assert "ROC-AUC" in text and (readme.parent / "metrics.json").exists()
+
+
+def test_exported_bundle_serves_and_matches_pytorch(tiny_run) -> None:
+    from accent_rater import Rater
+
+    cfg, _, tmp = tiny_run
+    bundle = Path(cfg.bundle_dir)
+    files = {p.name for p in bundle.iterdir()}
+    assert {"model.json", "model.safetensors", "encoder.onnx", "cnn.onnx", "seed_resnet.onnx"} <= files
+    assert not any(p.suffix in (".pt", ".pkl", ".pickle") for p in bundle.iterdir())
+    clip = next((Path(__file__).parent / "fixtures").glob("native_us_*.flac"))
+    result = Rater(bundle).rate(clip)
+    assert 0.0 <= result.p_native <= 1.0 and len(result.segments) >= 1
+
+
+def test_onnx_encoder_matches_pytorch(shared_data: Path) -> None:
+    """Serving (ONNX) and training (PyTorch) compute the same speaker-encoder features."""
+    from accent_rater.rater import Rater
+
+    speech = audio.prepare(next((Path(__file__).parent / "fixtures").glob("nonnative_*.flac")))
+    onnx_feats = features.extract(speech, Rater()._encoder)
+    torch_feats = features.extract(speech, encoder.load_encoder())
+    np.testing.assert_allclose(onnx_feats.stats, torch_feats.stats, atol=1e-4)
+    np.testing.assert_allclose(onnx_feats.seg_embeddings, torch_feats.seg_embeddings, atol=1e-4)
+
+
+def test_onnx_cnn_matches_pytorch(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from accent_rater.export import export_onnx
+
+    torch.manual_seed(0)
+    model = AccentCNN(channels=32).eval()
+    export_onnx(model, tmp_path / "cnn.onnx")
+    mels = torch.randn(3, audio.N_MELS, 500) * 20 - 40
+    with torch.inference_mode():
+        expected = model(mels).numpy()
+    got = ort.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"]).run(None, {"mels": mels.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_leakage_demo_separates_speaker_split(shared_data: Path, tmp_path: Path) -> None:
+    cfg = Config(name="leak", corpus=str(shared_data / "saa"), cache=str(tmp_path / "cache"), max_speakers=10, workers=1,
+                 models=[{"family": "encoder"}])
+    out = leakage_demo(cfg, cfg.models[0])
+    assert out["random segment split (seed)"]["speakers_in_both"] > 0
+    assert out["speaker-disjoint split"]["speakers_in_both"] == 0
