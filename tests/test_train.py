@@ -116,3 +116,18 @@ def test_leakage_demo_separates_speaker_split(shared_data: Path, tmp_path: Path)
     out = leakage_demo(cfg, cfg.models[0])
     assert out["random segment split (seed)"]["speakers_in_both"] > 0
     assert out["speaker-disjoint split"]["speakers_in_both"] == 0
+
+
+def test_neural_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
+    """An interrupted neural fit continues from its last epoch instead of starting over."""
+    from accent_rater.models import get_family
+
+    clip_dir = Path(__file__).parent / "fixtures"
+    feats = [features.extract(audio.prepare(p)) for p in sorted(clip_dir.glob("n*.flac"))]
+    y = np.array([1 if p.name.startswith("native") else 0 for p in sorted(clip_dir.glob("n*.flac"))])
+    ckpt = tmp_path / "cnn.ckpt"
+    params = {"channels": 8, "batch_size": 2, "checkpoint": str(ckpt), "crop_frames": 200}
+    first = get_family("cnn", epochs=1, **params).fit(feats, y)
+    assert ckpt.exists() and len(first["history"]) == 1
+    second = get_family("cnn", epochs=2, **params).fit(feats, y)
+    assert [h["epoch"] for h in second["history"]] == [1, 2]  # epoch 1 restored, only epoch 2 trained

@@ -125,7 +125,7 @@ def train(
         shutil.rmtree(cfg.out_dir)
     summary = run(cfg)
     typer.echo(json.dumps({k: summary[k] for k in ("name", "primary", "n_speakers", "threshold", "seconds_total")}, indent=1))
-    report(run_dir=Path(cfg.out_dir))
+    evaluate(run_dir=Path(cfg.out_dir))
     if cfg.bundle_dir:
         from .export import write_model_card
 
@@ -153,8 +153,9 @@ def leakage(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A training run directory.")) -> None:
-    """Write the evaluation report (Markdown + plots) of a training run."""
+def evaluate(run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A training run directory.")) -> None:
+    """Evaluation report of a training run (speaker- and segment-level metrics with bootstrap CIs,
+    per-group errors, ROC / PR / reliability / confusion plots): RUN_DIR/report/README.md."""
     from .evaluate import report_run
 
     path = report_run(run_dir)

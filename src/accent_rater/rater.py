@@ -27,8 +27,10 @@ SHORT_SPEECH_SECONDS = 10.0
 LOW_LEVEL_DBFS = -40.0
 CLIPPED_FRACTION = 0.001
 
-# score = round(100 * p_native); bands by score (lower bound inclusive)
-BANDS: tuple[tuple[int, str], ...] = ((80, "native-like"), (60, "light accent"), (35, "noticeable accent"), (0, "strong accent"))
+# score = round(100 * p_native). Bands are placed relative to the decision threshold t, so the band
+# always agrees with the label: p >= t + 0.6 (1 - t) native-like; p >= t light accent (label
+# "native"); p >= t / 2 noticeable accent; below that strong accent. With t = 0.5: 80 / 50 / 25.
+BANDS: tuple[tuple[float, str], ...] = ((0.6, "native-like"), (0.0, "light accent"), (-0.5, "noticeable accent"), (-1.0, "strong accent"))
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class AccentResult:
 
     ``p_native`` is the calibrated probability that a listener-labelled native English speaker
     produced the speech (shifted to the deployment prior if one was given); ``score`` is
-    ``round(100 * p_native)``; ``band`` names the score's range (see ``BANDS``); ``segments`` are
+    ``round(100 * p_native)``; ``band`` names the range around the threshold (see ``BANDS``); ``segments`` are
     (start_s, end_s, p_native) for each 7 s window, in seconds of the original recording. It rates
     accent only — not intelligibility, fluency or English proficiency.
     """
@@ -61,8 +63,11 @@ class AccentResult:
         return d
 
 
-def band_for(score: int) -> str:
-    return next(name for lower, name in BANDS if score >= lower)
+def band_for(p_native: float, threshold: float = 0.5) -> str:
+    """Name of the accent band; the cut points are relative to ``threshold`` (see ``BANDS``)."""
+    # position: 0 at the threshold, +1 at p = 1, -1 at p = 0
+    pos = (p_native - threshold) / (1 - threshold) if p_native >= threshold else (p_native - threshold) / threshold
+    return next(name for lower, name in BANDS if pos >= lower)
 
 
 def _model_dir(model: str | Path | None) -> Path:
@@ -144,7 +149,7 @@ class Rater:
             p_native=p,
             label="native" if p >= self.threshold else "non_native",
             score=score,
-            band=band_for(score),
+            band=band_for(p, self.threshold),
             borderline=abs(p - self.threshold) < BORDERLINE_MARGIN,
             threshold=self.threshold,
             speech_seconds=round(feats.speech_seconds, 2),

@@ -97,12 +97,25 @@ def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Feat
     best = (-1.0, 0, copy.deepcopy(fam.module.state_dict()))
     history: list[dict] = []
     step_count = 0
-    for epoch in range(epochs):
+    start = 0
+    ckpt = Path(p["checkpoint"]) if p.get("checkpoint") else None
+    if ckpt is not None and ckpt.exists():  # resume an interrupted fit at the next epoch
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        fam.module.load_state_dict(state["module"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        best, history, start = (state["best_score"], state["best_epoch"], state["best_state"]), state["history"], state["epoch"]
+        rng.bit_generator.state = state["rng"]
+        gen.set_state(state["gen"])
+        print(f"{fam.name}: resumed after epoch {start}", flush=True)
+    for epoch in range(start, epochs):
         fam.module.train()
         order = torch.from_numpy(rng.permutation(len(X)))
         losses = []
         for i in tqdm(range(steps), desc=f"{fam.name} epoch {epoch + 1}/{epochs}", leave=False, mininterval=5):
             idx = order[i * bs:(i + 1) * bs]
+            if len(idx) < 2:  # batch norm cannot train on a single example
+                continue
             xb, yb = X[idx], Y[idx] * (1 - smooth) + smooth / 2
             if alpha > 0:
                 lam = float(rng.beta(alpha, alpha))
@@ -131,7 +144,11 @@ def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Feat
         print(f"{fam.name} " + " ".join(f"{k}={v:.4g}" for k, v in entry.items()), flush=True)
         if score > best[0]:
             best = (score, epoch + 1, copy.deepcopy(fam.module.state_dict()))
-        elif epoch + 1 - best[1] >= patience:
+        if ckpt is not None:
+            torch.save({"module": fam.module.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "best_score": best[0], "best_epoch": best[1], "best_state": best[2], "history": history,
+                        "epoch": epoch + 1, "rng": rng.bit_generator.state, "gen": gen.get_state()}, ckpt)
+        if epoch + 1 - best[1] >= patience:
             break
         if max_steps and step_count >= max_steps:
             break
@@ -212,11 +229,13 @@ def run(cfg: Config) -> dict[str, Any]:
             else:
                 tr = np.flatnonzero(fold_of != k)
                 t = time.time()
-                fam, info = fit_member(spec, [recs[i] for i in tr], [feats[i] for i in tr], y[tr], cfg.seed + k)
+                ckpt = out / "folds" / f"{name}_fold{k}.ckpt"
+                fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, [recs[i] for i in tr], [feats[i] for i in tr], y[tr], cfg.seed + k)
                 seg = [fam.segment_logits(feats[i]).tolist() for i in te]
                 oof[name][te] = [float(np.mean(s)) for s in seg]
                 info = {"seconds": time.time() - t, **{a: b for a, b in info.items() if a != "history"}, "history": info.get("history", [])}
                 np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info))
+                ckpt.unlink(missing_ok=True)
             for i, s in zip(te, seg):
                 oof_seg[name][i] = np.asarray(s)
             infos[name].append(info)

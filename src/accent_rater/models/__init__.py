@@ -110,6 +110,9 @@ class FluencyFamily(LinearFamily):
         return np.log1p(np.abs(feats.prosody))[None, :].repeat(len(feats.spans), 0)
 
 
+_HANDCRAFTED_MEMO: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
 class HandcraftedFamily(Family):
     """The seed's baseline: 72 handcrafted statistics per segment -> RandomForest."""
 
@@ -122,7 +125,12 @@ class HandcraftedFamily(Family):
     def _X(self, feats: Features) -> np.ndarray:
         from .handcrafted import segment_features
 
-        return np.stack([segment_features(m) for m in feats.mels])
+        # the same cached recording is scored in every fold: compute once (the memo holds the array
+        # itself, so its id cannot be reused by another array while the entry exists)
+        hit = _HANDCRAFTED_MEMO.get(id(feats.mels))
+        if hit is None or hit[0] is not feats.mels:
+            hit = _HANDCRAFTED_MEMO[id(feats.mels)] = (feats.mels, np.stack([segment_features(m) for m in feats.mels]))
+        return hit[1]
 
     def fit(self, train, y, val=None, y_val=None) -> dict:
         from sklearn.ensemble import RandomForestClassifier

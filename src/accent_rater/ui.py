@@ -1,0 +1,182 @@
+"""Web app (Gradio): record or upload speech, see the rating, its score band and a timeline.
+
+    accent-rater ui              # http://127.0.0.1:7860
+    python -m accent_rater ui --host 0.0.0.0 --port 8080
+
+Runs fully offline: no share links, no analytics, no fonts or scripts from a CDN. The handler
+``rate_recording`` is the one function the page calls; tests call it directly too.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # must be set before gradio is imported
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .errors import AudioError  # noqa: E402
+from .rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+SAMPLES_DIR = Path(__file__).parent / "assets" / "samples"
+SAMPLES = ("native_us_english33.opus", "native_uk_english38.opus", "nonnative_mandarin8.opus")
+
+# The Speech Accent Archive elicitation paragraph: the model was trained on people reading it.
+PASSAGE = (
+    "Please call Stella. Ask her to bring these things with her from the store: Six spoons of fresh "
+    "snow peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob. We also need "
+    "a small plastic snake and a big toy frog for the kids. She can scoop these things into three red "
+    "bags, and we will go meet her Wednesday at the train station."
+)
+
+CREDIT = "Model trained on the Speech Accent Archive (George Mason University, CC BY-NC-SA)."
+
+EXPLANATION = """
+**What the score means.** The score is 100 × the model's probability that a listener would label the
+speaker a native English speaker. It rates **accent only** — not intelligibility, fluency or English
+proficiency: many speakers with a strong accent are perfectly clear and fluent. The model was trained
+on the Speech Accent Archive, where everyone reads the same paragraph, so it works best on read
+speech like the passage above. Probabilities assume that about half of the people being rated are
+native speakers; a *borderline* rating (within {margin:.2f} of the decision threshold) could easily
+go either way. Treat it as a rough indication, never as a judgement of a person.
+""".strip()
+
+NO_AUDIO_MESSAGE = "No audio yet: record with the microphone or upload a file, then press Rate."
+INTERNAL_ERROR_MESSAGE = "Something went wrong while rating this recording. Please try again, or try another file."
+
+
+def format_result(result: AccentResult) -> str:
+    """The result as Markdown: score, band, decision, borderline flag, speech seconds, warnings."""
+    decision = "native-sounding" if result.label == "native" else "non-native-sounding"
+    lines = [
+        f"### Score: {result.score} / 100 — {result.band}",
+        "",
+        f"- **Decision:** {decision} (P(native) = {result.p_native:.2f}; threshold {result.threshold:.2f})",
+        f"- **Borderline:** {'yes — the rating is uncertain' if result.borderline else 'no'}",
+        f"- **Speech analysed:** {result.speech_seconds:.1f} s (recording {result.duration_seconds:.1f} s)",
+    ]
+    if result.warnings:
+        lines.append("- **Warnings:**")
+        lines += [f"    - {w}" for w in result.warnings]
+    else:
+        lines.append("- **Warnings:** none")
+    lines.append(f"- **Model:** {result.model}")
+    return "\n".join(lines)
+
+
+def timeline_frame(result: AccentResult) -> pd.DataFrame:
+    """One row per segment: its midpoint in the recording (seconds) and its P(native)."""
+    return pd.DataFrame(
+        {
+            "time_s": [round((a + b) / 2, 2) for a, b, _ in result.segments],
+            "p_native": [round(p, 4) for _, _, p in result.segments],
+        }
+    )
+
+
+def user_message(exc: AudioError, audio_path: str) -> str:
+    """``str(exc)`` without the server's temporary upload path (the user knows the file by name),
+    escaped: Gradio renders error messages as HTML and the file name is the user's."""
+    message = str(exc).replace(str(audio_path), Path(audio_path).name)
+    message = re.sub(r" ?\('?/[^)]*\)", "", message)  # decoder details that quote a (truncated) path
+    return html.escape(message, quote=False)
+
+
+def rate_recording(rater: Rater, audio_path: str | None) -> tuple[dict[str, float], str, pd.DataFrame]:
+    """The Rate button's handler: (label confidences, result Markdown, timeline). User errors become
+    ``gr.Error`` with a message the user can act on; anything unexpected a generic one."""
+    if not audio_path:
+        raise gr.Error(NO_AUDIO_MESSAGE, title="No audio", print_exception=False)
+    try:
+        result = rater.rate(audio_path)
+    except AudioError as exc:
+        message = user_message(exc, audio_path)
+        raise gr.Error(message, title="Cannot rate this audio", print_exception=False) from exc
+    except Exception as exc:
+        log.exception("rating failed for %s", audio_path)
+        raise gr.Error(INTERNAL_ERROR_MESSAGE, print_exception=False) from exc
+    labels = {"native": result.p_native, "non-native": 1.0 - result.p_native}
+    return labels, format_result(result), timeline_frame(result)
+
+
+def build_app(rater: Rater | None = None) -> gr.Blocks:
+    """The page; ``rater`` (loaded once, shared by all sessions) defaults to the bundled model."""
+    rater = rater or Rater()
+
+    def handler(audio_path: str | None):
+        return rate_recording(rater, audio_path)
+
+    with gr.Blocks(title="Accent Rater", analytics_enabled=False) as app:
+        gr.Markdown(
+            "# Accent Rater\n"
+            "How native does an English accent sound? Record or upload some English speech and get a "
+            "0–100 score, computed on this machine — nothing is sent anywhere."
+        )
+        gr.Markdown(f"**For best results, read this passage aloud (about 25 s):**\n\n> {PASSAGE}", elem_id="passage")
+        # outputs are created first (unrendered) so the examples, which fill them, sit by the input
+        label_out = gr.Label(label="Accent", num_top_classes=2, elem_id="result-label", render=False)
+        summary_out = gr.Markdown(elem_id="result-summary", render=False)
+        timeline_out = gr.LinePlot(
+            x="time_s",
+            y="p_native",
+            title="P(native) over the recording (one point per 7 s window)",
+            x_title="time (s)",
+            y_title="P(native)",
+            y_lim=[0, 1],
+            label="Timeline",
+            elem_id="result-timeline",
+            render=False,
+        )
+        outputs = [label_out, summary_out, timeline_out]
+        with gr.Row():
+            with gr.Column():
+                audio_in = gr.Audio(
+                    sources=["microphone", "upload"],
+                    type="filepath",
+                    label="Your speech",
+                    buttons=["download"],
+                    elem_id="audio-input",
+                )
+                rate_btn = gr.Button("Rate", variant="primary", elem_id="rate-button")
+                gr.Examples(
+                    examples=[[str(SAMPLES_DIR / name)] for name in SAMPLES],
+                    inputs=audio_in,
+                    outputs=outputs,
+                    fn=handler,
+                    run_on_click=True,
+                    cache_examples=False,
+                    example_labels=["US English (native)", "UK English (native)", "Mandarin (non-native)"],
+                    label="Examples: Speech Accent Archive speakers reading the passage",
+                )
+            with gr.Column():
+                label_out.render()
+                summary_out.render()
+        timeline_out.render()
+        rate_btn.click(handler, inputs=audio_in, outputs=outputs, api_name="rate", concurrency_limit=1)
+        gr.Markdown(EXPLANATION.format(margin=BORDERLINE_MARGIN), elem_id="explanation")
+        gr.Markdown(f"<small>{CREDIT} Model: {rater.name}.</small>", elem_id="credit")
+    return app
+
+
+def main(host: str = "127.0.0.1", port: int = 7860, model: str | Path | None = None) -> None:
+    """Load the model once and serve the page (blocks until interrupted)."""
+    import torch
+
+    torch.set_num_threads(1)
+    rater = Rater(model)
+    app = build_app(rater)
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        max_file_size=rater.max_bytes,
+        footer_links=["gradio", "settings"],
+    )

@@ -1,0 +1,230 @@
+"""Web app: the handler the page calls (in process, real model) and the page itself in a browser.
+
+The browser test starts ``python -m accent_rater ui`` in a subprocess and drives it with
+tests/e2e/ui.spec.mjs (playwright-core + the system chromium); it skips, saying why, when
+/usr/bin/chromium, node or tests/e2e/node_modules/playwright-core is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from accent_rater import ui  # noqa: E402
+from accent_rater.errors import AudioError, NotAudioError  # noqa: E402
+from accent_rater.rater import Rater  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+E2E = ROOT / "tests" / "e2e"
+CLIP = ui.SAMPLES_DIR / "native_us_english33.opus"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def rater() -> Rater:
+    return Rater()
+
+
+@pytest.fixture(scope="module")
+def expected(rater):
+    return rater.rate(CLIP)
+
+
+@pytest.fixture()
+def not_audio(tmp_path) -> Path:
+    path = tmp_path / "notes.wav"  # text with an audio extension
+    path.write_text("this is not audio\n" * 50)
+    return path
+
+
+# --- the handler, in process --------------------------------------------------------------------
+def test_handler_outputs_match_rater(rater, expected):
+    labels, summary, timeline = ui.rate_recording(rater, str(CLIP))
+    assert set(labels) == {"native", "non-native"}
+    assert sum(labels.values()) == pytest.approx(1.0)
+    assert labels["native"] == pytest.approx(expected.p_native)
+    assert round(100 * labels["native"]) == expected.score
+    assert f"Score: {expected.score} / 100" in summary and expected.band in summary
+    assert "Borderline:" in summary and "Speech analysed:" in summary and "Warnings:" in summary
+    assert len(timeline) == len(expected.segments) > 0
+    assert list(timeline.columns) == ["time_s", "p_native"]
+    assert timeline["time_s"].is_monotonic_increasing
+    assert timeline["p_native"].between(0, 1).all()
+    for (a, b, p), (_, row) in zip(expected.segments, timeline.iterrows()):
+        assert a <= row.time_s <= b and row.p_native == pytest.approx(p, abs=1e-4)
+
+
+def test_no_audio_is_a_user_message(rater):
+    with pytest.raises(gr.Error) as err:
+        ui.rate_recording(rater, None)
+    assert err.value.message == ui.NO_AUDIO_MESSAGE
+
+
+def test_audio_error_becomes_gr_error_with_its_message(rater, not_audio):
+    with pytest.raises(AudioError) as direct:
+        rater.rate(not_audio)
+    with pytest.raises(gr.Error) as err:
+        ui.rate_recording(rater, str(not_audio))
+    assert err.value.message == ui.user_message(direct.value, str(not_audio))
+    assert err.value.message.startswith("notes.wav is not a recognised audio file")
+    assert str(not_audio.parent) not in err.value.message
+    assert "Traceback" not in err.value.message
+
+
+def test_user_message_hides_server_paths():
+    upload = "/tmp/gradio/4de24e299d148ae4f1d2eadd29765472fed43ecfa6e81bfdda530ce9ddba9078/<b>take 1.wav"
+    exc = NotAudioError(f"<b>take 1.wav is not a recognised audio file ('{upload[:60]})")
+    assert ui.user_message(exc, upload) == (
+        "&lt;b&gt;take 1.wav is not a recognised audio file. " + NotAudioError.hint
+    )
+    exc = AudioError(f"{upload} is empty")
+    assert ui.user_message(exc, upload) == "&lt;b&gt;take 1.wav is empty"
+
+
+def test_unexpected_error_gives_a_generic_message():
+    class Broken:
+        def rate(self, source):
+            raise RuntimeError("internal detail")
+
+    with pytest.raises(gr.Error) as err:
+        ui.rate_recording(Broken(), str(CLIP))  # type: ignore[arg-type]
+    assert err.value.message == ui.INTERNAL_ERROR_MESSAGE
+    assert "internal detail" not in err.value.message
+
+
+def test_app_shows_passage_credit_and_examples(rater):
+    app = ui.build_app(rater)
+    assert isinstance(app, gr.Blocks)
+    texts = " ".join(str(getattr(b, "value", "")) for b in app.blocks.values())
+    assert ui.PASSAGE in texts and "Speech Accent Archive (George Mason University, CC BY-NC-SA)" in texts
+    assert "accent only" in texts
+    audio = [b for b in app.blocks.values() if isinstance(b, gr.Audio)]
+    assert len(audio) == 1 and audio[0].sources == ["microphone", "upload"] and audio[0].type == "filepath"
+    examples = [b for b in app.blocks.values() if isinstance(b, gr.Dataset)]
+    assert len(examples) == 1 and len(examples[0].samples) == len(ui.SAMPLES)
+    assert all((ui.SAMPLES_DIR / name).is_file() for name in ui.SAMPLES)
+
+
+# --- the page, in a browser ---------------------------------------------------------------------
+def _e2e_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found (install Debian's chromium: apt-get install chromium)"
+    if shutil.which("node") is None:
+        return "node not found"
+    if not (E2E / "node_modules" / "playwright-core").is_dir():
+        return "tests/e2e/node_modules/playwright-core missing (run: cd tests/e2e && npm install)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if why := _e2e_missing():
+        pytest.skip(why)
+    tmp = tmp_path_factory.mktemp("ui-server")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp / "gradio")}
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accent_rater", "ui", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"UI server exited with {proc.returncode}:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"UI server did not answer at {url}:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _browse(url: str, path: Path, *extra: str) -> dict:
+    run = subprocess.run(
+        ["node", str(E2E / "ui.spec.mjs"), url, str(path), *extra], capture_output=True, text=True, timeout=240
+    )
+    assert run.returncode == 0, f"browser script failed:\n{run.stderr[-3000:]}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["external_requests"] == [], "the page must work offline (no CDN, fonts or analytics)"
+    return out
+
+
+@pytest.mark.slow
+def test_browser_rates_an_uploaded_clip(server, expected):
+    out = _browse(server, CLIP)
+    assert out["outcome"] == "result", out
+    assert out["score"] == expected.score
+    assert "native" in out["label"] and f"{expected.score}%" in out["label"]
+    assert expected.band in out["summary"]
+
+
+@pytest.mark.slow
+def test_browser_shows_error_for_non_audio_upload(server, not_audio):
+    out = _browse(server, not_audio)
+    # the Audio component accepts any file client-side; the server's AudioError reaches the page
+    assert out["outcome"] == "error", out
+    assert "notes.wav is not a recognised audio file" in out["error"]
+    assert "Supported: WAV" in out["error"] and "Traceback" not in out["error"]
+    assert "/gradio/" not in out["error"]  # no server-side temp path
+
+
+def _to_wav(src: Path, dst: Path, rate: int = 48000) -> Path:
+    """16-bit mono WAV, the format chromium's fake microphone plays."""
+    import wave
+
+    import av
+    import numpy as np
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    chunks = []
+    with av.open(str(src)) as container:
+        for frame in container.decode(audio=0):
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    with wave.open(str(dst), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.concatenate(chunks).astype("<i2").tobytes())
+    return dst
+
+
+@pytest.mark.slow
+def test_browser_rates_a_microphone_recording(server, expected, tmp_path):
+    # chromium's fake microphone plays the clip; the page records 12 s of it and uploads a WAV
+    out = _browse(server, _to_wav(CLIP, tmp_path / "mic.wav"), "--record", "12")
+    assert out["outcome"] == "result", out
+    assert "Speech analysed:" in out["summary"] and f"{out['score']}%" in out["label"]
+    assert abs(out["score"] - expected.score) <= 20  # the first 12 s of the same speaker
