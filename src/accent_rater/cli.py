@@ -77,7 +77,7 @@ def rate(
     else:
         table = Table(title=f"Accent rating ({rater.name})")
         for col in ("file", "score", "band", "p_native", "label", "speech s", "notes"):
-            table.add_column(col, justify="right" if col in ("score", "p_native", "speech s") else "left")
+            table.add_column(col, justify="right" if col in ("score", "p_native", "speech s") else "left", no_wrap=col != "notes")
         for row in rows:
             name = Path(row["path"]).name
             if "error" in row:
@@ -85,8 +85,9 @@ def rate(
             else:
                 notes = "; ".join((["borderline"] if row["borderline"] else []) + row["warnings"])
                 table.add_row(name, str(row["score"]), row["band"], f"{row['p_native']:.2f}", row["label"], f"{row['speech_seconds']:.0f}", notes)
-        Console().print(table)
-        Console().print("Score = 100 x P(native-sounding accent). It rates accent only, not intelligibility or proficiency.")
+        out = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole file names
+        out.print(table)
+        out.print("Score = 100 x P(native-sounding accent). It rates accent only, not intelligibility or proficiency.")
     if csv_out:
         _write_csv(csv_out, rows)
     if any("error" in r for r in rows):
