@@ -23,6 +23,7 @@ import soxr
 import torch
 
 from .errors import (
+    AudioError,
     AudioTooLongError,
     CorruptAudioError,
     EmptyAudioError,
@@ -47,7 +48,6 @@ SEGMENT_HOP_SECONDS = 3.5
 SEGMENT_SAMPLES = int(SEGMENT_SECONDS * SAMPLE_RATE)
 SEGMENT_HOP_SAMPLES = int(SEGMENT_HOP_SECONDS * SAMPLE_RATE)
 SEGMENT_FRAMES = SEGMENT_SAMPLES // HOP_LENGTH + 1  # 701 with center=True
-MIN_TAIL_SECONDS = 1.0  # a leftover tail shorter than this is already covered by overlap
 
 MIN_SPEECH_SECONDS = 3.0  # less speech than this after VAD is refused
 MAX_DURATION_SECONDS = 600.0  # longer recordings are refused (configurable per call)
@@ -57,6 +57,7 @@ MAX_PAUSE_SECONDS = 0.3  # pauses longer than this are shortened to it
 SPEECH_PAD_SECONDS = 0.1  # kept around each VAD speech region
 VAD_THRESHOLD = 0.5
 TARGET_SPEECH_DBFS = -25.0  # speech is gain-normalised to this RMS level before any features
+LEVEL_HIGHPASS_HZ = 100.0  # the level is measured above this frequency
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".webm", ".m4a", ".aac", ".mp4")
 
@@ -121,30 +122,45 @@ def decode(
         resampler: soxr.ResampleStream | None = None
         in_rate = 0
         chunks: list[np.ndarray] = []
-        pending: list[np.ndarray] = []  # mono frames awaiting resampling in ~1 s blocks
+        pending: list[np.ndarray] = []  # raw frames, converted and resampled in ~1 s blocks
+        pending_key: tuple | None = None
         pending_n = 0
         decoded_seconds = 0.0
         clipped = 0
+
+        def flush(last: bool = False) -> None:
+            nonlocal pending, pending_n, clipped
+            if pending:
+                mono, n_clipped = _to_mono(np.concatenate(pending, axis=1), *pending_key)
+                clipped += n_clipped
+                chunks.append(resampler.resample_chunk(mono, last=last))
+            elif last and resampler is not None:
+                chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            pending, pending_n = [], 0
+
         try:
             for frame in container.decode(stream):
-                pcm, frame_clipped = _frame_to_mono(frame)
-                if pcm.size == 0:
+                if frame.samples == 0:
                     continue
-                clipped += frame_clipped
                 if resampler is None:
                     in_rate = int(frame.sample_rate)
                     resampler = soxr.ResampleStream(in_rate, BAND_RATE, 1, dtype="float32", quality="HQ")
                 elif int(frame.sample_rate) != in_rate:
                     raise CorruptAudioError(f"{name} changes sample rate mid-stream")
-                decoded_seconds += pcm.size / in_rate
+                key = (frame.format.is_planar, len(frame.layout.channels))
+                if key != pending_key:
+                    flush()
+                    pending_key = key
+                decoded_seconds += frame.samples / in_rate
                 if decoded_seconds > max_seconds + 1.0:
                     raise AudioTooLongError(f"{name} is longer than the {max_seconds / 60:.1f} min limit")
-                pending.append(pcm)
-                pending_n += pcm.size
+                pending.append(frame.to_ndarray())
+                pending_n += frame.samples
                 if pending_n >= in_rate:
-                    chunks.append(resampler.resample_chunk(np.concatenate(pending)))
-                    pending, pending_n = [], 0
-        except (av.error.InvalidDataError, av.error.EOFError, ValueError) as exc:
+                    flush()
+        except AudioError:
+            raise  # our own typed errors (too long, rate change) are ValueErrors too: keep them
+        except (av.error.FFmpegError, ValueError) as exc:  # any decoder failure (EPERM, EINVAL, ...)
             if decoded_seconds == 0.0:
                 raise CorruptAudioError(f"{name} could not be decoded ({_short(exc)})") from None
             raise CorruptAudioError(
@@ -152,8 +168,7 @@ def decode(
             ) from None
         if resampler is None:
             raise EmptyAudioError(f"{name} contains no audio samples")
-        tail = np.concatenate(pending) if pending else np.zeros(0, np.float32)
-        chunks.append(resampler.resample_chunk(tail, last=True))
+        flush(last=True)
         if declared is not None and declared > 2.0 and decoded_seconds < 0.9 * declared - 0.5:
             raise CorruptAudioError(
                 f"{name} is truncated: its header says {declared:.1f} s but only {decoded_seconds:.1f} s decode"
@@ -184,12 +199,11 @@ def _declared_seconds(container, stream) -> float | None:
     return None
 
 
-def _frame_to_mono(frame) -> tuple[np.ndarray, int]:
-    """Any sample format and channel layout -> (mono float32 in [-1, 1], samples at full scale)."""
-    arr = frame.to_ndarray()
-    fmt = frame.format
-    if not fmt.is_planar:  # packed: (1, samples * channels)
-        arr = arr.reshape(-1, len(frame.layout.channels)).T
+def _to_mono(arr: np.ndarray, planar: bool, channels: int) -> tuple[np.ndarray, int]:
+    """Decoded samples of any format and channel layout -> (mono float32 in [-1, 1], samples at
+    full scale). Planar frames are (channels, n); packed ones are (1, n * channels)."""
+    if not planar:
+        arr = arr.reshape(-1, channels).T
     if arr.dtype.kind in "iu":
         bits = arr.dtype.itemsize * 8
         if arr.dtype.kind == "u":  # unsigned 8-bit WAV
@@ -327,6 +341,19 @@ class Speech:
         return 0.0
 
 
+@lru_cache(maxsize=1)
+def _highpass_sos() -> np.ndarray:
+    from scipy.signal import butter
+
+    return butter(4, LEVEL_HIGHPASS_HZ, btype="highpass", fs=SAMPLE_RATE, output="sos")
+
+
+def _highpass(wav: np.ndarray) -> np.ndarray:
+    from scipy.signal import sosfilt
+
+    return sosfilt(_highpass_sos(), wav).astype(np.float32, copy=False)
+
+
 def rms_dbfs(wav: np.ndarray) -> float:
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) if wav.size else 0.0
     return 20.0 * np.log10(max(rms, 1e-12))
@@ -390,19 +417,20 @@ def prepare(
 
 
 def normalize_level(audio: np.ndarray, target_dbfs: float = TARGET_SPEECH_DBFS) -> np.ndarray:
-    """Scale so the RMS is ``target_dbfs``: recording gain must not change features."""
-    gain = 10.0 ** ((target_dbfs - rms_dbfs(audio)) / 20.0)
+    """Scale so the speech-band RMS (above LEVEL_HIGHPASS_HZ, so low-frequency rumble does not set
+    the gain) is ``target_dbfs``: recording gain must not change features."""
+    gain = 10.0 ** ((target_dbfs - rms_dbfs(_highpass(audio))) / 20.0)
     return (audio * gain).astype(np.float32, copy=False)
 
 
 # --- segmentation --------------------------------------------------------------------------------
 def segment_starts(n_samples: int, window: int = SEGMENT_SAMPLES, hop: int = SEGMENT_HOP_SAMPLES) -> list[int]:
-    """Window starts covering every sample: regular hops, plus one window flush with the end when
-    the tail after the last regular window is at least MIN_TAIL_SECONDS long."""
+    """Window starts covering every sample: regular hops, plus one window flush with the end whenever
+    samples remain after the last regular window (the tail is never dropped nor stretched)."""
     if n_samples <= window:
         return [0]
     starts = list(range(0, n_samples - window + 1, hop))
-    if n_samples - (starts[-1] + window) >= int(MIN_TAIL_SECONDS * SAMPLE_RATE):
+    if starts[-1] + window < n_samples:
         starts.append(n_samples - window)
     return starts
 

@@ -1,0 +1,123 @@
+"""Shared test helpers: paths, the shared-data root, and in-process encoders (PyAV / soundfile, never
+the ffmpeg binary) used to transcode fixtures at test time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SAMPLES = REPO / "src" / "accent_rater" / "assets" / "samples"
+
+
+def data_root() -> Path:
+    """Shared corpus root: $ACCENT_RATER_DATA, else <repo>/../shared/data."""
+    return Path(os.environ.get("ACCENT_RATER_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = data_root()
+    if not (root / "saa" / "audio").is_dir():
+        pytest.skip(f"shared corpus not found at {root} (set ACCENT_RATER_DATA to the folder holding saa/ and saa-fullband/)")
+    return root
+
+
+def read_fixture(name: str) -> tuple[np.ndarray, int]:
+    """A fixture clip as float32 mono and its sample rate."""
+    import soundfile as sf
+
+    wav, sr = sf.read(str(FIXTURES / name), dtype="float32", always_2d=False)
+    return wav, sr
+
+
+_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+
+def encode(
+    wav: np.ndarray,
+    sample_rate: int,
+    path: Path,
+    codec: str,
+    *,
+    fmt: str | None = None,
+    channels: int = 1,
+    channel_gains: list[float] | None = None,
+    bit_rate: int | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Write mono float audio ``wav`` to ``path`` with a PyAV encoder (FFmpeg bundled with PyAV).
+
+    With ``channels`` > 1 every channel carries the signal (times ``channel_gains`` if given)."""
+    import av
+
+    gains = np.asarray(channel_gains if channel_gains is not None else [1.0] * channels, np.float32)
+    assert len(gains) == channels
+    multi = gains[:, None] * np.asarray(wav, np.float32)[None, :]  # (channels, samples)
+    layout = _LAYOUTS[channels]
+    with av.open(str(path), "w", format=fmt) as out:
+        opts = dict(options or {})
+        if codec == "vorbis":  # FFmpeg's native Vorbis encoder is flagged experimental (and stereo-only)
+            opts.setdefault("strict", "experimental")
+        stream = out.add_stream(codec, rate=sample_rate, layout=layout, options=opts)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        fmt_name = stream.codec_context.format.name
+        x = _to_sample_format(multi, fmt_name)
+        if not stream.codec_context.format.is_planar:
+            x = np.ascontiguousarray(x.T).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x), format=fmt_name, layout=layout)
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def _to_sample_format(x: np.ndarray, fmt_name: str) -> np.ndarray:
+    base = fmt_name.rstrip("p")
+    if base == "s16":
+        return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    if base == "s32":
+        return np.clip(np.round(x.astype(np.float64) * 2147483647.0), -(2**31), 2**31 - 1).astype(np.int32)
+    if base == "u8":
+        return np.clip(np.round(x * 127.0 + 128.0), 0, 255).astype(np.uint8)
+    if base == "flt":
+        return x.astype(np.float32)
+    if base == "dbl":
+        return x.astype(np.float64)
+    raise ValueError(f"unsupported sample format {fmt_name}")
+
+
+def encode_soundfile(wav: np.ndarray, sample_rate: int, path: Path, *, format: str, subtype: str, channels: int = 1) -> Path:
+    """Write with libsndfile (used for mono Ogg Vorbis: FFmpeg's own Vorbis encoder is stereo-only)."""
+    import soundfile as sf
+
+    data = np.asarray(wav, np.float32)
+    if channels > 1:
+        data = np.repeat(data[:, None], channels, axis=1)
+    sf.write(str(path), data, sample_rate, format=format, subtype=subtype)
+    return path
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Minimal mono PCM WAV (uint8 or int16 samples) written directly: fast for very long files."""
+    import struct
+
+    samples = np.ascontiguousarray(samples)
+    if samples.dtype not in (np.uint8, np.int16):
+        raise TypeError("samples must be uint8 or int16")
+    width = samples.dtype.itemsize
+    n = samples.size * width
+    header = b"RIFF" + struct.pack("<I", 36 + n) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * width, width, 8 * width)
+    header += b"data" + struct.pack("<I", n)
+    with open(path, "wb") as f:
+        f.write(header)
+        samples.astype(samples.dtype.newbyteorder("<"), copy=False).tofile(f)
+    return path
