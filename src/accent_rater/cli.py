@@ -131,6 +131,8 @@ def train(
         from .export import write_model_card
 
         typer.echo(f"model card: {write_model_card(Path(cfg.bundle_dir), Path(cfg.out_dir), str(config))}")
+        # the bundled model's evaluation is versioned with it
+        shutil.copytree(Path(cfg.out_dir) / "report", Path("reports") / cfg.name, dirs_exist_ok=True)
 
 
 @app.command()

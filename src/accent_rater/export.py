@@ -158,7 +158,8 @@ Per-group error rates of `{primary}` (groups with at least 5 speakers; 95% Wilso
 |---|---|---|---|
 {chr(10).join(groups)}
 
-Full report with plots: `{run_dir}/report/README.md` (regenerate with the command below).
+Full report with plots: `reports/{summary['name']}/README.md` (a copy of `{run_dir}/report`, written by
+the command below).
 
 **Limitations.**
 - One text, one task: every training speaker read the same paragraph. Free speech, other texts and
