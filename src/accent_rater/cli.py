@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional
 
@@ -41,6 +43,7 @@ def rate(
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Decision threshold on p_native."),
     prior: Optional[float] = typer.Option(None, "--prior", min=0.0, max=1.0, help="Share of native speakers where you deploy (shifts p_native)."),
     max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
+    jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", "-j", min=1, help="Files rated in parallel (threads)."),
 ) -> None:
     """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
     import torch
@@ -61,16 +64,21 @@ def rate(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
     rows: list[dict] = [{"path": str(p), "error": {"code": "not_found", "message": why}} for p, why in missing]
-    bar = tqdm(files, desc="rating", unit="file", disable=len(files) <= 3 or not sys.stderr.isatty(), file=sys.stderr)
-    for path in bar:
+
+    def one(path: Path) -> dict:
         try:
-            rows.append({"path": str(path), **rater.rate(path).to_dict()})
+            return {"path": str(path), **rater.rate(path).to_dict()}
         except AudioError as exc:
-            rows.append({"path": str(path), "error": {"code": exc.code, "message": str(exc)}})
+            return {"path": str(path), "error": {"code": exc.code, "message": str(exc)}}
         except FileNotFoundError as exc:
-            rows.append({"path": str(path), "error": {"code": "not_found", "message": str(exc)}})
+            return {"path": str(path), "error": {"code": "not_found", "message": str(exc)}}
         except Exception as exc:  # a bad file never stops a batch
-            rows.append({"path": str(path), "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}})
+            return {"path": str(path), "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}
+
+    # the model is loaded once; onnxruntime and numpy release the GIL, so threads use every core
+    with ThreadPoolExecutor(jobs) as pool:
+        results = pool.map(one, files)  # keeps input order
+        rows += list(tqdm(results, total=len(files), desc="rating", unit="file", disable=len(files) <= 3, file=sys.stderr))
     if json_out:
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
