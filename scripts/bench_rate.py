@@ -65,7 +65,7 @@ def main() -> None:
                 rater.rate(clip)
                 times.append(time.perf_counter() - t)
             p50, p95 = percentiles(times)
-            rows.append((f"rate {s} s clip, warm, in-process", f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"))
+            rows.append((f"rate {s} s clip, warm, in-process (onnxruntime threads {rater.threads})", f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"))
 
         t = time.perf_counter()
         out = subprocess.run([CLI, "rate", "--json", str(clips[5])], capture_output=True, text=True)

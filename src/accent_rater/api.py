@@ -419,7 +419,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         t0 = time.perf_counter()
         rater = await anyio.to_thread.run_sync(
-            lambda: Rater(model, max_seconds=max_seconds, max_bytes=max_bytes)
+            lambda: Rater(model, max_seconds=max_seconds, max_bytes=max_bytes, threads=1)  # 2 requests run at once
         )
         app.state.rater = rater
         app.state.limiter = anyio.CapacityLimiter(RATING_CONCURRENCY)

@@ -59,7 +59,7 @@ def rate(
     err = Console(stderr=True)
     files, missing = _audio_files(inputs)
     try:
-        rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds)
+        rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds, threads=1 if jobs > 1 and len(files) > 1 else None)
     except (FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)

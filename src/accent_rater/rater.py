@@ -90,7 +90,10 @@ class Rater:
         prior: float | None = None,
         max_seconds: float = audio.MAX_DURATION_SECONDS,
         max_bytes: int = audio.MAX_FILE_BYTES,
+        threads: int | None = None,
     ) -> None:
+        """``threads``: onnxruntime threads per model call; default: up to 2 (lowest latency for one
+        request at a time). Pass 1 when several files or requests are rated in parallel threads."""
         self.model_dir = _model_dir(model)
         self.meta: dict[str, Any] = json.loads((self.model_dir / "model.json").read_text())
         self.calibrator = Calibrator(**self.meta["calibration"])
@@ -101,10 +104,13 @@ class Rater:
             shift(prior, self.calibrator.train_prior)  # validates 0 < prior < 1 now, not at rate time
         self.prior = prior
         self.max_seconds, self.max_bytes = max_seconds, max_bytes
+        import os
+
+        self.threads = threads or min(2, os.cpu_count() or 1)
         self._members = self._load_members()
         from .models.encoder import OnnxEncoder
 
-        self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"])
+        self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
 
     @property
     def name(self) -> str:
@@ -124,7 +130,7 @@ class Rater:
         members = []
         for spec in self.meta["members"]:
             if "onnx" in spec:
-                members.append((spec["name"], _OnnxSegmentModel(self.model_dir / spec["onnx"])))
+                members.append((spec["name"], _OnnxSegmentModel(self.model_dir / spec["onnx"], self.threads)))
             else:
                 fam = get_family(spec["family"], **spec["params"])
                 prefix = spec["name"] + "."
@@ -183,11 +189,12 @@ def quality_warnings(speech: audio.Speech, info: dict[str, Any]) -> list[str]:
 class _OnnxSegmentModel:
     """A neural member exported to ONNX: (S, n_mels, frames) -> (S,) logits, served by onnxruntime."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 2
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
 
     def segment_logits(self, feats: Features) -> np.ndarray:

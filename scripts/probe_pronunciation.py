@@ -1,0 +1,115 @@
+"""Probe: pocketsphinx pronunciation features vs the encoder features, speaker-disjoint CV.
+
+    nice -n 10 .venv/bin/python scripts/probe_pronunciation.py [N]   (default 300; resumable)
+
+Caches each speaker's vector in cache/pron/{speaker_id}.npy (+ .json with seconds/cpu), then
+reports 5-fold StratifiedGroupKFold ROC-AUC / balanced accuracy for (a) pron, (b) encoder
+stats+embedding, (c) both, (d) stacking of (a),(b) out-of-fold logits; plus CPU s per 30 s of audio
+and the alignment failure rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from accent_rater import audio  # noqa: E402
+from accent_rater.features import Features  # noqa: E402
+from accent_rater.models.pronunciation import PRON_NAMES, pron_features  # noqa: E402
+
+SAA = Path("/work/shared/data/saa")
+CACHE = ROOT / "cache" / "pron"
+FEAT = ROOT / "cache" / "features" / "saa"
+
+
+def select(rows: list[dict], n: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = [r for r in rows if (FEAT / f"{r['speaker_id']}.npz").exists()]
+    nat = [r for r in rows if r["label"] == "native"]
+    non = [r for r in rows if r["label"] != "native"]
+    frac = len(nat) / len(rows)
+    k_nat = min(len(nat), round(n * frac))
+    k_non = min(len(non), n - k_nat)
+    pick = [nat[i] for i in rng.permutation(len(nat))[:k_nat]] + [non[i] for i in rng.permutation(len(non))[:k_non]]
+    return [pick[i] for i in rng.permutation(len(pick))]
+
+
+def cv_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    oof = np.zeros(len(y))
+    for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=0).split(X, y, groups):
+        m = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
+        m.fit(X[tr], y[tr])
+        oof[te] = m.decision_function(X[te])
+    return oof
+
+
+def report(name: str, y: np.ndarray, s: np.ndarray) -> None:
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    print(f"{name:28s} AUC {roc_auc_score(y, s):.3f}  bal.acc {balanced_accuracy_score(y, s > 0):.3f}")
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    text = (SAA / "PASSAGE.txt").read_text()
+    rows = list(csv.DictReader(open(SAA / "speakers.csv")))
+    pick = select(rows, n)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    for r in tqdm(pick, desc="pron", mininterval=10):
+        sid = r["speaker_id"]
+        out = CACHE / f"{sid}.npy"
+        if out.exists():
+            continue
+        try:
+            sp = audio.prepare(SAA / r["path"])
+        except Exception as exc:  # noqa: BLE001 - refused audio: skip the speaker
+            print(f"skip {sid}: {exc}", flush=True)
+            continue
+        t = time.process_time()
+        v = pron_features(sp.audio, text)
+        cpu = time.process_time() - t
+        np.save(out, v)
+        (CACHE / f"{sid}.json").write_text(json.dumps({"cpu_s": cpu, "seconds": len(sp.audio) / audio.SAMPLE_RATE}))
+
+    done = [r for r in pick if (CACHE / f"{r['speaker_id']}.npy").exists()]
+    P = np.array([np.load(CACHE / f"{r['speaker_id']}.npy") for r in done])
+    E = []
+    for r in done:
+        f = Features.load(FEAT / f"{r['speaker_id']}.npz", with_mels=False)
+        E.append(np.hstack([f.stats, f.embedding]))
+    E = np.array(E)
+    y = np.array([r["label"] != "native" for r in done], int)
+    groups = np.array([r["speaker_id"] for r in done])
+    meta = [json.loads((CACHE / f"{r['speaker_id']}.json").read_text()) for r in done if (CACHE / f"{r['speaker_id']}.json").exists()]
+    cpu = sum(m["cpu_s"] for m in meta)
+    sec = sum(m["seconds"] for m in meta)
+    ok = P[:, PRON_NAMES.index("align_ok")]
+    print(f"speakers {len(done)} (non-native {y.sum()}), pron dim {P.shape[1]}")
+    print(f"CPU {cpu * 30 / max(sec, 1e-9):.2f} s per 30 s of (prepared) audio; alignment failures {np.mean(ok < 0.5):.1%}")
+    a = cv_scores(P, y, groups)
+    b = cv_scores(E, y, groups)
+    c = cv_scores(np.hstack([P, E]), y, groups)
+    d = cv_scores(np.c_[a, b], y, groups)
+    report("(a) pronunciation", y, a)
+    report("(b) encoder stats+emb", y, b)
+    report("(c) concatenated", y, c)
+    report("(d) stacked oof logits", y, d)
+
+
+if __name__ == "__main__":
+    main()
