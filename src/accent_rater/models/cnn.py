@@ -1,5 +1,5 @@
 """Compact CNN for CPU: a dilated 1-D convolution stack over log-mel frames (TDNN / x-vector
-style) with mean+std statistics pooling. ~0.6 M parameters; ~75 M multiply-adds per 7 s segment."""
+style) with mean+std statistics pooling. ~0.2 M parameters at 96 channels (the default), ~0.3 M at 128."""
 
 from __future__ import annotations
 
