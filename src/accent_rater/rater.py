@@ -9,6 +9,7 @@ REST API, web app) returns.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -20,6 +21,7 @@ import numpy as np
 from . import audio
 from .calibration import Calibrator, shift
 from .features import Features, extract
+from .models.encoder import OnnxEncoder
 
 DEFAULT_MODEL = "default"
 BORDERLINE_MARGIN = 0.10  # |p_native - threshold| below this is flagged as borderline
@@ -104,12 +106,8 @@ class Rater:
             shift(prior, self.calibrator.train_prior)  # validates 0 < prior < 1 now, not at rate time
         self.prior = prior
         self.max_seconds, self.max_bytes = max_seconds, max_bytes
-        import os
-
         self.threads = threads or min(2, os.cpu_count() or 1)
         self._members = self._load_members()
-        from .models.encoder import OnnxEncoder
-
         self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
 
     @property
