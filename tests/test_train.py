@@ -57,9 +57,13 @@ def test_every_family_trains_and_predicts_out_of_fold(tiny_run) -> None:
     assert preds["p_native"].between(0, 1).all()
     folds = json.loads((Path(cfg.out_dir) / "folds.json").read_text())
     assert set(folds.values()) == {0, 1}
-    # a rerun resumes from the saved folds instead of retraining
-    again = run(cfg)
+    # a rerun resumes from the saved folds instead of retraining them
+    fold_files = sorted((Path(cfg.out_dir) / "folds").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in fold_files]
+    again = run(Config(**{**vars(cfg), "bundle_dir": ""}))  # no re-export: other tests use the bundle
     assert again["n_speakers"] == summary["n_speakers"]
+    assert [p.stat().st_mtime_ns for p in fold_files] == stamps
+    assert len(fold_files) == 2 * len(cfg.models)
 
 
 def test_report_is_written(tiny_run) -> None:

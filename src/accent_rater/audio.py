@@ -333,6 +333,10 @@ class Speech:
     rms_dbfs: float = 0.0
     peak: float = 0.0
 
+    def span_seconds(self, start: int, end: int) -> tuple[float, float]:
+        """A window [start, end) of ``audio`` as (start_s, end_s) in the original recording."""
+        return self.to_original_seconds(start), self.to_original_seconds(max(start, end - 1))
+
     def to_original_seconds(self, trimmed_sample: int) -> float:
         """Map a sample index in ``audio`` back to seconds in the original recording."""
         for t0, o0, length in reversed(self.pieces):
@@ -493,6 +497,12 @@ def mel_filterbank(
     return torch.from_numpy(fb.astype(np.float32))
 
 
+def mel_centres() -> np.ndarray:
+    """Centre frequency (Hz) of each of the N_MELS log-mel bands."""
+    m = np.linspace(_hz_to_mel_htk(np.array(F_MIN)), _hz_to_mel_htk(np.array(F_MAX)), N_MELS + 2)
+    return _mel_to_hz_htk(m)[1:-1]
+
+
 @lru_cache(maxsize=4)
 def _window(n_fft: int) -> torch.Tensor:
     return torch.hann_window(n_fft)
@@ -517,5 +527,5 @@ def log_mel(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
 def segment_features(speech: Speech) -> tuple[torch.Tensor, list[tuple[float, float]]]:
     """Speech -> (B, N_MELS, SEGMENT_FRAMES) log-mels and each window's span in original seconds."""
     windows, spans = make_segments(speech.audio)
-    times = [(speech.to_original_seconds(s), speech.to_original_seconds(max(s, e - 1))) for s, e in spans]
+    times = [speech.span_seconds(s, e) for s, e in spans]
     return log_mel(windows), times

@@ -89,9 +89,7 @@ def prosody(speech: audio.Speech) -> np.ndarray:
     spoken = max(speech.speech_seconds, 1e-3)
     # intensity contour (300-2500 Hz) of the trimmed speech, 10 ms frames
     mel = audio.log_mel(speech.audio)[0]
-    fb_freqs = audio._mel_to_hz_htk(
-        np.linspace(audio._hz_to_mel_htk(np.array(audio.F_MIN)), audio._hz_to_mel_htk(np.array(audio.F_MAX)), audio.N_MELS + 2)
-    )[1:-1]
+    fb_freqs = audio.mel_centres()
     band = (fb_freqs >= 300) & (fb_freqs <= 2500)
     env = 10 * np.log10(np.maximum(10 ** (mel[band].numpy() / 10).mean(axis=0), 1e-10))
     env = np.convolve(env, np.ones(5) / 5, mode="same")
@@ -120,7 +118,7 @@ def extract(speech: audio.Speech, encoder_model: "encoder.VoiceEncoder | encoder
     windows, spans_samples = audio.make_segments(speech.audio)
     mels = audio.log_mel(windows).numpy()
     spans = np.array(
-        [(speech.to_original_seconds(s), speech.to_original_seconds(max(s, e - 1))) for s, e in spans_samples],
+        [speech.span_seconds(s, e) for s, e in spans_samples],
         dtype=np.float32,
     )
     enc = encoder.encode(speech.audio, encoder_model)
