@@ -64,6 +64,11 @@ def test_every_family_trains_and_predicts_out_of_fold(tiny_run) -> None:
     assert again["n_speakers"] == summary["n_speakers"]
     assert [p.stat().st_mtime_ns for p in fold_files] == stamps
     assert len(fold_files) == 2 * len(cfg.models)
+    # ...but a member whose config changed is retrained, and only that member
+    edited = [dict(m, C=0.5) if m["family"] == "fluency" else m for m in cfg.models]
+    run(Config(**{**vars(cfg), "models": edited, "bundle_dir": ""}))
+    changed = {p.name for p, t in zip(fold_files, stamps) if p.stat().st_mtime_ns != t}
+    assert changed == {"fluency_fold0.npz", "fluency_fold1.npz"}
 
 
 def test_report_is_written(tiny_run) -> None:

@@ -179,6 +179,15 @@ def stratified_subset(recs: Sequence[data.Recording], n: int, seed: int) -> list
     return out
 
 
+def fold_fingerprint(spec: dict[str, Any], seed: int, test_ids: Sequence[str], train_ids: Sequence[str]) -> str:
+    """What a saved fold depends on: the member's spec, its seed and exactly which speakers it saw.
+    A resumed run reuses a fold only when this matches, so an edited config never serves stale folds."""
+    import hashlib
+
+    key = json.dumps({"family": spec["family"], "params": family_params(spec), "seed": seed, "test": sorted(test_ids), "train": sorted(train_ids)}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def fit_member(spec: dict[str, Any], recs, feats, y, seed: int) -> tuple[Family, dict]:
     fam = get_family(spec["family"], **family_params(spec))
     if spec["family"] in ("cnn", "seed_resnet"):
@@ -221,20 +230,23 @@ def run(cfg: Config) -> dict[str, Any]:
         for k in range(cfg.folds):
             path = out / "folds" / f"{name}_fold{k}.npz"
             te = np.flatnonzero(fold_of == k)
-            if path.exists():  # resume
-                z = np.load(path, allow_pickle=False)
+            fp = fold_fingerprint(spec, cfg.seed + k, [recs[i].speaker_id for i in te], [recs[i].speaker_id for i in np.flatnonzero(fold_of != k)])
+            z = np.load(path, allow_pickle=False) if path.exists() else None
+            if z is not None and "fingerprint" in z.files and str(z["fingerprint"]) == fp:  # resume
                 seg = json.loads(str(z["segments"]))
                 info = json.loads(str(z["info"]))
                 oof[name][te] = z["logits"]
             else:
+                if z is not None:
+                    print(f"{path.name}: written by another config or data, retraining", flush=True)
                 tr = np.flatnonzero(fold_of != k)
                 t = time.time()
-                ckpt = out / "folds" / f"{name}_fold{k}.ckpt"
+                ckpt = out / "folds" / f"{name}_fold{k}_{fp[:12]}.ckpt"
                 fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, [recs[i] for i in tr], [feats[i] for i in tr], y[tr], cfg.seed + k)
                 seg = [fam.segment_logits(feats[i]).tolist() for i in te]
                 oof[name][te] = [float(np.mean(s)) for s in seg]
                 info = {"seconds": time.time() - t, **{a: b for a, b in info.items() if a != "history"}, "history": info.get("history", [])}
-                np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info))
+                np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info), fingerprint=fp)
                 ckpt.unlink(missing_ok=True)
             for i, s in zip(te, seg):
                 oof_seg[name][i] = np.asarray(s)
