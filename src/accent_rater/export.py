@@ -121,12 +121,24 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
         f"| {m} | {ci(m, 'balanced_accuracy')} | {ci(m, 'roc_auc')} | {ci(m, 'accuracy')} | {ci(m, 'brier')} | {ci(m, 'ece')} |"
         for m in metrics["speaker_level"]
     ]
-    groups = []
+    groups, flagged = [], []
     for view in ("native_variety", "native_language"):
         for g in metrics["groups"].get(view, []):
             if g["n_speakers"] >= 5:
                 flag = " **(> 2x overall)**" if g.get("flag") else ""
                 groups.append(f"| {view} | {g['group']} | {g['n_speakers']} | {g['error_rate']:.3f} [{g['ci_lo']:.3f}, {g['ci_hi']:.3f}]{flag} |")
+                if g.get("flag"):
+                    flagged.append(f"{g['group']} ({view.replace('_', ' ')}: {100 * g['error_rate']:.1f}% of {g['n_speakers']})")
+    flagged_text = (
+        "- **Groups rated wrong more than twice as often as speakers overall: " + "; ".join(flagged) + ".** "
+        "For native speakers of these varieties the label is unreliable at the default threshold; read "
+        "`p_native`, or choose a threshold for your population.\n"
+        if flagged else "- No native variety or first language with 5 or more speakers has more than twice the overall error rate.\n"
+    )
+    weighting = summary.get("group_weighting") or 0.0
+    weighting_text = (f" Training speakers were re-weighted by group size (weight ~ n_group^-{weighting:g}; group = native "
+                      "variety for natives, first language for non-natives); calibration and threshold are unweighted."
+                      if weighting else "")
     members = ", ".join(f"`{m['name']}` ({m['family']})" for m in meta["members"])
     text = f"""# Model card: {meta['name']} {meta['version']}
 
@@ -138,7 +150,7 @@ fluency, grammar or English proficiency.
 calibration. The speaker encoder is resemblyzer's pretrained GE2E LSTM (weights from its PyPI wheel),
 exported to ONNX; the CNN (if present) is trained from scratch and exported to ONNX; linear members
 are plain arrays in `model.safetensors`. Decision threshold on `p_native`: {meta['threshold']:.3f}
-(chosen on out-of-fold predictions to maximise balanced accuracy).
+(chosen on out-of-fold predictions to maximise balanced accuracy).{weighting_text}
 
 **Data.** Speech Accent Archive (Steven H. Weinberger, George Mason University, accent.gmu.edu;
 CC BY-NC-SA): {summary['n_speakers']} speakers reading the same English paragraph, 8 kHz band; 435 native
@@ -168,7 +180,7 @@ the command below).
   microphones and the corpus look alike, but other microphones and rooms were not in training.
 - The non-native speakers have only 8 first languages; other L1s are unseen. Native speakers are
   mostly from the USA; see the per-variety error rates above before relying on it for other varieties.
-- Small data (875 speakers): expect errors on individual speakers; use the probability, not the label,
+{flagged_text}- Small data (875 speakers): expect errors on individual speakers; use the probability, not the label,
   and never use it to judge people (hiring, immigration, grading).
 
 **Licence.** Model weights are derived from CC BY-NC-SA data: non-commercial use, share-alike,

@@ -37,6 +37,10 @@ class Config:
     max_speakers: int = 0  # 0 = all; a stratified subset otherwise (integration tests)
     models: list[dict[str, Any]] = field(default_factory=list)
     fusion: bool = True
+    # Re-weight training speakers by group size: weight ~ n_group ** -group_weighting, group = native
+    # variety (USA, UK, ..., other) for natives and first language for non-natives; 0 = unweighted.
+    # Calibration and the threshold are always fitted unweighted.
+    group_weighting: float = 0.0
     primary: str = ""  # model to bundle/calibrate; default: fusion if enabled else the first model
     out_dir: str = ""
     bundle_dir: str = ""  # export the primary model here ("" = do not export)
@@ -65,7 +69,8 @@ def family_params(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- neural training loop ----------------------------------------------------------------------------
-def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Features] | None, y_val: np.ndarray | None) -> dict:
+def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Features] | None, y_val: np.ndarray | None,
+               weights: np.ndarray | None = None) -> dict:
     """Mini-batch training of a segment classifier with the seed's tricks (mixup, label smoothing,
     SpecAugment inside the family, AdamW/Adam, OneCycle/cosine/plateau), early stopping on the
     speaker-level ROC-AUC of a speaker-disjoint validation set, best weights restored."""
@@ -79,6 +84,8 @@ def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Feat
     rng = np.random.default_rng(seed)
     X = torch.from_numpy(np.concatenate([f.mels for f in train]).astype(np.float32))
     Y = torch.from_numpy(np.concatenate([np.full(len(f.mels), t, np.float32) for f, t in zip(train, y)]))
+    weights = np.ones(len(train)) if weights is None else np.asarray(weights)
+    W = torch.from_numpy(np.concatenate([np.full(len(f.mels), w, np.float32) for f, w in zip(train, weights)]))
     epochs, bs = int(p.get("epochs", 10)), int(p.get("batch_size", 32))
     steps = int(np.ceil(len(X) / bs))
     params = [q for q in fam.module.parameters() if q.requires_grad]
@@ -116,12 +123,12 @@ def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Feat
             idx = order[i * bs:(i + 1) * bs]
             if len(idx) < 2:  # batch norm cannot train on a single example
                 continue
-            xb, yb = X[idx], Y[idx] * (1 - smooth) + smooth / 2
+            xb, yb, wb = X[idx], Y[idx] * (1 - smooth) + smooth / 2, W[idx]
             if alpha > 0:
                 lam = float(rng.beta(alpha, alpha))
                 perm = torch.randperm(len(xb), generator=gen)
-                xb, yb = lam * xb + (1 - lam) * xb[perm], lam * yb + (1 - lam) * yb[perm]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(fam.train_batch(xb, gen), yb)
+                xb, yb, wb = (lam * t + (1 - lam) * t[perm] for t in (xb, yb, wb))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(fam.train_batch(xb, gen), yb, weight=wb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -188,13 +195,32 @@ def fold_fingerprint(spec: dict[str, Any], seed: int, test_ids: Sequence[str], t
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def fit_member(spec: dict[str, Any], recs, feats, y, seed: int) -> tuple[Family, dict]:
+def group_weights(recs: Sequence[data.Recording], power: float) -> np.ndarray:
+    """Per-speaker training weights n_group ** -power (group: native variety for natives, first
+    language for non-natives), scaled to mean 1 within each label so the class balance is unchanged.
+    Counters the archive's US majority among natives: at power 0.5 a speaker of a rare native variety
+    weighs about 2.6x a US speaker."""
+    from collections import Counter
+
+    from .evaluate import native_variety
+
+    groups = [(r.label, native_variety(r.country) if r.label == "native" else r.native_language) for r in recs]
+    size = Counter(groups)
+    w = np.array([size[g] ** -power for g in groups], dtype=np.float64)
+    for label in {g[0] for g in groups}:
+        mask = np.array([g[0] == label for g in groups])
+        w[mask] /= w[mask].mean()
+    return w
+
+
+def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndarray | None = None) -> tuple[Family, dict]:
     fam = get_family(spec["family"], **family_params(spec))
     if spec["family"] in ("cnn", "seed_resnet"):
         tr, va = inner_split(recs, float(spec.get("val_fraction", 0.15)), seed)
-        info = fam.fit([feats[i] for i in tr], y[tr], [feats[i] for i in va], y[va])
+        w = None if weights is None else weights[tr]
+        info = fam.fit([feats[i] for i in tr], y[tr], [feats[i] for i in va], y[va], weights=w)
     else:
-        info = fam.fit(feats, y)
+        info = fam.fit(feats, y, weights=weights)
     return fam, info
 
 
@@ -220,6 +246,7 @@ def run(cfg: Config) -> dict[str, Any]:
     feats = [feats_map[r.speaker_id] for r in recs]
     y = np.array([r.label == "native" for r in recs], dtype=int)
     fold_of = np.array(data.speaker_folds(recs, k=cfg.folds, seed=cfg.seed))
+    sample_w = group_weights(recs, cfg.group_weighting) if cfg.group_weighting else None
     (out / "folds.json").write_text(json.dumps({r.speaker_id: int(f) for r, f in zip(recs, fold_of)}, indent=0))
 
     names = [member_name(s) for s in cfg.models]
@@ -230,7 +257,8 @@ def run(cfg: Config) -> dict[str, Any]:
         for k in range(cfg.folds):
             path = out / "folds" / f"{name}_fold{k}.npz"
             te = np.flatnonzero(fold_of == k)
-            fp = fold_fingerprint(spec, cfg.seed + k, [recs[i].speaker_id for i in te], [recs[i].speaker_id for i in np.flatnonzero(fold_of != k)])
+            fp = fold_fingerprint({**spec, "group_weighting": cfg.group_weighting} if cfg.group_weighting else spec, cfg.seed + k,
+                                  [recs[i].speaker_id for i in te], [recs[i].speaker_id for i in np.flatnonzero(fold_of != k)])
             z = np.load(path, allow_pickle=False) if path.exists() else None
             if z is not None and "fingerprint" in z.files and str(z["fingerprint"]) == fp:  # resume
                 seg = json.loads(str(z["segments"]))
@@ -242,7 +270,8 @@ def run(cfg: Config) -> dict[str, Any]:
                 tr = np.flatnonzero(fold_of != k)
                 t = time.time()
                 ckpt = out / "folds" / f"{name}_fold{k}_{fp[:12]}.ckpt"
-                fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, [recs[i] for i in tr], [feats[i] for i in tr], y[tr], cfg.seed + k)
+                fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, [recs[i] for i in tr], [feats[i] for i in tr], y[tr], cfg.seed + k,
+                                       None if sample_w is None else sample_w[tr])
                 seg = [fam.segment_logits(feats[i]).tolist() for i in te]
                 oof[name][te] = [float(np.mean(s)) for s in seg]
                 info = {"seconds": time.time() - t, **{a: b for a, b in info.items() if a != "history"}, "history": info.get("history", [])}
@@ -259,8 +288,8 @@ def run(cfg: Config) -> dict[str, Any]:
         oof["fusion"] = np.zeros(len(recs))
         for k in range(cfg.folds):
             te = fold_of == k
-            oof["fusion"][te] = _fit_stacker(M[~te], y[~te]).decision_function(M[te])
-        stacker = _fit_stacker(M, y)
+            oof["fusion"][te] = _fit_stacker(M[~te], y[~te], None if sample_w is None else sample_w[~te]).decision_function(M[te])
+        stacker = _fit_stacker(M, y, sample_w)
         weights = {"coef": stacker.coef_[0].tolist(), "intercept": float(stacker.intercept_[0])}
         for i in range(len(recs)):
             S = np.stack([oof_seg[n][i] for n in names], 1)
@@ -294,6 +323,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "thresholds": thresholds,
         "calibration": calibrator.to_dict(),
         "fusion": weights,
+        "group_weighting": cfg.group_weighting,
         "fold_info": infos,
         "seconds_cv": time.time() - t0,
     }
@@ -310,9 +340,9 @@ def run(cfg: Config) -> dict[str, Any]:
                 spec["epochs"] = int(np.median([i.get("best_epoch", spec.get("epochs", 10)) for i in infos[name]]))
                 spec["patience"] = spec["epochs"]
                 fam = get_family(spec["family"], **family_params(spec))
-                fam.fit(feats, y)
+                fam.fit(feats, y, weights=sample_w)
             else:
-                fam, _ = fit_member(spec, recs, feats, y, cfg.seed)
+                fam, _ = fit_member(spec, recs, feats, y, cfg.seed, sample_w)
             members.append((name, fam))
         summary["seconds_final_fit"] = time.time() - t
         export_bundle(Path(cfg.bundle_dir), members, weights if cfg.primary == "fusion" else None, calibrator, threshold, summary)
@@ -321,10 +351,10 @@ def run(cfg: Config) -> dict[str, Any]:
     return summary
 
 
-def _fit_stacker(M: np.ndarray, y: np.ndarray):
+def _fit_stacker(M: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=1.0, max_iter=1000).fit(M, y)
+    return LogisticRegression(C=1.0, max_iter=1000).fit(M, y, sample_weight=weights)
 
 
 def _write_predictions(out: Path, recs, fold_of, probs, seg_probs, y) -> None:

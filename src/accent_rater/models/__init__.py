@@ -32,8 +32,10 @@ class Family(ABC):
         self.params = params
 
     @abstractmethod
-    def fit(self, train: Sequence[Features], y: np.ndarray, val: Sequence[Features] | None = None, y_val: np.ndarray | None = None) -> dict:
-        """Fit on recordings (y: 1 = native); returns a small history dict."""
+    def fit(self, train: Sequence[Features], y: np.ndarray, val: Sequence[Features] | None = None, y_val: np.ndarray | None = None,
+            weights: np.ndarray | None = None) -> dict:
+        """Fit on recordings (y: 1 = native), optionally weighting each recording (``weights``, mean
+        about 1); returns a small history dict."""
 
     @abstractmethod
     def segment_logits(self, feats: Features) -> np.ndarray:
@@ -62,17 +64,18 @@ class LinearFamily(Family):
     def rows(self, feats: Features) -> np.ndarray:
         """(S, D) inputs, one row per segment."""
 
-    def fit(self, train, y, val=None, y_val=None) -> dict:
+    def fit(self, train, y, val=None, y_val=None, weights=None) -> dict:
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
         X = [self.rows(f) for f in train]
+        weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=np.float64)
         if self.params["segment_level"]:
-            w = np.concatenate([np.full(len(x), 1.0 / len(x)) for x in X])
+            w = np.concatenate([np.full(len(x), wt / len(x)) for x, wt in zip(X, weights)])
             yy = np.concatenate([np.full(len(x), t) for x, t in zip(X, y)])
             X = np.concatenate(X)
         else:
-            X, yy, w = np.stack([x.mean(0) for x in X]), np.asarray(y), None
+            X, yy, w = np.stack([x.mean(0) for x in X]), np.asarray(y), weights
         scaler = StandardScaler().fit(X)
         lr = LogisticRegression(C=self.params["C"], max_iter=3000).fit(scaler.transform(X), yy, sample_weight=w)
         self.mean, self.scale = scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
@@ -132,16 +135,17 @@ class HandcraftedFamily(Family):
             hit = _HANDCRAFTED_MEMO[id(feats.mels)] = (feats.mels, np.stack([segment_features(m) for m in feats.mels]))
         return hit[1]
 
-    def fit(self, train, y, val=None, y_val=None) -> dict:
+    def fit(self, train, y, val=None, y_val=None, weights=None) -> dict:
         from sklearn.ensemble import RandomForestClassifier
 
         X = [self._X(f) for f in train]
         yy = np.concatenate([np.full(len(x), t) for x, t in zip(X, y)])
+        w = np.concatenate([np.full(len(x), 1.0 if weights is None else weights[i]) for i, x in enumerate(X)])
         X = np.concatenate(X)
         rng = np.random.default_rng(self.params["seed"])
         # the seed trained on a class-balanced sample of 3,000 segments
         idx = np.concatenate([rng.permutation(np.flatnonzero(yy == c))[: self.params["max_segments"] // 2] for c in (0, 1)])
-        self.rf = RandomForestClassifier(self.params["n_estimators"], n_jobs=1, random_state=self.params["seed"]).fit(X[idx], yy[idx])
+        self.rf = RandomForestClassifier(self.params["n_estimators"], n_jobs=1, random_state=self.params["seed"]).fit(X[idx], yy[idx], sample_weight=w[idx])
         return {}
 
     def segment_logits(self, feats: Features) -> np.ndarray:

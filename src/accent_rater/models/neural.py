@@ -45,10 +45,10 @@ class NeuralFamily(Family):
         """Augment a training batch of (B, n_mels, frames) and return the module's logits."""
         return self.module(mels)
 
-    def fit(self, train, y, val=None, y_val=None) -> dict:
+    def fit(self, train, y, val=None, y_val=None, weights=None) -> dict:
         from ..train import fit_neural
 
-        return fit_neural(self, train, y, val, y_val)
+        return fit_neural(self, train, y, val, y_val, weights)
 
     @torch.inference_mode()
     def segment_logits(self, feats) -> np.ndarray:
