@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from accent_rater.calibration import choose_threshold, sigmoid
-from accent_rater.evaluate import bootstrap_ci
+from accent_rater.calibration import sigmoid
+from accent_rater.evaluate import bootstrap_ci, choose_threshold
 from accent_rater.train import _fit_stacker
 
 

@@ -220,6 +220,16 @@ def test_fold_summary():
     assert fs.loc["cnn", "roc_auc_ci_lo"] < fs.loc["cnn", "roc_auc_mean"] < fs.loc["cnn", "roc_auc_ci_hi"]
 
 
+def test_nested_threshold_comes_from_the_other_folds():
+    """Fold 0 is decided by the threshold that suits fold 1 (0.4) and vice versa (0.8), so both
+    fold-0 speakers are called native and both fold-1 speakers non-native; one threshold chosen on
+    all four could not do that."""
+    df = pd.DataFrame({"speaker_id": list("abcd"), "label": [1, 0, 1, 0], "model": "m", "fold": [0, 0, 1, 1],
+                       "p_native": [0.8, 0.6, 0.4, 0.2]})
+    y, decision = ev.nested_threshold_decisions(df, "m")
+    assert list(y) == [1, 0, 1, 0] and list(decision) == [1, 1, 0, 0]
+
+
 # --- report ---------------------------------------------------------------------------------------
 def test_write_report(tmp_path: Path):
     rec = _synthetic(240)
@@ -233,7 +243,7 @@ def test_write_report(tmp_path: Path):
     text = readme.read_text()
     assert readme == tmp_path / "report" / "README.md"
     assert text.startswith("# Synthetic report")
-    for needle in ("Speaker-level metrics", "Per class", "Across CV folds", "Segment-level metrics",
+    for needle in ("Speaker-level metrics", "Per class", "Threshold chosen on the other folds", "Across CV folds", "Segment-level metrics",
                    "Native language", "Native variety", "Age band", "Sex", "Fisher", "EXTRA-MARKER",
                    "0.450", "encoder", "cnn"):
         assert needle in text, needle

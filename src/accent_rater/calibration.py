@@ -1,5 +1,6 @@
-"""Calibration and decision: Platt scaling of model logits, a balanced threshold, and an explicit
-deployment prior (replacing the seed's hard-coded 0.23 threshold and 50:50 "prior shift").
+"""Calibration: Platt scaling of model logits and an explicit deployment prior (replacing the seed's
+hard-coded 0.23 threshold and 50:50 "prior shift"; the balanced threshold is
+``evaluate.choose_threshold``).
 
 Probabilities from the bundled model are calibrated for the class balance of its training data
 (``train_prior``, about 50 % native). If you deploy where a different share of speakers is native,
@@ -53,14 +54,3 @@ def shift(prior: float, train_prior: float) -> float:
     if not 0.0 < prior < 1.0:
         raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
     return float(logit(prior) - logit(train_prior))
-
-
-def choose_threshold(p: np.ndarray, y: np.ndarray) -> float:
-    """Threshold maximising balanced accuracy on (validation) probabilities; ties -> nearest 0.5."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thr = roc_curve(y, p)
-    score = (tpr + 1 - fpr) / 2
-    best = np.flatnonzero(score >= score.max() - 1e-12)
-    cand = np.clip(thr[best], 0.0, 1.0)
-    return float(cand[np.argmin(np.abs(cand - 0.5))])

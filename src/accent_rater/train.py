@@ -226,7 +226,8 @@ def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndar
 
 def run(cfg: Config) -> dict[str, Any]:
     """Cross-validate every member, fuse, calibrate, report, and optionally export the bundle."""
-    from .calibration import Calibrator, choose_threshold
+    from .calibration import Calibrator
+    from .evaluate import choose_threshold
 
     out = Path(cfg.out_dir)
     (out / "folds").mkdir(parents=True, exist_ok=True)
