@@ -193,6 +193,11 @@ def test_native_variety_view_uses_native_speakers_only():
     assert set(t["group"]) <= set(ev.VARIETIES) and "other" in set(t["group"])  # jamaica -> other
     fnr = np.mean(natives["p_native"] < 0.5)
     assert t.attrs["overall"] == pytest.approx(fnr)
+    from sklearn.metrics import roc_auc_score  # threshold-free column: that variety's natives vs all non-natives
+
+    usa = df[(df.label == 0) | (df.country == "usa")]
+    assert t.set_index("group").loc["USA", "auc_vs_non_native"] == pytest.approx(roc_auc_score(usa.label, usa.p_native))
+    assert "auc_vs_non_native" not in ev.group_errors(df, 0.5, by="native_language").columns
 
 
 def test_group_errors_requires_model_when_several():

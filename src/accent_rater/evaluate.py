@@ -312,6 +312,15 @@ def _group_column(df, by: str):
     return col.map(lambda v: str(v).strip() or "unknown")
 
 
+def _auc_above(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a random ``pos`` score > a random ``neg`` score), ties counting half (the ROC-AUC of pos vs neg)."""
+    if not len(pos) or not len(neg):
+        return float("nan")
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
+
+
 def group_errors(df, threshold: float = 0.5, by: str = "native_language", model: str | None = None,
                  min_group: int = MIN_GROUP, ratio: float = FLAG_RATIO):
     """Per-group speaker-level error rates of one model, with 95 % Wilson intervals.
@@ -332,11 +341,12 @@ def group_errors(df, threshold: float = 0.5, by: str = "native_language", model:
             raise ValueError(f"several models in the table ({models}); pass model=")
         model = models[0] if models else ""
     df = df[df["model"] == model]
+    p_non_native = df.loc[df["label"] == 0, "p_native"].to_numpy()
     if by == "native_variety":
         df = df[df["label"] == 1]
     err = ((df["p_native"].to_numpy() >= threshold).astype(int) != df["label"].to_numpy()).astype(int)
     work = pd.DataFrame({"group": np.asarray(_group_column(df, by), dtype=object), "label": df["label"].to_numpy(),
-                         "err": err})
+                         "err": err, "p": df["p_native"].to_numpy()})
     n_all, e_all = len(work), int(err.sum())
     overall = e_all / n_all if n_all else float("nan")
     rows = []
@@ -348,7 +358,10 @@ def group_errors(df, threshold: float = 0.5, by: str = "native_language", model:
         rows.append({"group": g, "n_speakers": n, "n_native": int(sub["label"].sum()), "n_errors": k,
                      "error_rate": rate, "ci_lo": lo, "ci_hi": hi, "ratio": rat,
                      "flag": bool(n >= min_group and rate > ratio * overall)})
+        if by == "native_variety":  # threshold-free: how well this variety's natives are ranked above non-natives
+            rows[-1]["auc_vs_non_native"] = _auc_above(sub["p"].to_numpy(), p_non_native)
     cols = ["group", "n_speakers", "n_native", "n_errors", "error_rate", "ci_lo", "ci_hi", "ratio", "flag"]
+    cols += ["auc_vs_non_native"] if by == "native_variety" else []
     out = pd.DataFrame(rows, columns=cols)
     if by in ("age_band", "native_variety"):
         order = AGE_BANDS if by == "age_band" else VARIETIES
@@ -619,11 +632,18 @@ def _flag_sentences(table, what: str = "error rate") -> list[str]:
 def _group_md(table, show_small: bool) -> str:
     a = table.attrs
     t = table if show_small else table[table["n_speakers"] >= a["min_group"]]
+    auc = "auc_vs_non_native" in t.columns
     rows = [(r["group"], r["n_speakers"], r["n_native"], r["n_errors"], _pct(r["error_rate"]),
              f"{_pct(r['ci_lo'])}-{_pct(r['ci_hi'])}",
-             "n/a" if not math.isfinite(r["ratio"]) else f"{r['ratio']:.2f}", "**yes**" if r["flag"] else "")
+             "n/a" if not math.isfinite(r["ratio"]) else f"{r['ratio']:.2f}", "**yes**" if r["flag"] else "",
+             *((_num(r["auc_vs_non_native"]),) if auc else ()))
             for _, r in t.iterrows()]
-    md = _md_table(["group", "speakers", "native", "errors", "error rate", "95% Wilson CI", "x overall", "flag"], rows)
+    md = _md_table(["group", "speakers", "native", "errors", "error rate", "95% Wilson CI", "x overall", "flag",
+                    *(("ROC-AUC vs all non-natives",) if auc else ())], rows)
+    if auc:
+        md += ("\n\nThe last column does not depend on the threshold: the chance that a native speaker of that variety "
+               "gets a higher p_native than a random non-native speaker. A high error rate with a high AUC means the "
+               "threshold, not the ranking, fails that group.")
     hidden = table[table["n_speakers"] < a["min_group"]] if not show_small else table.iloc[:0]
     if len(hidden):
         md += (f"\n\n{len(hidden)} smaller groups ({int(hidden['n_speakers'].sum())} speakers, "
