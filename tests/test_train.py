@@ -81,6 +81,24 @@ def test_report_is_written(tiny_run) -> None:
     assert "ROC-AUC" in text and (readme.parent / "metrics.json").exists()
 
 
+def test_model_card_states_the_runs_numbers(tiny_run) -> None:
+    import json
+
+    from accent_rater.evaluate import report_run
+    from accent_rater.export import write_model_card
+
+    cfg, _, _ = tiny_run
+    report_run(cfg.out_dir, n_boot=50)
+    card = write_model_card(Path(cfg.bundle_dir), Path(cfg.out_dir), "configs/tiny.toml").read_text()
+    m = json.loads((Path(cfg.out_dir) / "report" / "metrics.json").read_text())
+    auc = m["speaker_level"]["fusion"]["roc_auc"]
+    nested = m["speaker_level_nested_threshold"]["fusion"]["balanced_accuracy"]
+    assert f"{auc['point']:.3f} [{auc['lo']:.3f}, {auc['hi']:.3f}]" in card
+    assert f"balanced accuracy {nested['point']:.3f}" in card  # threshold chosen on the other folds
+    assert "n_group^-0.5" in card  # tiny_run trains with group_weighting = 0.5
+    assert "accent-rater train --config configs/tiny.toml" in card and "CC BY-NC-SA" in card
+
+
 def test_exported_bundle_serves_and_matches_pytorch(tiny_run) -> None:
     from accent_rater import Rater
 

@@ -736,11 +736,13 @@ def write_report(
                                                "precision_non_native", "recall_non_native", "f1_non_native")))
             for m in models]
     md += ["### Per class", "", _md_table(head, rows), ""]
+    nested: dict[str, dict] = {}
     if "fold" in spk.columns and spk["fold"].nunique() > 1:
         rows = []
         for m in models:
             yy, dec = nested_threshold_decisions(spk, m)
             b = bootstrap_ci(yy, dec.astype(float), 0.5, n_boot=n_boot, seed=seed)
+            nested[m] = {k: b[k] for k in ("accuracy", "balanced_accuracy")}
             rows.append((m, _ci(b["accuracy"]), _ci(b["balanced_accuracy"])))
         md += ["### Threshold chosen on the other folds", "",
                "The thresholds above are chosen on all out-of-fold predictions, so accuracy and balanced "
@@ -826,6 +828,7 @@ def write_report(
         "title": title, "primary": primary, "thresholds": thr, "n_boot": n_boot, "seed": seed,
         "ci": "95% percentile bootstrap over speakers", "ece_bins": ECE_BINS,
         "speaker_level": {m: _ci_dict(v) for m, v in level.items()},
+        "speaker_level_nested_threshold": {m: _ci_dict(v) for m, v in nested.items()},
         "segment_level": {m: _ci_dict(v) for m, v in seg_level.items()},
         "folds": [] if folds is None else folds.to_dict(orient="records"),
         "groups": groups, "group_overall": group_attrs, "plots": plots,
