@@ -15,9 +15,10 @@ Conventions
 - P/R/F1 use ``zero_division = 0``; ROC-AUC / PR-AUC are NaN when a class is missing.
 - ECE: 15 equal-width bins on [0, 1], sum over bins of (bin share) * |mean label - mean p|.
 
-Public API: ``metrics``, ``ece``, ``bootstrap_ci``, ``wilson_ci``, ``speaker_table``, ``choose_threshold``, ``nested_threshold_decisions``,
-``age_band``, ``native_variety``, ``group_errors``, ``fold_summary``, ``plot_*``,
-``write_report`` and ``report_run`` (a training run directory -> report).
+Public API: ``metrics``, ``ece``, ``bootstrap_ci``, ``wilson_ci``, ``speaker_table``,
+``choose_threshold``, ``nested_threshold_decisions``, ``age_band``, ``native_variety``,
+``group_errors``, ``fold_summary``, ``plot_*``, ``write_report`` and ``report_run`` (a training run
+directory -> report).
 """
 
 from __future__ import annotations

@@ -137,8 +137,8 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
     flagged_text = (
         "- **Groups rated wrong more than twice as often as their population (all natives for a native variety, "
         "all speakers for a first language): " + "; ".join(flagged) + ".** "
-        "For native speakers of these varieties the label is unreliable at the default threshold; read "
-        "`p_native`, or choose a threshold for your population.\n"
+        "For these speakers the label is unreliable at the default threshold; read `p_native`, or choose a "
+        "threshold for your population.\n"
         if flagged else "- No native variety or first language with 5 or more speakers has more than twice the overall error rate.\n"
     )
     weighting = summary.get("group_weighting") or 0.0
