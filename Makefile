@@ -33,7 +33,7 @@ e2e-deps:
 serve: $(STAMP)
 	$(BIN)/accent-rater serve
 
-# Reproduce the bundled model from ../shared/data (about 5 minutes on 2 cores).
+# Reproduce the bundled model from ../shared/data (about 29 minutes on 2 idle cores).
 train: $(STAMP)
 	$(BIN)/accent-rater train --config configs/default.toml
 
