@@ -18,6 +18,7 @@ from accent_rater.train import Config, leakage_demo, run
 
 FAMILIES = [
     {"family": "encoder", "C": 0.05},
+    {"family": "encoder", "label": "embedding", "inputs": "embedding", "C": 0.05},
     {"family": "fluency"},
     {"family": "handcrafted", "n_estimators": 10, "max_segments": 200},
     {"family": "cnn", "channels": 16, "epochs": 1, "max_steps": 2, "batch_size": 8},
@@ -53,7 +54,7 @@ def test_every_family_trains_and_predicts_out_of_fold(tiny_run) -> None:
     import pandas as pd
 
     preds = pd.read_csv(Path(cfg.out_dir) / "predictions.csv")
-    assert set(preds["model"]) == {"encoder", "fluency", "cnn", "seed_resnet", "fusion"}
+    assert set(preds["model"]) == {"encoder", "embedding", "fluency", "cnn", "seed_resnet", "fusion"}
     assert preds.groupby("model")["speaker_id"].nunique().eq(summary["n_speakers"]).all()
     assert preds["p_native"].between(0, 1).all()
     folds = json.loads((Path(cfg.out_dir) / "folds.json").read_text())
@@ -191,3 +192,21 @@ def test_weights_change_what_a_member_learns() -> None:
     b.fit(feats, y, weights=w)
     target = 1.0 if y[0] else -1.0
     assert target * b.recording_logit(feats[0]) > target * a.recording_logit(feats[0])
+
+
+def test_encoder_reads_the_embedding_alone_when_asked(tmp_path: Path) -> None:
+    from accent_rater.models import get_family
+
+    paths = sorted((Path(__file__).parent / "fixtures").glob("n*.flac"))
+    feats = [features.extract(audio.prepare(p)) for p in paths]
+    y = np.array([1 if p.name.startswith("native") else 0 for p in paths])
+    emb, full = get_family("encoder", inputs="embedding"), get_family("encoder")
+    emb.fit(feats, y)
+    full.fit(feats, y)
+    assert emb.coef.shape == (encoder.EMBED_DIM,) and full.coef.shape == (encoder.STATS_DIM + encoder.EMBED_DIM,)
+    with pytest.raises(ValueError, match="inputs"):
+        get_family("encoder", inputs="mfcc")
+    # a config whose only model is labelled reports and calibrates that label
+    toml = tmp_path / "emb.toml"
+    toml.write_text('[[models]]\nfamily = "encoder"\nlabel = "embedding"\ninputs = "embedding"\n')
+    assert Config.load(toml).primary == "embedding"

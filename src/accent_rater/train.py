@@ -56,7 +56,7 @@ class Config:
             if v is not None:
                 setattr(cfg, k, v)
         cfg.out_dir = cfg.out_dir or f"runs/{cfg.name}"
-        cfg.primary = cfg.primary or ("fusion" if cfg.fusion and len(cfg.models) > 1 else cfg.models[0]["family"])
+        cfg.primary = cfg.primary or ("fusion" if cfg.fusion and len(cfg.models) > 1 else member_name(cfg.models[0]))
         return cfg
 
 

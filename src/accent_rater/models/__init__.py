@@ -4,7 +4,8 @@ Every family turns a ``features.Features`` into one logit per 7 s segment; a rec
 the mean of its segment logits. Families differ in what they read:
 
 - ``encoder``: hidden-state statistics + embedding of the pretrained speaker encoder -> logistic
-  regression (the resemblyzer "speaker-embedding" family, read at every LSTM layer);
+  regression (the resemblyzer "speaker-embedding" family, read at every LSTM layer; ``inputs =
+  "embedding"`` reads the 256-d embedding alone);
 - ``fluency``: text-independent rate / pause / rhythm statistics -> logistic regression;
 - ``handcrafted``: the seed's 72 spectral statistics -> RandomForest (baseline, not exportable);
 - ``cnn``: compact 1-D CNN on band-limited log-mels (``models.cnn``);
@@ -96,9 +97,20 @@ class LinearFamily(Family):
 
 
 class EncoderFamily(LinearFamily):
+    """``inputs = "stats+embedding"`` (default): every LSTM layer's hidden-state statistics and the
+    embedding (1,792-d); ``inputs = "embedding"``: resemblyzer's 256-d speaker embedding alone."""
+
     name = "encoder"
+    INPUTS: ClassVar[tuple[str, ...]] = ("stats+embedding", "embedding")
+
+    def __init__(self, C: float = 0.05, segment_level: bool = True, inputs: str = "stats+embedding", **params: Any) -> None:
+        if inputs not in self.INPUTS:
+            raise ValueError(f"encoder inputs must be one of {self.INPUTS}, got {inputs!r}")
+        super().__init__(C=C, segment_level=segment_level, inputs=inputs, **params)
 
     def rows(self, feats: Features) -> np.ndarray:
+        if self.params["inputs"] == "embedding":
+            return feats.seg_embeddings
         return np.hstack([feats.seg_stats, feats.seg_embeddings])
 
 
