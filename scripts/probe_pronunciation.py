@@ -3,7 +3,7 @@
     nice -n 10 .venv/bin/python scripts/probe_pronunciation.py [N]   (default 300; resumable)
 
 Caches each speaker's vector in cache/pron/{speaker_id}.npy (+ .json with seconds/cpu), then
-reports 5-fold StratifiedGroupKFold ROC-AUC / balanced accuracy for (a) pron, (b) encoder
+reports 5-fold StratifiedGroupKFold ROC-AUC / balanced accuracy (95 % bootstrap intervals over speakers) for (a) pron, (b) encoder
 stats+embedding, (c) both, (d) stacking of (a),(b) out-of-fold logits; plus CPU s per 30 s of audio
 and the alignment failure rate.
 """
@@ -57,9 +57,13 @@ def cv_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def report(name: str, y: np.ndarray, s: np.ndarray) -> None:
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+    """ROC-AUC and balanced accuracy (logit > 0) of out-of-fold logits, 95 % bootstrap over speakers."""
+    from accent_rater.calibration import sigmoid
+    from accent_rater.evaluate import bootstrap_ci
 
-    print(f"{name:28s} AUC {roc_auc_score(y, s):.3f}  bal.acc {balanced_accuracy_score(y, s > 0):.3f}")
+    b = bootstrap_ci(y, sigmoid(s), 0.5)
+    fmt = {k: f"{b[k][0]:.3f} [{b[k][1]:.3f}, {b[k][2]:.3f}]" for k in ("roc_auc", "balanced_accuracy")}
+    print(f"{name:28s} AUC {fmt['roc_auc']}  bal.acc {fmt['balanced_accuracy']}")
 
 
 def main() -> None:
@@ -93,13 +97,13 @@ def main() -> None:
         f = Features.load(FEAT / f"{r['speaker_id']}.npz", with_mels=False)
         E.append(np.hstack([f.stats, f.embedding]))
     E = np.array(E)
-    y = np.array([r["label"] != "native" for r in done], int)
+    y = np.array([r["label"] == "native" for r in done], int)
     groups = np.array([r["speaker_id"] for r in done])
     meta = [json.loads((CACHE / f"{r['speaker_id']}.json").read_text()) for r in done if (CACHE / f"{r['speaker_id']}.json").exists()]
     cpu = sum(m["cpu_s"] for m in meta)
     sec = sum(m["seconds"] for m in meta)
     ok = P[:, PRON_NAMES.index("align_ok")]
-    print(f"speakers {len(done)} (non-native {y.sum()}), pron dim {P.shape[1]}")
+    print(f"speakers {len(done)} (native {y.sum()}), pron dim {P.shape[1]}")
     print(f"CPU {cpu * 30 / max(sec, 1e-9):.2f} s per 30 s of (prepared) audio; alignment failures {np.mean(ok < 0.5):.1%}")
     a = cv_scores(P, y, groups)
     b = cv_scores(E, y, groups)
