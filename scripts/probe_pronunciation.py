@@ -1,11 +1,13 @@
 """Probe: pocketsphinx pronunciation features vs the encoder features, speaker-disjoint CV.
 
-    nice -n 10 .venv/bin/python scripts/probe_pronunciation.py [N]   (default 300; resumable)
+    nice -n 10 .venv/bin/python scripts/probe_pronunciation.py [N [RUN_DIR]]   (default 300; resumable)
 
 Caches each speaker's vector in cache/pron/{speaker_id}.npy (+ .json with seconds/cpu), then
 reports 5-fold StratifiedGroupKFold ROC-AUC / balanced accuracy (95 % bootstrap intervals over speakers) for (a) pron, (b) encoder
 stats+embedding, (c) both, (d) stacking of (a),(b) out-of-fold logits; plus CPU s per 30 s of audio
-and the alignment failure rate.
+and the alignment failure rate. With RUN_DIR (a training run over the same corpus, e.g. runs/default),
+the pronunciation features are also cross-validated on that run's folds and stacked on its saved
+out-of-fold member logits, as ``compare_members.py`` does: what they would add to that model.
 """
 
 from __future__ import annotations
@@ -113,6 +115,36 @@ def main() -> None:
     report("(b) encoder stats+emb", y, b)
     report("(c) concatenated", y, c)
     report("(d) stacked oof logits", y, d)
+    if len(sys.argv) > 2:
+        on_run(Path(sys.argv[2]), {r["speaker_id"]: v for r, v in zip(done, P)})
+
+
+def on_run(run: Path, pron: dict[str, np.ndarray]) -> None:
+    """Pronunciation logits on the run's own folds, stacked with every combination of its members."""
+    import itertools
+
+    from compare_members import cross_fitted, load_logits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    logits, y, fold = load_logits(run)
+    ids = list(json.loads((run / "folds.json").read_text()))
+    if set(ids) - set(pron):
+        raise SystemExit(f"{len(set(ids) - set(pron))} of the run's speakers have no pronunciation features: run with N = all")
+    X = np.array([pron[i] for i in ids])
+    logits["pron"] = np.zeros(len(ids))
+    for k in np.unique(fold):
+        te = fold == k
+        m = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(X[~te], y[~te])
+        logits["pron"][te] = m.decision_function(X[te])
+    print(f"\non the folds of {run}:")
+    members = [n for n in logits if n != "pron"]
+    for r in range(0, len(members) + 1):
+        for combo in itertools.combinations(members, r):
+            for names in ([*combo], [*combo, "pron"]) if combo else (["pron"],):
+                z, decision = cross_fitted(np.stack([logits[n] for n in names], 1), y, fold)
+                report(" + ".join(names), y, z)
 
 
 if __name__ == "__main__":
