@@ -44,16 +44,26 @@ def select(rows: list[dict], n: int) -> list[dict]:
     return [pick[i] for i in rng.permutation(len(pick))]
 
 
-def cv_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
+def speaker_folds(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     from sklearn.model_selection import StratifiedGroupKFold
+
+    fold = np.zeros(len(y), dtype=int)
+    for k, (_, te) in enumerate(StratifiedGroupKFold(5, shuffle=True, random_state=0).split(y, y, groups)):
+        fold[te] = k
+    return fold
+
+
+def cv_scores(X: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Out-of-fold logits of standardise -> logistic regression, one model per fold id."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     oof = np.zeros(len(y))
-    for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=0).split(X, y, groups):
+    for k in np.unique(fold):
+        te = fold == k
         m = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
-        m.fit(X[tr], y[tr])
+        m.fit(X[~te], y[~te])
         oof[te] = m.decision_function(X[te])
     return oof
 
@@ -107,10 +117,11 @@ def main() -> None:
     ok = P[:, PRON_NAMES.index("align_ok")]
     print(f"speakers {len(done)} (native {y.sum()}), pron dim {P.shape[1]}")
     print(f"CPU {cpu * 30 / max(sec, 1e-9):.2f} s per 30 s of (prepared) audio; alignment failures {np.mean(ok < 0.5):.1%}")
-    a = cv_scores(P, y, groups)
-    b = cv_scores(E, y, groups)
-    c = cv_scores(np.hstack([P, E]), y, groups)
-    d = cv_scores(np.c_[a, b], y, groups)
+    fold = speaker_folds(y, groups)
+    a = cv_scores(P, y, fold)
+    b = cv_scores(E, y, fold)
+    c = cv_scores(np.hstack([P, E]), y, fold)
+    d = cv_scores(np.c_[a, b], y, fold)
     report("(a) pronunciation", y, a)
     report("(b) encoder stats+emb", y, b)
     report("(c) concatenated", y, c)
@@ -124,26 +135,18 @@ def on_run(run: Path, pron: dict[str, np.ndarray]) -> None:
     import itertools
 
     from compare_members import cross_fitted, load_logits
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     logits, y, fold = load_logits(run)
-    ids = list(json.loads((run / "folds.json").read_text()))
+    ids = list(json.loads((run / "folds.json").read_text()))  # load_logits' row order
     if set(ids) - set(pron):
         raise SystemExit(f"{len(set(ids) - set(pron))} of the run's speakers have no pronunciation features: run with N = all")
-    X = np.array([pron[i] for i in ids])
-    logits["pron"] = np.zeros(len(ids))
-    for k in np.unique(fold):
-        te = fold == k
-        m = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(X[~te], y[~te])
-        logits["pron"][te] = m.decision_function(X[te])
+    logits["pron"] = cv_scores(np.array([pron[i] for i in ids]), y, fold)
     print(f"\non the folds of {run}:")
     members = [n for n in logits if n != "pron"]
     for r in range(0, len(members) + 1):
         for combo in itertools.combinations(members, r):
             for names in ([*combo], [*combo, "pron"]) if combo else (["pron"],):
-                z, decision = cross_fitted(np.stack([logits[n] for n in names], 1), y, fold)
+                z, _ = cross_fitted(np.stack([logits[n] for n in names], 1), y, fold)
                 report(" + ".join(names), y, z)
 
 
