@@ -24,7 +24,8 @@ from accent_rater.evaluate import bootstrap_ci, choose_threshold
 from accent_rater.train import _fit_stacker
 
 
-def load_logits(run: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def load_logits(run: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str]]:
+    """(member -> out-of-fold logits, labels, fold ids, speaker ids), rows in the run's folds.json order."""
     folds = json.loads((run / "folds.json").read_text())
     ids = list(folds)
     fold = np.array([folds[i] for i in ids])
@@ -37,7 +38,7 @@ def load_logits(run: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarra
         for k in np.unique(fold):
             v[fold == k] = np.load(run / "folds" / f"{n}_fold{k}.npz", allow_pickle=False)["logits"]
         logits[n] = v
-    return logits, y, fold
+    return logits, y, fold, ids
 
 
 def cross_fitted(M: np.ndarray, y: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     args = ap.parse_args()
-    logits, y, fold = load_logits(args.run)
+    logits, y, fold, _ = load_logits(args.run)
     print(f"{args.run}: {len(y)} speakers, {len(np.unique(fold))} folds\n")
     print("| members | ROC-AUC [95% CI] | balanced accuracy |\n|---|---|---|")
     for r in range(1, len(logits) + 1):

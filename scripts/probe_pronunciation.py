@@ -136,8 +136,7 @@ def on_run(run: Path, pron: dict[str, np.ndarray]) -> None:
 
     from compare_members import cross_fitted, load_logits
 
-    logits, y, fold = load_logits(run)
-    ids = list(json.loads((run / "folds.json").read_text()))  # load_logits' row order
+    logits, y, fold, ids = load_logits(run)
     if set(ids) - set(pron):
         raise SystemExit(f"{len(set(ids) - set(pron))} of the run's speakers have no pronunciation features: run with N = all")
     logits["pron"] = cv_scores(np.array([pron[i] for i in ids]), y, fold)
