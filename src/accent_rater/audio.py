@@ -49,10 +49,20 @@ SEGMENT_SAMPLES = int(SEGMENT_SECONDS * SAMPLE_RATE)
 SEGMENT_HOP_SAMPLES = int(SEGMENT_HOP_SECONDS * SAMPLE_RATE)
 SEGMENT_FRAMES = SEGMENT_SAMPLES // HOP_LENGTH + 1  # 701 with center=True
 
+# Whisper backbone: speech is cut into consecutive windows (no overlap, each encoded on its own, so a
+# window's features depend only on the few words inside it); a remainder shorter than the minimum
+# tail joins the previous window.
+CHUNK_SECONDS = 7.0
+MIN_TAIL_SECONDS = 2.0
+
 MIN_SPEECH_SECONDS = 3.0  # less speech than this after VAD is refused
 MAX_DURATION_SECONDS = 600.0  # longer recordings are refused (configurable per call)
 MAX_FILE_BYTES = 200 * 1024 * 1024  # checked before decoding
-SILENCE_DBFS = -60.0  # whole-file RMS below this is "silent"
+SILENCE_PEAK_DBFS = -70.0  # a recording whose loudest sample is below this is digital silence
+QUIET_DBFS = -45.0  # quieter recordings are amplified (up to MAX_VAD_GAIN_DB) before voice detection
+VAD_LEVEL_DBFS = -30.0  # ... to this RMS level
+MAX_VAD_GAIN_DB = 50.0
+MIN_ANY_SPEECH_SECONDS = 0.5  # less speech than this: "silent" (no speech at all) rather than "too little"
 MAX_PAUSE_SECONDS = 0.3  # pauses longer than this are shortened to it
 SPEECH_PAD_SECONDS = 0.1  # kept around each VAD speech region
 VAD_THRESHOLD = 0.5
@@ -397,20 +407,35 @@ def prepare(
 ) -> Speech:
     """Decode, band-limit, check level and run VAD: the speech every model rates."""
     wav = load_audio(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
+    return prepare_waveform(wav, min_speech_seconds=min_speech_seconds)
+
+
+def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_SECONDS) -> Speech:
+    """Band-limited 16 kHz audio (``load_audio``'s output) -> speech: the level checks, VAD, pause
+    trimming and level normalisation of ``prepare`` (augmented training copies enter here).
+
+    Digital silence (peak below ``SILENCE_PEAK_DBFS``) and recordings without any speech are
+    ``silent``; quiet speech is not: it is amplified before voice detection and rated (the rater
+    warns about its low level)."""
     duration = len(wav) / SAMPLE_RATE
     if wav.size == 0:
         raise EmptyAudioError("the recording contains no samples")
     level = rms_dbfs(wav)
     peak = float(np.max(np.abs(wav)))
-    if level < SILENCE_DBFS:
-        raise SilentAudioError(f"the recording is silent ({duration:.1f} s at {level:.0f} dBFS)")
+    if 20.0 * np.log10(max(peak, 1e-12)) < SILENCE_PEAK_DBFS:
+        raise SilentAudioError(f"the recording is silent ({duration:.1f} s, peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS)")
     if duration < min_speech_seconds:
         raise TooLittleSpeechError(
             f"the recording lasts {duration:.2f} s; at least {min_speech_seconds:.0f} s of speech is needed"
         )
-    regions = detect_speech(wav)
+    vad_input = wav
+    if level < QUIET_DBFS:  # quiet speech: voice detection works on a normal level
+        vad_input = wav * np.float32(10.0 ** (min(VAD_LEVEL_DBFS - level, MAX_VAD_GAIN_DB) / 20.0))
+    regions = detect_speech(vad_input)
     speech_s = sum(e - s for s, e in regions) / SAMPLE_RATE - 2 * SPEECH_PAD_SECONDS * len(regions)
     speech_s = max(0.0, speech_s)
+    if speech_s < MIN_ANY_SPEECH_SECONDS:
+        raise SilentAudioError(f"no speech found in {duration:.1f} s of audio ({level:.0f} dBFS)")
     if speech_s < min_speech_seconds:
         raise TooLittleSpeechError(
             f"only {speech_s:.1f} s of speech found in {duration:.1f} s; at least {min_speech_seconds:.0f} s is needed"
@@ -437,6 +462,16 @@ def segment_starts(n_samples: int, window: int = SEGMENT_SAMPLES, hop: int = SEG
     if starts[-1] + window < n_samples:
         starts.append(n_samples - window)
     return starts
+
+
+def chunk_spans(n_samples: int, window_s: float = CHUNK_SECONDS, min_tail_s: float = MIN_TAIL_SECONDS) -> list[tuple[int, int]]:
+    """Consecutive, non-overlapping windows covering all ``n_samples``: full windows, then the
+    remainder as its own shorter window, or appended to the last window when under ``min_tail_s``."""
+    window, min_tail = int(window_s * SAMPLE_RATE), int(min_tail_s * SAMPLE_RATE)
+    spans = [(s, min(s + window, n_samples)) for s in range(0, max(n_samples, 1), window)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < min_tail:
+        spans[-2:] = [(spans[-2][0], n_samples)]
+    return spans
 
 
 def make_segments(audio: np.ndarray, window: int = SEGMENT_SAMPLES, hop: int = SEGMENT_HOP_SAMPLES) -> tuple[np.ndarray, list[tuple[int, int]]]:

