@@ -329,8 +329,23 @@ def test_white_noise_has_no_speech(tmp_path):
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(10 * SR) * 0.1  # -20 dBFS RMS, a normal recording level
     p = encode(noise.astype(np.float32), SR, tmp_path / "noise.wav", "pcm_s16le")
-    with pytest.raises(TooLittleSpeechError, match="speech found"):
+    with pytest.raises(SilentAudioError, match="no speech found"):  # no-speech input is "silent"
         audio.prepare(p)
+
+
+def test_quiet_speech_is_rated_not_called_silent(tmp_path, speech_10s):
+    """Real speech at -61 dBFS RMS (16-bit) is speech: the front-end finds
+    the same speech as at full level, and the rater warns about the level instead of refusing."""
+    from accent_rater.rater import Rater
+
+    loud = encode(speech_10s, SR, tmp_path / "loud.wav", "pcm_s16le")
+    gain = 10 ** ((-61 - audio.rms_dbfs(speech_10s)) / 20)  # to -61 dBFS: refused as "silent" before
+    quiet = encode(speech_10s * np.float32(gain), SR, tmp_path / "quiet.wav", "pcm_s16le")
+    a, b = audio.prepare(loud), audio.prepare(quiet)
+    assert b.rms_dbfs < -60 and abs(a.speech_seconds - b.speech_seconds) < 0.5
+    result = Rater("fast").rate(quiet)
+    assert any("low recording level" in w for w in result.warnings)
+    assert abs(result.p_native - Rater("fast").rate(loud).p_native) < 0.1
 
 
 def test_96khz_six_channel_wav_matches_mono(tmp_path, parity_source, parity_reference):

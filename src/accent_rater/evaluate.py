@@ -858,8 +858,79 @@ def report_run(run_dir: str | Path, out_dir: str | Path | None = None, *, n_boot
         extra += ["## Leakage demonstration", "", "```json", leak.read_text().strip(), "```", ""]
     if (run / "notes.md").is_file():
         extra.append((run / "notes.md").read_text())
+    out = Path(out_dir) if out_dir else run / "report"
+    l1 = None
+    if (run / "l1_predictions.csv").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        l1, l1_md = l1_report(run / "l1_predictions.csv", out, n_boot=n_boot)
+        extra.append(l1_md)
     segs = run / "segments.csv"
-    return write_report(preds, Path(out_dir) if out_dir else run / "report",
-                        segments=segs if segs.is_file() else None, thresholds=thresholds, primary=primary,
-                        title=f"Accent Rater: evaluation of run `{summary.get('name', run.name)}`",
-                        extra_markdown="\n".join(extra), n_boot=n_boot)
+    readme = write_report(preds, out, segments=segs if segs.is_file() else None, thresholds=thresholds, primary=primary,
+                          title=f"Accent Rater: evaluation of run `{summary.get('name', run.name)}`",
+                          extra_markdown="\n".join(extra), n_boot=n_boot)
+    if l1 is not None:
+        metrics = json.loads((out / "metrics.json").read_text())
+        metrics["l1"] = l1
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return readme
+
+
+def l1_report(path: Path, out: Path, *, n_boot: int = 1000, seed: int = 0) -> tuple[dict, str]:
+    """First-language guess over the non-native speakers of ``l1_predictions.csv``: top-1 / top-3
+    accuracy and macro recall among their languages (English excluded, as the product shows it),
+    with 95% bootstrap CIs over speakers, and a confusion matrix (``l1_confusion.png``)."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    langs = [c for c in df.columns[4:] if c != "english"]
+    nn = df[df["label"] == "non_native"].reset_index(drop=True)
+    P = nn[langs].to_numpy(float)
+    truth = np.array([langs.index(x) for x in nn["language"]])
+    order = np.argsort(-P, axis=1)
+    top1 = order[:, 0] == truth
+    top3 = (order[:, :3] == truth[:, None]).any(axis=1)
+
+    def macro(idx: np.ndarray) -> float:
+        return float(np.mean([top1[idx][truth[idx] == c].mean() for c in range(len(langs)) if (truth[idx] == c).any()]))
+
+    rng = np.random.default_rng(seed)
+    boots = {"top1": [], "top3": [], "macro_recall": []}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(nn), len(nn))
+        boots["top1"].append(top1[idx].mean())
+        boots["top3"].append(top3[idx].mean())
+        boots["macro_recall"].append(macro(idx))
+    point = {"top1": float(top1.mean()), "top3": float(top3.mean()), "macro_recall": macro(np.arange(len(nn)))}
+    res = {k: {"point": v, "lo": float(np.percentile(boots[k], 2.5)), "hi": float(np.percentile(boots[k], 97.5))} for k, v in point.items()}
+    res["n_speakers"] = int(len(nn))
+    res["languages"] = langs
+    conf = np.zeros((len(langs), len(langs)), int)
+    for t, pr in zip(truth, order[:, 0]):
+        conf[t, pr] += 1
+    res["confusion"] = conf.tolist()
+    # English vs the rest: how often a non-native's top class overall is English
+    res["english_top_share_non_natives"] = float((nn[[*langs, "english"]].to_numpy(float).argmax(1) == len(langs)).mean())
+    fig = _figure(6.5, 5.5)
+    ax = fig.add_subplot()
+    ax.imshow(conf / np.maximum(conf.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(langs)), langs, rotation=45, ha="right")
+    ax.set_yticks(range(len(langs)), langs)
+    for i in range(len(langs)):
+        for j in range(len(langs)):
+            ax.text(j, i, conf[i, j], ha="center", va="center", fontsize=8, color="black" if conf[i, j] < conf[i].sum() * 0.6 else "white")
+    ax.set_xlabel("guessed (top-1)")
+    ax.set_ylabel("first language")
+    ax.set_title(f"First-language guess, {len(nn)} non-native speakers (out of fold)")
+    img = _save(fig, out / "l1_confusion.png")
+    rows = [(name, f"{_ci((res[k]['point'], res[k]['lo'], res[k]['hi']))}") for k, name in
+            (("top1", "top-1 accuracy"), ("top3", "top-3 accuracy"), ("macro_recall", "macro recall (top-1)"))]
+    recall = [(lang, int(conf[i].sum()), f"{conf[i, i] / max(conf[i].sum(), 1):.3f}") for i, lang in enumerate(langs)]
+    md = "\n".join([
+        "## First-language guess", "",
+        f"Out-of-fold, over the {len(nn)} non-native speakers, among {len(langs)} languages (English excluded, as the product "
+        "shows the guess only for speech rated non-native); 95% bootstrap intervals over speakers.", "",
+        _md_table(["measure", "value [95% CI]"], rows), "",
+        _md_table(["first language", "speakers", "recall (top-1)"], recall), "",
+        f"![confusion]({img})", "",
+    ])
+    return res, md

@@ -66,12 +66,31 @@ def export_bundle(
     calibrator: Calibrator,
     threshold: float,
     summary: dict[str, Any],
+    backbone: str | None = None,
+    l1: Any = None,
+    novelty: Any = None,
 ) -> Path:
+    """Write the bundle. ``backbone``: the Whisper size whose converted encoder the members read
+    (copied from ``whisper.onnx_path``; an unchanged file is left untouched, so retraining the heads
+    does not rewrite tens of MB); otherwise the speaker encoder is exported. ``l1``: a fitted
+    ``L1Head`` (first-language guess)."""
+    import shutil
+
     from safetensors.numpy import save_file
+
+    from .whisper import onnx_path, sha256
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}
-    export_encoder(out_dir / "encoder.onnx")
+    if backbone is None:
+        export_encoder(out_dir / "encoder.onnx")
+        encoder_file = "encoder.onnx"
+    else:
+        src = onnx_path(backbone)
+        encoder_file = src.name
+        dst = out_dir / encoder_file
+        if not dst.exists() or sha256(dst) != sha256(src):
+            shutil.copyfile(src, dst)
     spec = []
     for name, fam in members:
         entry = {"name": name, "family": fam.name, "params": fam.params}
@@ -81,13 +100,19 @@ def export_bundle(
         else:
             tensors.update({f"{name}.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in fam.tensors().items()})
         spec.append(entry)
+    for prefix, part in (("l1", l1), ("novelty", novelty)):
+        if part is not None:
+            tensors.update({f"{prefix}.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in part.tensors().items()})
     save_file(tensors, str(out_dir / "model.safetensors"))
     meta = {
         "format": BUNDLE_FORMAT,
         "name": summary.get("name", "accent-rater"),
         "version": f"{__version__}+{_dt.date.today():%Y%m%d}",
         "members": spec,
-        "encoder": "encoder.onnx",
+        "encoder": encoder_file,
+        "backbone": backbone,
+        "l1": None if l1 is None else {"classes": l1.classes, "params": l1.params},
+        "novelty": novelty is not None,
         "fusion": fusion,
         "calibration": calibrator.to_dict(),
         "threshold": threshold,
@@ -102,6 +127,8 @@ def export_bundle(
         },
         "training": {k: summary[k] for k in ("n_speakers", "members", "primary") if k in summary},
     }
+    meta["files"] = {f.name: sha256(f) for f in sorted(out_dir.iterdir())
+                     if f.is_file() and f.name in {encoder_file, "model.safetensors", *(m.get("onnx", "") for m in spec)}}
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1))
     return out_dir
 
@@ -146,22 +173,58 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
                       "variety for natives, first language for non-natives); calibration and threshold are unweighted."
                       if weighting else "")
     members = ", ".join(f"`{m['name']}` ({m['family']})" for m in meta["members"])
+    combine = "Stacking fusion (logistic regression on member logits)" if meta.get("fusion") else "The member"
+    if meta.get("backbone"):
+        architecture = (
+            f"{combine} {members} on the frozen **OpenAI Whisper {meta['backbone']} encoder** (MIT licence; weights "
+            "verified by SHA-256 and converted to ONNX with float16 weights by `accent-rater fetch-weights`, shipped "
+            f"as `{meta['encoder']}`), then Platt calibration. Speech is cut into 7 s windows, each encoded on its own; "
+            "every layer's states are pooled (time mean and std) per window, a logistic regression gives each window a "
+            "logit and a recording's logit is their mean. Training used the clean recordings and augmented copies of the "
+            "same training speakers (telephone band, Opus / MP3 / AMR codecs, rooms, noise, gain and AGC, clipping)."
+        )
+    else:
+        architecture = (
+            f"{combine} {members}, then Platt calibration. The speaker encoder is resemblyzer's pretrained GE2E LSTM "
+            "(weights from its PyPI wheel), exported to ONNX; the CNN (if present) is trained from scratch and exported "
+            "to ONNX; linear members are plain arrays in `model.safetensors`."
+        )
+    corpus_text = _corpus_counts(run_dir / "predictions.csv", primary)
+    l1 = metrics.get("l1")
+    l1_text = ""
+    if l1 and meta.get("l1"):
+        def ci3(k: str) -> str:
+            return f"{l1[k]['point']:.3f} [{l1[k]['lo']:.3f}, {l1[k]['hi']:.3f}]"
+
+        l1_text = (f"**First-language guess.** A second head on the same features guesses the first language among "
+                   f"{', '.join(l1['languages'])} (and English); it is shown only for speech rated non-native, as the top 3 "
+                   f"with probabilities, and as \"unsure\" when the top probability is below 0.4. Other first languages map to "
+                   f"the nearest known one or to \"unsure\". Out of fold over {l1['n_speakers']} non-natives: top-1 {ci3('top1')}, "
+                   f"top-3 {ci3('top3')}, macro recall {ci3('macro_recall')}. It is a guess about an accent, never about a person.\n\n")
+    robust = Path("reports") / summary["name"] / "robustness.json"
+    robust_text = ""
+    if robust.exists():
+        r = json.loads(robust.read_text())
+        cond = r.get("conditions", {})
+        worst = sorted(cond.items(), key=lambda kv: kv[1]["delta_bacc"][0])[:3]
+        robust_text = ("**Robustness** (held-out speakers, `scripts/robustness.py`, details in "
+                       f"`reports/{summary['name']}/robustness.md`): change in balanced accuracy "
+                       + "; ".join(f"{k} {v['delta_bacc'][0]:+.3f}" for k, v in cond.items())
+                       + (f". Largest losses: {', '.join(k for k, _ in worst)}." if worst else ".") + "\n\n")
+    whisper_credit = (f" The Whisper {meta['backbone']} encoder weights are OpenAI's (MIT licence, "
+                      "github.com/openai/whisper), converted; keep their licence notice." if meta.get("backbone") else "")
     text = f"""# Model card: {meta['name']} {meta['version']}
 
 **What it does.** Estimates the probability that English speech sounds like a native speaker's
 accent (`p_native`), from 8 kHz-band audio features. It rates *accent only*: not intelligibility,
 fluency, grammar or English proficiency.
 
-**Architecture.** Stacking fusion (logistic regression on member logits) of {members}, then Platt
-calibration. The speaker encoder is resemblyzer's pretrained GE2E LSTM (weights from its PyPI wheel),
-exported to ONNX; the CNN (if present) is trained from scratch and exported to ONNX; linear members
-are plain arrays in `model.safetensors`. Decision threshold on `p_native`: {meta['threshold']:.3f}
+**Architecture.** {architecture} Decision threshold on `p_native`: {meta['threshold']:.3f}
 (chosen on out-of-fold predictions to maximise balanced accuracy).{weighting_text}
 
 **Data.** Speech Accent Archive (Steven H. Weinberger, George Mason University, accent.gmu.edu;
-CC BY-NC-SA): {summary['n_speakers']} speakers reading the same English paragraph, 8 kHz band; 435 native
-English (USA 280, UK 49, Canada 33, Australia 24, others), 440 non-native (Spanish, Arabic, Mandarin,
-French, Korean, Portuguese, Russian, Dutch). Labels are self-reported native language.
+CC BY-NC-SA): {summary['n_speakers']} speakers reading the same English paragraph, 8 kHz band;
+{corpus_text}. Labels are self-reported native language.
 
 **Evaluation.** 5-fold cross-validation with speaker-disjoint, label-stratified folds; every number is
 out-of-fold at speaker level with a 95% bootstrap interval over speakers (calibration cross-fitted).
@@ -189,11 +252,35 @@ the command below).
 {flagged_text}- Small data (875 speakers): expect errors on individual speakers; use the probability, not the label,
   and never use it to judge people (hiring, immigration, grading).
 
+{l1_text}{robust_text}**Contested boundaries.** The archive labels by first language: an Indian speaker whose first
+language is English counts as native, one whose first language is Hindi does not, though both may
+speak Indian English. The score says how close the accent sounds to the native speakers in the
+training data, who are mostly North American and British; read a low score for a speaker of another
+native variety as "unlike these varieties", not as "not a native speaker". The interfaces word the
+label as "native-sounding" / "accented" for this reason, and the first-language guess is shown only
+as a guess about the accent.
+
 **Licence.** Model weights are derived from CC BY-NC-SA data: non-commercial use, share-alike,
-credit the Speech Accent Archive.
+credit the Speech Accent Archive.{whisper_credit}
 
 **Reproduce.** `accent-rater train --config {config_path}` (needs `../shared/data/saa`).
 """
     path = bundle_dir / "MODEL_CARD.md"
     path.write_text(text)
     return path
+
+
+def _corpus_counts(predictions: Path, model: str) -> str:
+    """"N native English (USA a, UK b, ...), M non-native (language c, ...)" from a run's predictions."""
+    import csv
+    from collections import Counter
+
+    from .evaluate import native_variety
+
+    with open(predictions) as fh:
+        rows = [r for r in csv.DictReader(fh) if r["model"] == model]
+    natives = Counter(native_variety(r["country"]) for r in rows if r["label"] == "1")
+    others = Counter(r["native_language"] for r in rows if r["label"] == "0")
+    nat = ", ".join(f"{k} {v}" for k, v in natives.most_common())
+    oth = ", ".join(f"{k.capitalize()} {v}" for k, v in others.most_common())
+    return f"{sum(natives.values())} native English ({nat}), {sum(others.values())} non-native ({oth})"

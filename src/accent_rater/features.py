@@ -190,3 +190,70 @@ def build_cache(items: Sequence[tuple[str, str]], cache_dir: Path, workers: int 
 
 def load_cache(keys: Iterable[str], cache_dir: Path, with_mels: bool = True) -> dict[str, Features]:
     return {k: Features.load(cache_path(Path(cache_dir), k), with_mels) for k in keys if cache_path(Path(cache_dir), k).exists()}
+
+
+# --- Whisper features (pretrained backbone), optionally of augmented copies ---------------------------
+_WHISPER: dict[str, "object"] = {}  # one ONNX session per worker process and encoder file
+
+
+def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment_kind: str | None, seed: int,
+                 keep_frames: bool) -> tuple[str, str | None]:
+    from . import whisper
+
+    torch.set_num_threads(1)
+    if encoder_path not in _WHISPER:
+        _WHISPER.clear()
+        _WHISPER[encoder_path] = whisper.OnnxWhisper(encoder_path, threads=1)
+    try:
+        wav = audio.load_audio(path)
+        if augment_kind:
+            wav = audio.band_limit(degrade(wav, augment_kind, np.random.default_rng(seed)), audio.SAMPLE_RATE)
+        feats = whisper.embed(audio.prepare_waveform(wav), _WHISPER[encoder_path], keep_frames=keep_frames)
+        feats.save(cache_path(Path(cache_dir), key))
+        return key, None
+    except AudioError as exc:
+        return key, f"{exc.code}: {exc}"
+
+
+def degrade(wav: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A channel kind of ``augment.KINDS``, or an evaluation degradation: ``snr<dB>`` (pink noise at
+    that SNR) or ``level<dB>`` (gain, then 16-bit quantisation like a real quiet recording)."""
+    from . import augment
+
+    if kind.startswith("snr"):
+        return augment.add_noise(wav, float(kind[3:]), rng, color="pink")
+    if kind.startswith("level"):
+        return augment.change_level(wav, float(kind[5:]))
+    return augment.augment(wav, kind, rng)
+
+
+def build_whisper_cache(items: Sequence[tuple[str, str, str | None, int]], cache_dir: Path, encoder_path: Path,
+                        workers: int | None = None, keep_frames: bool = False) -> dict[str, str]:
+    """Whisper features for (key, path, augmentation kind or None, seed) items, one .npz per key in
+    ``cache_dir``, resumable like ``build_cache``. Returns {key: error message}."""
+    from tqdm import tqdm
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    todo = [it for it in items if not cache_path(cache_dir, it[0]).exists()]
+    errors: dict[str, str] = {}
+    if not todo:
+        return errors
+    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
+    args = [(k, p, str(cache_dir), str(encoder_path), kind, seed, keep_frames) for k, p, kind, seed in todo]
+    bar = tqdm(total=len(todo), desc=f"whisper features ({Path(encoder_path).stem})", unit="rec", mininterval=10)
+    if workers == 1:
+        results = (_whisper_one(*a) for a in args)
+        for k, err in results:
+            if err:
+                errors[k] = err
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for fut in as_completed([pool.submit(_whisper_one, *a) for a in args]):
+                k, err = fut.result()
+                if err:
+                    errors[k] = err
+                bar.update()
+    bar.close()
+    return errors

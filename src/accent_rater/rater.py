@@ -24,10 +24,12 @@ from .features import Features, extract
 from .models.encoder import OnnxEncoder
 
 DEFAULT_MODEL = "default"
+BUNDLED_MODELS = {"default": "assets/model", "fast": "assets/fast"}  # --model NAME
 BORDERLINE_MARGIN = 0.10  # |p_native - threshold| below this is flagged as borderline
 SHORT_SPEECH_SECONDS = 10.0
 LOW_LEVEL_DBFS = -40.0
 CLIPPED_FRACTION = 0.001
+L1_UNSURE_BELOW = 0.4  # top first-language probability under this -> l1_guess "unsure"
 
 # score = round(100 * p_native). Bands are placed relative to the decision threshold t, so the band
 # always agrees with the label: p >= t + 0.6 (1 - t) native-like; p >= t light accent (label
@@ -57,11 +59,17 @@ class AccentResult:
     segments: list[tuple[float, float, float]]
     model: str
     warnings: list[str] = field(default_factory=list)
+    # First-language guess (a guess about the accent, never about the person): up to 3
+    # (language, p) among the model's languages (``L1_LANGUAGES`` of its bundle), most likely first;
+    # empty when the speech is rated native or the model has no L1 head.
+    l1: list[tuple[str, float]] = field(default_factory=list)
+    l1_guess: str = ""  # the top language, "unsure" when its probability is below L1_UNSURE_BELOW, "" when l1 is empty
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["segments"] = [{"start_s": round(a, 2), "end_s": round(b, 2), "p_native": round(p, 4)} for a, b, p in self.segments]
         d["p_native"] = round(self.p_native, 4)
+        d["l1"] = [{"language": lang, "p": round(p, 4)} for lang, p in self.l1]
         return d
 
 
@@ -73,8 +81,8 @@ def band_for(p_native: float, threshold: float = 0.5) -> str:
 
 
 def _model_dir(model: str | Path | None) -> Path:
-    if model is None or str(model) == DEFAULT_MODEL:
-        return Path(str(resources.files("accent_rater").joinpath("assets/model")))
+    if model is None or str(model) in BUNDLED_MODELS:
+        return Path(str(resources.files("accent_rater").joinpath(BUNDLED_MODELS[str(model or DEFAULT_MODEL)])))
     path = Path(model)
     if not (path / "model.json").is_file():
         raise FileNotFoundError(f"{path} is not a model bundle (no model.json)")
@@ -107,8 +115,14 @@ class Rater:
         self.prior = prior
         self.max_seconds, self.max_bytes = max_seconds, max_bytes
         self.threads = threads or min(2, os.cpu_count() or 1)
-        self._members = self._load_members()
-        self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
+        self._members, self._l1 = self._load_members()
+        self.backbone: str | None = self.meta.get("backbone")
+        if self.backbone:
+            from .whisper import OnnxWhisper
+
+            self._encoder = OnnxWhisper(self.model_dir / self.meta["encoder"], threads=self.threads)
+        else:
+            self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
 
     @property
     def name(self) -> str:
@@ -119,12 +133,23 @@ class Rater:
         path = self.model_dir / "MODEL_CARD.md"
         return path.read_text() if path.exists() else ""
 
-    def _load_members(self) -> list[tuple[str, Any]]:
+    @property
+    def l1_languages(self) -> list[str]:
+        """Languages the first-language guess knows (besides English); others map to the nearest."""
+        return [c for c in self._l1.classes if c != "english"] if self._l1 else []
+
+    def _load_members(self) -> tuple[list[tuple[str, Any]], Any]:
         from safetensors.numpy import load_file
 
         from .models import get_family
 
         tensors = load_file(str(self.model_dir / "model.safetensors"))
+        l1 = None
+        if self.meta.get("l1"):
+            from .models.whisper_heads import L1Head
+
+            l1 = L1Head(**self.meta["l1"]["params"]).load_tensors(
+                {k[3:]: v for k, v in tensors.items() if k.startswith("l1.")}, self.meta["l1"]["classes"])
         members = []
         for spec in self.meta["members"]:
             if "onnx" in spec:
@@ -134,7 +159,12 @@ class Rater:
                 prefix = spec["name"] + "."
                 fam.load_tensors({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
                 members.append((spec["name"], fam))
-        return members
+        self._novelty = None
+        if self.meta.get("novelty"):
+            from .models.whisper_heads import Novelty
+
+            self._novelty = Novelty().load_tensors({k[8:]: v for k, v in tensors.items() if k.startswith("novelty.")})
+        return members, l1
 
     def segment_logits(self, feats: Features) -> np.ndarray:
         """Fused, uncalibrated logit per segment."""
@@ -144,14 +174,39 @@ class Rater:
             return per @ np.asarray(fusion["coef"]) + fusion["intercept"]
         return per[:, 0]
 
-    def rate_features(self, feats: Features, warnings: list[str] | None = None) -> AccentResult:
+    def l1_guess(self, feats: Any) -> list[tuple[str, float]]:
+        """Top-3 first languages other than English, P(language | not English)."""
+        if self._l1 is None:
+            return []
+        probs = self._l1.proba(feats)
+        keep = [(c, float(q)) for c, q in zip(self._l1.classes, probs) if c != "english"]
+        total = sum(q for _, q in keep) or 1.0
+        return sorted(((c, q / total) for c, q in keep), key=lambda t: -t[1])[:3]
+
+    def novelty(self, feats: Any) -> float | None:
+        """How unlike the training recordings the input is, relative to the bundle's threshold
+        (> 1: less alike than 99% of them); None when the bundle has no novelty check."""
+        if self._novelty is None:
+            return None
+        from .models.whisper_heads import layer_rows
+
+        return self._novelty.score(layer_rows(feats, None)) / self._novelty.threshold
+
+    def rate_features(self, feats: Any, warnings: list[str] | None = None) -> AccentResult:
+        warnings = list(warnings or [])
+        novelty = self.novelty(feats)
+        if novelty is not None and novelty > 1.0:
+            warnings.append(f"this recording is unlike those the model was trained on (novelty {novelty:.1f}x the "
+                            "limit): the rating is less reliable")
         seg = self.segment_logits(feats)
         p = float(self.calibrator.apply(seg.mean(), prior=self.prior))
         seg_p = self.calibrator.apply(seg, prior=self.prior)
         score = int(round(100 * p))
+        label = "native" if p >= self.threshold else "non_native"
+        l1 = self.l1_guess(feats) if label == "non_native" else []
         return AccentResult(
             p_native=p,
-            label="native" if p >= self.threshold else "non_native",
+            label=label,
             score=score,
             band=band_for(p, self.threshold),
             borderline=abs(p - self.threshold) < BORDERLINE_MARGIN,
@@ -161,13 +216,23 @@ class Rater:
             segments=[(float(a), float(b), float(q)) for (a, b), q in zip(feats.spans, seg_p)],
             model=self.name,
             warnings=list(warnings or []),
+            l1=l1,
+            l1_guess=("" if not l1 else l1[0][0] if l1[0][1] >= L1_UNSURE_BELOW else "unsure"),
         )
+
+    def features(self, speech: audio.Speech) -> Any:
+        """What this bundle's members read: Whisper window statistics or the mel-based features."""
+        if self.backbone:
+            from .whisper import embed
+
+            return embed(speech, self._encoder)
+        return extract(speech, self._encoder)
 
     def rate(self, source: audio.Source) -> AccentResult:
         """Rate a file path, bytes or binary file object. Raises ``AudioError`` for unusable input."""
         info: dict[str, Any] = {}
         speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info)
-        return self.rate_features(extract(speech, self._encoder), quality_warnings(speech, info))
+        return self.rate_features(self.features(speech), quality_warnings(speech, info))
 
 
 def quality_warnings(speech: audio.Speech, info: dict[str, Any]) -> list[str]:

@@ -45,12 +45,21 @@ class Config:
     out_dir: str = ""
     bundle_dir: str = ""  # export the primary model here ("" = do not export)
     workers: int = 0
+    # Input features: "mels" (log-mels + resemblyzer + prosody, ``features.Features``) or
+    # "whisper-<size>" (the frozen Whisper encoder's pooled states, ``whisper.WhisperFeatures``).
+    features: str = "mels"
+    # Augmented training copies per recording (whisper features only): kind i of
+    # ``augment.KINDS`` in turn, so every kind is used equally; held-out copies measure robustness.
+    augment_copies: int = 0
+    l1: dict[str, Any] = field(default_factory=dict)  # first-language head (whisper features only)
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Config":
         raw = tomllib.loads(Path(path).read_text())
         flat = {"name": raw.get("name", Path(path).stem), **raw.get("data", {}), **raw.get("run", {})}
         flat["models"] = raw.get("models", [])
+        if "l1" in raw:
+            flat["l1"] = raw["l1"]
         cfg = cls(**flat)
         for k, v in overrides.items():
             if v is not None:
@@ -213,6 +222,56 @@ def group_weights(recs: Sequence[data.Recording], power: float) -> np.ndarray:
     return w
 
 
+def augment_kind(speaker_id: str, copy: int) -> str:
+    """The augmentation of a recording's ``copy``-th training copy: kinds in turn, offset per speaker."""
+    import zlib
+
+    from .augment import KINDS
+
+    return KINDS[(zlib.crc32(speaker_id.encode()) + copy) % len(KINDS)]
+
+
+def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Recording], list[Any], list[list[tuple[str, Any]]]]:
+    """Build (resumably) and load the configured features of ``recs``; unusable recordings are
+    reported and dropped. Returns the kept recordings, their features, and per recording its
+    augmented copies as (kind, features)."""
+    corpus = Path(cfg.corpus).name
+    if cfg.features == "mels":
+        cache_dir = Path(cfg.cache) / corpus
+        errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, workers=cfg.workers or None)
+        load = lambda keys: features.load_cache(keys, cache_dir)  # noqa: E731
+    elif cfg.features.startswith("whisper-"):
+        from . import whisper
+
+        size = cfg.features.removeprefix("whisper-")
+        cache_dir = Path(cfg.cache).parent / "whisper" / size / corpus
+        items = [(r.speaker_id, r.path, None, 0) for r in recs]
+        items += [(f"{r.speaker_id}__aug{c}", r.path, augment_kind(r.speaker_id, c), c + 1) for r in recs for c in range(cfg.augment_copies)]
+        errors = features.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), workers=cfg.workers or None)
+        load = lambda keys: {k: whisper.WhisperFeatures.load(features.cache_path(cache_dir, k)) for k in keys  # noqa: E731
+                             if features.cache_path(cache_dir, k).exists()}
+    else:
+        raise ValueError(f"unknown features {cfg.features!r}: use 'mels' or 'whisper-<size>'")
+    for k, e in errors.items():
+        print(f"unusable recording {k}: {e}")
+    recs = [r for r in recs if r.speaker_id not in errors]
+    fmap = load([r.speaker_id for r in recs])
+    amap = load([f"{r.speaker_id}__aug{c}" for r in recs for c in range(cfg.augment_copies)])
+    aug = [[(augment_kind(r.speaker_id, c), amap[key]) for c in range(cfg.augment_copies) if (key := f"{r.speaker_id}__aug{c}") in amap]
+           for r in recs]
+    return recs, [fmap[r.speaker_id] for r in recs], aug
+
+
+def with_copies(recs, feats, y, weights, aug) -> tuple[list, list, np.ndarray, np.ndarray | None]:
+    """Training set plus the augmented copies of the same (training) speakers."""
+    if not any(aug):
+        return list(recs), list(feats), y, weights
+    idx = [i for i, copies in enumerate(aug) for _ in copies]
+    extra = [f for copies in aug for _, f in copies]
+    w = None if weights is None else np.concatenate([weights, weights[idx]])
+    return list(recs) + [recs[i] for i in idx], list(feats) + extra, np.concatenate([y, y[idx]]), w
+
+
 def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndarray | None = None) -> tuple[Family, dict]:
     fam = get_family(spec["family"], **family_params(spec))
     if spec["family"] in ("cnn", "seed_resnet"):
@@ -238,13 +297,7 @@ def run(cfg: Config) -> dict[str, Any]:
     recs = report.recordings
     if cfg.max_speakers:
         recs = stratified_subset(recs, cfg.max_speakers, cfg.seed)
-    cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
-    errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, workers=cfg.workers or None)
-    for k, e in errors.items():
-        print(f"unusable recording {k}: {e}")
-    recs = [r for r in recs if r.speaker_id not in errors]
-    feats_map = features.load_cache([r.speaker_id for r in recs], cache_dir)
-    feats = [feats_map[r.speaker_id] for r in recs]
+    recs, feats, aug = load_features(cfg, recs)
     y = np.array([r.label == "native" for r in recs], dtype=int)
     fold_of = np.array(data.speaker_folds(recs, k=cfg.folds, seed=cfg.seed))
     sample_w = group_weights(recs, cfg.group_weighting) if cfg.group_weighting else None
@@ -254,11 +307,15 @@ def run(cfg: Config) -> dict[str, Any]:
     oof = {n: np.zeros(len(recs)) for n in names}
     oof_seg: dict[str, list[np.ndarray]] = {n: [np.zeros(0)] * len(recs) for n in names}
     infos: dict[str, list] = {n: [] for n in names}
+    aug_rows: list[tuple[str, str, int, str, float]] = []
     for spec, name in zip(cfg.models, names):
         for k in range(cfg.folds):
             path = out / "folds" / f"{name}_fold{k}.npz"
             te = np.flatnonzero(fold_of == k)
-            fp = fold_fingerprint({**spec, "group_weighting": cfg.group_weighting} if cfg.group_weighting else spec, cfg.seed + k,
+            fp_spec = {**spec, "group_weighting": cfg.group_weighting} if cfg.group_weighting else dict(spec)
+            if cfg.features != "mels":
+                fp_spec.update(features=cfg.features, augment_copies=cfg.augment_copies)
+            fp = fold_fingerprint(fp_spec, cfg.seed + k,
                                   [recs[i].speaker_id for i in te], [recs[i].speaker_id for i in np.flatnonzero(fold_of != k)])
             z = np.load(path, allow_pickle=False) if path.exists() else None
             if z is not None and "fingerprint" in z.files and str(z["fingerprint"]) == fp:  # resume
@@ -271,13 +328,24 @@ def run(cfg: Config) -> dict[str, Any]:
                 tr = np.flatnonzero(fold_of != k)
                 t = time.time()
                 ckpt = out / "folds" / f"{name}_fold{k}_{fp[:12]}.ckpt"
-                fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, [recs[i] for i in tr], [feats[i] for i in tr], y[tr], cfg.seed + k,
-                                       None if sample_w is None else sample_w[tr])
+                tr_recs, tr_feats, tr_y, tr_w = with_copies([recs[i] for i in tr], [feats[i] for i in tr], y[tr],
+                                                            None if sample_w is None else sample_w[tr], [aug[i] for i in tr])
+                fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, tr_recs, tr_feats, tr_y, cfg.seed + k, tr_w)
                 seg = [fam.segment_logits(feats[i]).tolist() for i in te]
                 oof[name][te] = [float(np.mean(s)) for s in seg]
                 info = {"seconds": time.time() - t, **{a: b for a, b in info.items() if a != "history"}, "history": info.get("history", [])}
-                np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info), fingerprint=fp)
+                # held-out augmented copies: how much each kind of channel moves the same speakers
+                held = [(recs[i].speaker_id, kind, fam.recording_logit(f)) for i in te for kind, f in aug[i]]
+                np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info), fingerprint=fp,
+                         augmented=json.dumps(held))
+                if fam.exportable and not getattr(fam, "module", None):  # linear members: keep the fold model
+                    from safetensors.numpy import save_file
+
+                    save_file({a: np.ascontiguousarray(b, np.float32) for a, b in fam.tensors().items()}, str(path.with_suffix(".safetensors")))
                 ckpt.unlink(missing_ok=True)
+            with np.load(path, allow_pickle=False) as saved:
+                held = json.loads(str(saved["augmented"])) if "augmented" in saved.files else []
+            aug_rows += [(sid, name, k, kind, float(lg)) for sid, kind, lg in held]
             for i, s in zip(te, seg):
                 oof_seg[name][i] = np.asarray(s)
             infos[name].append(info)
@@ -315,6 +383,18 @@ def run(cfg: Config) -> dict[str, Any]:
     threshold = thresholds[cfg.primary]
 
     _write_predictions(out, recs, fold_of, probs, seg_probs, y)
+    if aug_rows:  # held-out augmented copies, calibrated like their fold's clean predictions
+        import csv
+
+        label_of = {r.speaker_id: int(r.label == "native") for r in recs}
+        with open(out / "augmented.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
+            for sid, name, k, kind, lg in aug_rows:
+                cal = Calibrator.fit(oof[name][fold_of != k], y[fold_of != k])
+                w.writerow([sid, label_of[sid], name, k, kind, f"{float(cal.apply(lg)):.6f}"])
+    l1_head = fit_l1(cfg, out, recs, feats, aug, fold_of) if cfg.l1 else None
+    novelty = fit_novelty(cfg, out, recs, feats, aug, fold_of) if cfg.features != "mels" else None
     summary = {
         "name": cfg.name,
         "members": names,
@@ -343,13 +423,82 @@ def run(cfg: Config) -> dict[str, Any]:
                 fam = get_family(spec["family"], **family_params(spec))
                 fam.fit(feats, y, weights=sample_w)
             else:
-                fam, _ = fit_member(spec, recs, feats, y, cfg.seed, sample_w)
+                all_recs, all_feats, all_y, all_w = with_copies(recs, feats, y, sample_w, aug)
+                fam, _ = fit_member(spec, all_recs, all_feats, all_y, cfg.seed, all_w)
             members.append((name, fam))
         summary["seconds_final_fit"] = time.time() - t
-        export_bundle(Path(cfg.bundle_dir), members, weights if cfg.primary == "fusion" else None, calibrator, threshold, summary)
+        export_bundle(Path(cfg.bundle_dir), members, weights if cfg.primary == "fusion" else None, calibrator, threshold, summary,
+                      backbone=cfg.features.removeprefix("whisper-") if cfg.features != "mels" else None, l1=l1_head,
+                      novelty=novelty)
     summary["seconds_total"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def l1_language(rec: data.Recording) -> str:
+    """First-language class of a speaker: "english" for natives, else the stated first language."""
+    return "english" if rec.label == "native" else (rec.native_language or "unknown").lower()
+
+
+def fit_l1(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
+    """First-language head: out-of-fold class probabilities (``l1_predictions.csv``, temperature
+    cross-fitted too) and the final head fitted on every speaker, temperature from all folds."""
+    import csv
+
+    from .models.whisper_heads import L1Head
+
+    langs = np.array([l1_language(r) for r in recs])
+    logits = None
+    heads = []
+    for k in range(cfg.folds):
+        tr, te = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
+        rr, ff, _, _ = with_copies([recs[i] for i in tr], [feats[i] for i in tr], np.zeros(len(tr)), None, [aug[i] for i in tr])
+        head = L1Head(**cfg.l1).fit(ff, [l1_language(r) for r in rr])
+        if logits is None:
+            logits = np.zeros((len(recs), len(head.classes)))
+        logits[te] = np.stack([head.logits(feats[i]) for i in te])
+        heads.append(head)
+        print(f"l1 fold {k}: top-1 {np.mean(np.array(head.classes)[logits[te].argmax(1)] == langs[te]):.3f}", flush=True)
+    probs = np.zeros_like(logits)
+    for k, head in enumerate(heads):
+        te = fold_of == k
+        head.fit_temperature(logits[~te], langs[~te])
+        z = logits[te] / head.temperature
+        e = np.exp(z - z.max(1, keepdims=True))
+        probs[te] = e / e.sum(1, keepdims=True)
+    classes = heads[0].classes
+    with open(out / "l1_predictions.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["speaker_id", "label", "language", "fold", *classes])
+        for r, lang, f, pr in zip(recs, langs, fold_of, probs):
+            w.writerow([r.speaker_id, r.label, lang, f, *(f"{q:.6f}" for q in pr)])
+    final = L1Head(**cfg.l1)
+    rr, ff, _, _ = with_copies(recs, feats, np.zeros(len(recs)), None, aug)
+    final.fit(ff, [l1_language(r) for r in rr])
+    final.fit_temperature(logits, langs)
+    return final
+
+
+def fit_novelty(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
+    """Out-of-distribution check (``Novelty``) on the Whisper inputs: cross-validated scores of
+    held-out clean and augmented recordings (``novelty.csv``, so the flag rate on data like the
+    training data is measured), then the final one fitted on every recording."""
+    import csv
+
+    from .models.whisper_heads import Novelty, layer_rows
+
+    rows = [layer_rows(f, None) for f in feats]
+    aug_rows = [[(kind, layer_rows(f, None)) for kind, f in copies] for copies in aug]
+    with open(out / "novelty.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["speaker_id", "label", "fold", "kind", "score", "threshold"])
+        for k in range(cfg.folds):
+            tr, te = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
+            nov = Novelty().fit([rows[i] for i in tr] + [r for i in tr for _, r in aug_rows[i]])
+            for i in te:
+                for kind, r in [("clean", rows[i]), *aug_rows[i]]:
+                    w.writerow([recs[i].speaker_id, recs[i].label, k, kind, f"{nov.score(r):.4f}", f"{nov.threshold:.4f}"])
+    return Novelty().fit(rows + [r for copies in aug_rows for _, r in copies])
 
 
 def _fit_stacker(M: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None):

@@ -9,7 +9,9 @@ the mean of its segment logits. Families differ in what they read:
 - ``fluency``: text-independent rate / pause / rhythm statistics -> logistic regression;
 - ``handcrafted``: the seed's 72 spectral statistics -> RandomForest (baseline, not exportable);
 - ``cnn``: compact 1-D CNN on band-limited log-mels (``models.cnn``);
-- ``seed_resnet``: the seed's ResNet18 on 224x224 resized mels (``models.resnet``).
+- ``seed_resnet``: the seed's ResNet18 on 224x224 resized mels (``models.resnet``);
+- ``whisper``: the frozen Whisper encoder's layer statistics -> logistic regression
+  (``models.whisper_heads``; reads ``whisper.WhisperFeatures`` instead of ``Features``).
 
 Fitted parameters are plain arrays (saved as safetensors, never pickle).
 """
@@ -173,6 +175,10 @@ def get_family(name: str, **params: Any) -> Family:
         from .neural import CNNFamily
 
         return CNNFamily(**params)
+    if name == "whisper":
+        from .whisper_heads import WhisperFamily
+
+        return WhisperFamily(**params)
     if name == "seed_resnet":
         from .neural import SeedResNetFamily
 
@@ -181,4 +187,4 @@ def get_family(name: str, **params: Any) -> Family:
 
 
 FAMILIES: dict[str, type[Family]] = {f.name: f for f in (EncoderFamily, FluencyFamily, HandcraftedFamily)}
-FAMILY_NAMES = (*FAMILIES, "cnn", "seed_resnet")
+FAMILY_NAMES = (*FAMILIES, "cnn", "seed_resnet", "whisper")

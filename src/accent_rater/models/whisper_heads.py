@@ -1,0 +1,135 @@
+"""Heads on the frozen Whisper encoder's pooled states (``accent_rater.whisper.WhisperFeatures``).
+
+- ``whisper`` (accent): every chosen layer's time mean and std in a window -> standardise ->
+  logistic regression, trained on windows (each recording weighted equally), so it learns from
+  7 s spans of a few words rather than from whole readings of one paragraph;
+- ``whisper_attn``: attention pooling over the cached frame states of one layer (learned in
+  PyTorch), for comparison;
+- ``L1Head``: multinomial logistic regression over the same inputs, predicting the first language
+  (English or one of the corpus's L1s), temperature-calibrated on out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from . import LinearFamily
+
+
+def layer_rows(feats, layers: Sequence[int] | None, parts: str = "mean+std") -> np.ndarray:
+    """(S, len(layers) * 2 * D) rows: the chosen layers' (mean, std) per window."""
+    x = feats.stats if layers is None else feats.stats[:, list(layers)]
+    if parts == "mean":
+        x = x[:, :, :1]
+    return x.reshape(len(x), -1)
+
+
+class WhisperFamily(LinearFamily):
+    name = "whisper"
+    backbone: ClassVar[bool] = True
+
+    def __init__(self, C: float = 0.01, layers: Sequence[int] | None = None, parts: str = "mean+std", **params: Any) -> None:
+        params.pop("segment_level", None)
+        super().__init__(C=C, segment_level=True, layers=None if layers is None else list(layers), parts=parts, **params)
+
+    def rows(self, feats) -> np.ndarray:
+        return layer_rows(feats, self.params["layers"], self.params["parts"])
+
+
+class L1Head:
+    """First-language guess: P(language | speech) over ``classes``, from the same window rows."""
+
+    def __init__(self, C: float = 0.01, layers: Sequence[int] | None = None, parts: str = "mean+std", **params: Any) -> None:
+        self.params = {"C": C, "layers": None if layers is None else list(layers), "parts": parts, **params}
+        self.classes: list[str] = []
+        self.mean = self.scale = self.coef = self.intercept = None
+        self.temperature = 1.0
+
+    def rows(self, feats) -> np.ndarray:
+        return layer_rows(feats, self.params["layers"], self.params["parts"])
+
+    def fit(self, train: Sequence[Any], languages: Sequence[str]) -> "L1Head":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        X = [self.rows(f) for f in train]
+        w = np.concatenate([np.full(len(x), 1.0 / len(x)) for x in X])
+        yy = np.concatenate([[lang] * len(x) for x, lang in zip(X, languages)])
+        X = np.concatenate(X)
+        scaler = StandardScaler().fit(X)
+        lr = LogisticRegression(C=self.params["C"], max_iter=2000).fit(scaler.transform(X), yy, sample_weight=w)
+        self.classes = [str(c) for c in lr.classes_]
+        self.mean, self.scale = scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
+        self.coef, self.intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
+        return self
+
+    def logits(self, feats) -> np.ndarray:
+        """Recording-level class logits: the mean of window logits."""
+        x = (self.rows(feats) - self.mean) / self.scale
+        return (x @ self.coef.T + self.intercept).mean(axis=0)
+
+    def proba(self, feats) -> np.ndarray:
+        z = self.logits(feats) / self.temperature
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    def fit_temperature(self, logits: np.ndarray, labels: Sequence[str]) -> float:
+        """Temperature minimising the log loss of out-of-fold ``logits`` (N, C)."""
+        from scipy.optimize import minimize_scalar
+
+        idx = np.array([self.classes.index(lang) for lang in labels])
+
+        def nll(log_t: float) -> float:
+            z = logits / np.exp(log_t)
+            z = z - z.max(axis=1, keepdims=True)
+            return float(-(z[np.arange(len(z)), idx] - np.log(np.exp(z).sum(axis=1))).mean())
+
+        self.temperature = float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+        return self.temperature
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
+                "temperature": np.array([self.temperature], np.float32)}
+
+    def load_tensors(self, t: dict[str, np.ndarray], classes: Sequence[str]) -> "L1Head":
+        self.mean, self.scale, self.coef, self.intercept = t["mean"], t["scale"], t["coef"], t["intercept"]
+        self.temperature = float(t["temperature"][0])
+        self.classes = list(classes)
+        return self
+
+
+class Novelty:
+    """How unlike the training recordings an input is: the mean over its windows of the squared
+    Mahalanobis distance (per dimension) of the head's standardised inputs in the top ``k``
+    principal directions of the training windows. ``threshold`` is the ``quantile`` of that score
+    over the training recordings (clean and augmented), so about 1% of recordings like them exceed it."""
+
+    def __init__(self, k: int = 24, quantile: float = 0.99) -> None:
+        self.k, self.quantile = k, quantile
+        self.mean = self.scale = self.components = self.variances = None
+        self.threshold = float("inf")
+
+    def fit(self, rows: Sequence[np.ndarray]) -> "Novelty":
+        X = np.concatenate(rows)
+        self.mean, self.scale = X.mean(0).astype(np.float32), (X.std(0) + 1e-6).astype(np.float32)
+        Z = (X - self.mean) / self.scale
+        _, s, vt = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
+        self.components = vt[: self.k].astype(np.float32)
+        self.variances = (s[: self.k] ** 2 / max(len(Z) - 1, 1)).astype(np.float32)
+        self.threshold = float(np.quantile([self.score(r) for r in rows], self.quantile))
+        return self
+
+    def score(self, rows: np.ndarray) -> float:
+        z = ((rows - self.mean) / self.scale) @ self.components.T
+        return float(np.mean(np.sum(z**2 / self.variances, axis=1) / self.k))
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "scale": self.scale, "components": self.components, "variances": self.variances,
+                "threshold": np.array([self.threshold], np.float32)}
+
+    def load_tensors(self, t: dict[str, np.ndarray]) -> "Novelty":
+        self.mean, self.scale, self.components, self.variances = t["mean"], t["scale"], t["components"], t["variances"]
+        self.k, self.threshold = len(self.variances), float(t["threshold"][0])
+        return self
