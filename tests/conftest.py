@@ -121,3 +121,29 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
         f.write(header)
         samples.astype(samples.dtype.newbyteorder("<"), copy=False).tofile(f)
     return path
+
+
+def make_result(p_native: float = 0.3, threshold: float = 0.5, **fields):
+    """An ``AccentResult`` built by hand (no model): label, score, band and borderline follow from
+    ``p_native`` and ``threshold`` as ``Rater`` computes them, and ``l1_guess`` from ``l1``; any field
+    can be overridden."""
+    from accent_rater.rater import BORDERLINE_MARGIN, L1_UNSURE_BELOW, AccentResult, band_for
+
+    l1 = [(lang, float(p)) for lang, p in fields.pop("l1", [])]
+    values = dict(
+        p_native=p_native,
+        label="native" if p_native >= threshold else "non_native",
+        score=int(round(100 * p_native)),
+        band=band_for(p_native, threshold),
+        borderline=abs(p_native - threshold) < BORDERLINE_MARGIN,
+        threshold=threshold,
+        speech_seconds=21.5,
+        duration_seconds=24.0,
+        segments=[(0.0, 7.0, p_native), (3.5, 10.5, p_native)],
+        model="hand-made 0.0",
+        warnings=[],
+        l1=l1,
+        l1_guess="" if not l1 else l1[0][0] if l1[0][1] >= L1_UNSURE_BELOW else "unsure",
+    )
+    values.update(fields)
+    return AccentResult(**values)

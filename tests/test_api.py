@@ -28,6 +28,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
 
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "src" / "accent_rater" / "assets" / "samples"
 CLIP = SAMPLES / "native_uk_english38.opus"  # 80 KB, 22.9 s, p_native ~0.68
@@ -193,8 +194,12 @@ def test_model_card(client):
     r = client.get("/v1/model")
     assert r.status_code == 200
     card = r.json()
-    assert set(card) == {"name", "version", "threshold", "calibration", "members", "frontend", "card_markdown"}
+    assert set(card) == {"name", "version", "threshold", "calibration", "members", "frontend", "card_markdown", "l1_languages"}
     assert card["name"] == "default"
+    from accent_rater.api import DEFAULT_L1_LANGUAGES
+
+    # the schema's fallback description (before a model is loaded) names the default model's languages
+    assert sorted(card["l1_languages"]) == sorted(DEFAULT_L1_LANGUAGES)
     assert 0.0 < card["threshold"] < 1.0
     assert {"a", "b", "train_prior"} <= set(card["calibration"])
     assert card["members"] and all("name" in m for m in card["members"])
@@ -213,7 +218,7 @@ def test_openapi_lists_the_endpoints(client):
     assert {"200", "413", "415", "422"} <= set(rate["responses"])
     schemas = spec["components"]["schemas"]
     assert {"RateResult", "ErrorResponse", "BatchResponse", "ModelInfo"} <= set(schemas)
-    assert "p_native" in schemas["RateResult"]["properties"]
+    assert {"p_native", "l1", "l1_guess"} <= set(schemas["RateResult"]["properties"])
 
 
 def test_unknown_path_is_a_json_error(client):
@@ -237,6 +242,7 @@ def test_rate_multipart_and_raw_agree_with_in_process_rater(rated):
     assert multi["model"] == local.model
     assert len(multi["segments"]) == len(local.segments)
     assert set(multi["segments"][0]) == {"start_s", "end_s", "p_native"}
+    assert multi["l1"] == local.to_dict()["l1"] and multi["l1_guess"] == local.l1_guess
 
 
 def test_raw_body_without_filename_has_no_filename(client, clip_bytes, rated):
@@ -360,6 +366,59 @@ def test_concurrent_clients_and_responsive_healthz(server, clip_bytes, rated):
     assert all(status == 200 for _, _, status in health)
     # the event loop is never blocked by a rating: /healthz answers quickly even under load
     assert max(lat for _, lat, _ in during) < 3.0, [round(lat, 3) for _, lat, _ in during]
+
+
+# --- first-language guess (in process: fastapi's TestClient) ---------------------------------------
+def test_l1_in_responses_model_card_and_openapi():
+    """The real default model in process: a non-native clip's first-language guess comes back in
+    single and batch responses exactly as in-process, and the schema documents it."""
+    from fastapi.testclient import TestClient
+
+    from accent_rater import Rater, api
+
+    clip = SAMPLES / "nonnative_mandarin8.opus"
+    local = Rater().rate(clip)
+    assert local.l1, "the default model gives non-native speech a first-language guess"
+    data = clip.read_bytes()
+    with TestClient(api.create_app()) as c:
+        body = c.post("/v1/rate", files={"file": (clip.name, data, "audio/ogg")}).json()
+        assert body["l1"] == local.to_dict()["l1"] and body["l1_guess"] == local.l1_guess
+        batch = c.post("/v1/rate/batch", files=[("files", ("a.opus", data)), ("files", ("b.opus", data))]).json()
+        assert [(r["filename"], r["l1"]) for r in batch["results"]] == [("a.opus", body["l1"]), ("b.opus", body["l1"])]
+        languages = c.get("/v1/model").json()["l1_languages"]
+        assert languages == Rater().l1_languages and "mandarin" in languages
+        spec = c.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    props = schemas["RateResult"]["properties"]
+    assert props["l1"]["type"] == "array" and props["l1"]["items"]["$ref"].endswith("/L1Guess")
+    assert set(schemas["L1Guess"]["properties"]) == {"language", "p"} and set(schemas["L1Guess"]["required"]) == {"language", "p"}
+    assert props["l1_guess"]["type"] == "string"
+    for field in ("l1", "l1_guess"):
+        text = props[field]["description"]
+        assert "guess about the accent, never about a person" in text
+        assert "Knows: " + ", ".join(languages) + ";" in text
+        assert "nearest one" in text and '"unsure"' in text
+    assert "l1_languages" in schemas["ModelInfo"]["properties"]
+    assert props["segments"]["description"] == "Per-window ratings in seconds of the original recording"
+    assert "7 s" not in str(schemas["Segment"]) and "3.5 s" not in str(props)
+
+
+def test_fast_model_has_no_l1_guess(clip_bytes):
+    from fastapi.testclient import TestClient
+
+    from accent_rater import Rater, api
+
+    with TestClient(api.create_app("fast")) as c:
+        body = c.post("/v1/rate", files={"file": (CLIP.name, clip_bytes, "audio/ogg")}).json()
+        card = c.get("/v1/model").json()
+        spec = c.get("/openapi.json").json()
+    local = Rater("fast").rate(CLIP)
+    assert body["model"] == local.model and body["model"].startswith("fast ")
+    assert body["p_native"] == local.to_dict()["p_native"]
+    assert body["l1"] == [] and body["l1_guess"] == ""
+    assert card["name"] == "fast" and card["l1_languages"] == []
+    text = spec["components"]["schemas"]["RateResult"]["properties"]["l1"]["description"]
+    assert "The loaded model has no first-language guess" in text and "Knows:" not in text
 
 
 # --- limits (second server with tiny limits) -------------------------------------------------------

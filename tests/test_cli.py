@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES, make_result
 
 from accent_rater import Rater
 
@@ -71,3 +72,59 @@ def test_invalid_options_fail_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "model bundle" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("rate", FIXTURES / "native_us_english5.flac", "--prior", "1.5")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = run("rate", FIXTURES / "native_us_english5.flac", "--model", "no-such-model")
+    assert proc.returncode == 2 and "bundled models: default, fast" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_model_option_takes_bundled_names_and_json_csv_carry_l1_fields(tmp_path: Path) -> None:
+    assert "'default'" in run("rate", "--help").stdout and "'fast'" in run("rate", "--help").stdout
+    clip, out_csv = FIXTURES / "nonnative_spanish6.flac", tmp_path / "fast.csv"
+    proc = run("rate", clip, "--model", "fast", "--json", "--csv", out_csv)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    expected = Rater("fast").rate(clip)
+    assert row["model"] == expected.model and row["model"].startswith("fast ")
+    assert row["p_native"] == pytest.approx(expected.p_native, abs=1e-4)
+    assert row["l1"] == [] and row["l1_guess"] == ""  # the fast model has no first-language head
+    with open(out_csv) as fh:
+        (csv_row,) = list(csv.DictReader(fh))
+    assert csv_row["l1_guess"] == "" and csv_row["l1"] == ""
+
+
+def test_l1_guess_in_json_csv_and_table(tmp_path: Path) -> None:
+    """The real default model on real clips: non-native speech gets its first-language guess in the
+    JSON (the same as in-process), the CSV and the table; native speech gets none."""
+    clips = [SAMPLES / "nonnative_mandarin8.opus", FIXTURES / "nonnative_spanish6.flac", SAMPLES / "native_us_english33.opus"]
+    rater = Rater()
+    expected = {c.name: rater.rate(c) for c in clips}
+    out_csv = tmp_path / "out.csv"
+    proc = run("rate", *clips, "--json", "--csv", out_csv)
+    assert proc.returncode == 0, proc.stderr
+    rows = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    for name, res in expected.items():
+        assert rows[name]["l1"] == res.to_dict()["l1"] and rows[name]["l1_guess"] == res.l1_guess
+    assert rows["native_us_english33.opus"]["l1"] == [] and rows["native_us_english33.opus"]["l1_guess"] == ""
+    for name in ("nonnative_mandarin8.opus", "nonnative_spanish6.flac"):
+        assert 1 <= len(rows[name]["l1"]) <= 3 and rows[name]["l1_guess"] in (rows[name]["l1"][0]["language"], "unsure")
+    with open(out_csv) as fh:
+        table = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
+    for name, res in expected.items():
+        assert table[name]["l1_guess"] == res.l1_guess
+        assert table[name]["l1"] == ";".join(f"{x['language']}:{x['p']:.2f}" for x in res.to_dict()["l1"])
+
+    proc = run("rate", *clips)
+    assert proc.returncode == 0, proc.stderr
+    assert "first language (guess)" in proc.stdout and "never about a person" in proc.stdout
+    assert "Knows: " + ", ".join(rater.l1_languages) in " ".join(proc.stdout.split())
+    top = expected["nonnative_mandarin8.opus"].l1[0][0]
+    assert top in proc.stdout
+
+
+def test_l1_text_formats_confident_unsure_and_native_rows() -> None:
+    from accent_rater.cli import l1_text
+
+    sure = make_result(0.12, l1=[("spanish", 0.62), ("portuguese", 0.2), ("french", 0.09)]).to_dict()
+    unsure = make_result(0.2, l1=[("spanish", 0.31), ("french", 0.29), ("arabic", 0.2)]).to_dict()
+    assert l1_text(sure) == "spanish 62% · portuguese 20% · french 9%"
+    assert l1_text(unsure) == "unsure (spanish 31%)"
+    assert l1_text(make_result(0.8).to_dict()) == ""

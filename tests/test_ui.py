@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import make_result
 
 gr = pytest.importorskip("gradio")
 
@@ -50,11 +51,14 @@ def not_audio(tmp_path) -> Path:
 
 # --- the handler, in process --------------------------------------------------------------------
 def test_handler_outputs_match_rater(rater, expected):
-    labels, summary, timeline = ui.rate_recording(rater, str(CLIP))
+    head, summary, timeline, l1_chart, l1_caption = ui.rate_recording(rater, str(CLIP))
+    labels = head["confidences"]
+    assert head["label"] == ("native" if expected.label == "native" else "non-native")
     assert set(labels) == {"native", "non-native"}
     assert sum(labels.values()) == pytest.approx(1.0)
     assert labels["native"] == pytest.approx(expected.p_native)
     assert round(100 * labels["native"]) == expected.score
+    assert l1_chart["visible"] == l1_caption["visible"] == bool(expected.l1)
     assert f"Score: {expected.score} / 100" in summary and expected.band in summary
     assert "Borderline:" in summary and "Speech analysed:" in summary and "Warnings:" in summary
     assert len(timeline) == len(expected.segments) > 0
@@ -63,6 +67,63 @@ def test_handler_outputs_match_rater(rater, expected):
     assert timeline["p_native"].between(0, 1).all()
     for (a, b, p), (_, row) in zip(expected.segments, timeline.iterrows()):
         assert a <= row.time_s <= b and row.p_native == pytest.approx(p, abs=1e-4)
+
+
+@pytest.mark.parametrize("p_native, threshold", [(0.50, 0.49), (0.497, 0.49), (0.52, 0.55)])
+def test_headline_follows_the_decision_not_the_larger_probability(p_native, threshold):
+    result = make_result(p_native, threshold)
+    assert result.label == ("native" if p_native >= threshold else "non_native")
+    shown = "native" if result.label == "native" else "non-native"
+    head, summary, *_ = ui.result_outputs(result)
+    assert head["label"] == shown
+    # what the page's gr.Label receives: the headline is the decision, the bars stay P(native) / P(non-native)
+    data = ui.DecisionLabel(num_top_classes=2).postprocess(head)
+    assert data.label == shown
+    assert {c.label: c.confidence for c in data.confidences} == pytest.approx({"native": p_native, "non-native": 1 - p_native})
+    assert ("non-native-sounding" in summary) == (result.label == "non_native")
+
+
+def test_l1_chart_only_for_non_native_results():
+    languages = ["arabic", "french", "mandarin", "spanish"]
+    guess = make_result(0.12, l1=[("spanish", 0.62), ("french", 0.2), ("arabic", 0.1)])
+    *_, chart, caption = ui.result_outputs(guess, languages)
+    assert chart["visible"] is True and caption["visible"] is True
+    data = ui.DecisionLabel(num_top_classes=3).postprocess(chart["value"])
+    assert data.label == "spanish"
+    assert [(c.label, c.confidence) for c in data.confidences] == [("spanish", 0.62), ("french", 0.2), ("arabic", 0.1)]
+    assert caption["value"] == ui.L1_CAPTION.format(languages="arabic, french, mandarin, spanish")
+    assert "never about a person" in caption["value"] and "'unsure'" in caption["value"]
+
+    unsure = make_result(0.2, l1=[("spanish", 0.31), ("french", 0.3), ("arabic", 0.2)])
+    *_, chart, _ = ui.result_outputs(unsure, languages)
+    assert chart["visible"] is True and ui.DecisionLabel(num_top_classes=3).postprocess(chart["value"]).label == "unsure"
+
+    native = make_result(0.8)  # rated native: no guess, chart and caption hidden
+    *_, chart, caption = ui.result_outputs(native, languages)
+    assert chart["visible"] is False and caption["visible"] is False
+
+
+def test_warnings_are_shown_above_the_decision():
+    ood = "this recording is unlike the training recordings: the rating is less reliable"
+    summary = ui.format_result(make_result(0.4, warnings=[ood, "clipping: 1.0% of samples are at full scale"]))
+    assert ood in summary and "clipping: 1.0%" in summary
+    assert summary.index(ood) < summary.index("**Decision:**")
+    assert "Warnings:** none" in ui.format_result(make_result(0.4))
+
+
+def test_page_with_fast_model():
+    fast = Rater("fast")
+    head, summary, timeline, chart, caption = ui.rate_recording(fast, str(CLIP))
+    result = fast.rate(CLIP)
+    assert head["label"] == ("native" if result.label == "native" else "non-native")
+    assert chart["visible"] is False and caption["visible"] is False  # the fast model has no first-language guess
+    assert len(timeline) == len(result.segments)
+    app = ui.build_app(fast)
+    blocks = {b.elem_id: b for b in app.blocks.values() if getattr(b, "elem_id", None)}
+    assert isinstance(blocks["result-label"], ui.DecisionLabel) and isinstance(blocks["result-l1"], ui.DecisionLabel)
+    assert blocks["result-l1"].visible is False and blocks["result-l1-caption"].visible is False
+    assert blocks["result-l1"].get_block_name() == "label"  # rendered by gr.Label's front end
+    assert blocks["result-label"].postprocess(head).label == head["label"]
 
 
 def test_no_audio_is_a_user_message(rater):

@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, audio
 from .errors import AudioError, EmptyAudioError, FileTooLargeError
-from .rater import Rater
+from .rater import L1_UNSURE_BELOW, Rater
 
 # onnxruntime >= 1.2x on Linux starts 1DS telemetry when it is first imported (it writes $TMPDIR/.ses
 # and a device id under ~/.cache, and queues events for upload). An offline service opts out; this
@@ -72,7 +72,32 @@ _HTTP_CODES = {
 class Segment(BaseModel):
     start_s: float = Field(description="Window start, in seconds of the original recording")
     end_s: float = Field(description="Window end, in seconds of the original recording")
-    p_native: float = Field(description="Calibrated P(native-sounding) for this 7 s window")
+    p_native: float = Field(description="Calibrated P(native-sounding) for this window")
+
+
+# The default model's first-language classes (besides English); the OpenAPI document lists those of
+# the model actually loaded (``_l1_known``), this is only the fallback before a model is loaded.
+DEFAULT_L1_LANGUAGES = ("arabic", "dutch", "french", "korean", "mandarin", "portuguese", "russian", "spanish")
+L1_DESCRIPTION = (
+    "First-language guess: up to 3 languages with their probability, most likely first. A guess about the "
+    "accent, never about a person. {known} Empty when the speech is rated native or the model has no "
+    "first-language guess."
+)
+L1_GUESS_DESCRIPTION = (
+    "The most likely first language of the accent, or \"unsure\" when its probability is below "
+    f"{L1_UNSURE_BELOW}; \"\" when `l1` is empty. A guess about the accent, never about a person. {{known}}"
+)
+
+
+def _l1_known(languages: Any) -> str:
+    if not languages:
+        return "The loaded model has no first-language guess, so this is always empty."
+    return f"Knows: {', '.join(languages)}; other first languages map to the nearest one or to \"unsure\"."
+
+
+class L1Guess(BaseModel):
+    language: str = Field(description="A first language the model knows (lower case English name)")
+    p: float = Field(description="P(this first language | the accent is not native-sounding), 0..1")
 
 
 class RateResult(BaseModel):
@@ -87,9 +112,15 @@ class RateResult(BaseModel):
     threshold: float = Field(description="Decision threshold applied to p_native")
     speech_seconds: float = Field(description="Seconds of speech found by voice-activity detection")
     duration_seconds: float = Field(description="Length of the recording in seconds")
-    segments: list[Segment] = Field(description="Per-window ratings (7 s windows, 3.5 s hop)")
+    segments: list[Segment] = Field(description="Per-window ratings in seconds of the original recording")
     model: str = Field(description="Model name and version")
-    warnings: list[str] = Field(default_factory=list, description="Input-quality notes that make the rating less reliable")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Notes on the input that make the rating less reliable (little speech, clipping, low level, "
+        "narrowband, or a recording unlike the training recordings)",
+    )
+    l1: list[L1Guess] = Field(default_factory=list, description=L1_DESCRIPTION.format(known=_l1_known(DEFAULT_L1_LANGUAGES)))
+    l1_guess: str = Field("", description=L1_GUESS_DESCRIPTION.format(known=_l1_known(DEFAULT_L1_LANGUAGES)))
 
 
 class ErrorDetail(BaseModel):
@@ -118,6 +149,10 @@ class ModelInfo(BaseModel):
     members: list[dict[str, Any]] = Field(description="Ensemble members (model families and their parameters)")
     frontend: dict[str, Any] = Field(description="Audio front-end settings the model was trained with")
     card_markdown: str = Field(description="The model card (Markdown); empty if the bundle has none")
+    l1_languages: list[str] = Field(
+        description="Languages the first-language guess knows (other first languages map to the nearest one or to "
+        "\"unsure\"); empty when the model has no first-language guess"
+    )
 
 
 class Health(BaseModel):
@@ -406,6 +441,31 @@ _PRIOR = Query(
 
 
 # --- the app -----------------------------------------------------------------------------------------
+def _document_loaded_l1(app: FastAPI) -> None:
+    """The OpenAPI document names the first languages of the model loaded at startup (the static
+    schema names the default model's, which is all that can be said before a model is loaded)."""
+    static_openapi = app.openapi  # FastAPI's: builds the schema once and caches it in app.openapi_schema
+
+    def openapi() -> dict[str, Any]:
+        rater = getattr(app.state, "rater", None)
+        if rater is None:  # not started yet: the static schema, left uncached
+            app.openapi_schema = None
+            schema = static_openapi()
+            app.openapi_schema = None
+            return schema
+        if getattr(app.state, "openapi_for", None) is not rater:
+            app.openapi_schema = None
+            schema = static_openapi()
+            props = schema["components"]["schemas"]["RateResult"]["properties"]
+            known = _l1_known(rater.l1_languages)
+            props["l1"]["description"] = L1_DESCRIPTION.format(known=known)
+            props["l1_guess"]["description"] = L1_GUESS_DESCRIPTION.format(known=known)
+            app.state.openapi_for = rater
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     model: str | Path | None = None,
     *,
@@ -440,6 +500,7 @@ def create_app(
     )
     app.state.max_bytes, app.state.max_seconds, app.state.max_batch = max_bytes, max_seconds, max_batch
     _install_error_handlers(app)
+    _document_loaded_l1(app)
 
     @app.post(
         "/v1/rate",
@@ -533,6 +594,7 @@ def create_app(
             "members": meta["members"],
             "frontend": meta.get("frontend", {}),
             "card_markdown": rater.card,
+            "l1_languages": rater.l1_languages,
         }
 
     @app.get("/healthz", response_model=Health, summary="Liveness", tags=["service"])
@@ -571,7 +633,7 @@ if __name__ == "__main__":  # python -m accent_rater.api --port 8000
     ap = argparse.ArgumentParser(description="Accent Rater REST API")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--model", default=None, help="model bundle directory (default: the bundled model)")
+    ap.add_argument("--model", default=None, help="bundled model name (default, fast) or a model bundle directory (default: default)")
     ap.add_argument("--max-bytes", type=int, default=audio.MAX_FILE_BYTES)
     ap.add_argument("--max-seconds", type=float, default=audio.MAX_DURATION_SECONDS)
     ap.add_argument("--max-batch", type=int, default=16)

@@ -14,6 +14,9 @@ import typer
 
 from . import audio
 
+# str, not Path: a bundled model's name is not a path (a Path option would also accept it, but say "DIR")
+MODEL_HELP = "Bundled model name — 'default' (Whisper-based, with a first-language guess) or 'fast' — or a model bundle directory. Default: default."
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="How native does an English accent sound? Offline, on the CPU.")
 
 
@@ -39,7 +42,7 @@ def rate(
     inputs: List[Path] = typer.Argument(..., help="Audio files or directories (walked recursively)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per input on stdout, one per line."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Also write results to this CSV file."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory (default: the bundled model)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Decision threshold on p_native."),
     prior: Optional[float] = typer.Option(None, "--prior", min=0.0, max=1.0, help="Share of native speakers where you deploy (shifts p_native)."),
     max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
@@ -61,7 +64,10 @@ def rate(
     try:
         rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds, threads=1 if jobs > 1 and len(files) > 1 else None)
     except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        from .rater import BUNDLED_MODELS
+
+        hint = f" (bundled models: {', '.join(BUNDLED_MODELS)})" if isinstance(exc, FileNotFoundError) and model else ""
+        err.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     rows: list[dict] = [{"path": str(p), "error": {"code": "not_found", "message": why}} for p, why in missing]
 
@@ -83,33 +89,61 @@ def rate(
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
     else:
+        show_l1 = bool(rater.l1_languages) or any(r.get("l1") for r in rows)
         table = Table(title=f"Accent rating ({rater.name})")
-        for col in ("file", "score", "band", "p_native", "label", "speech s", "notes"):
+        cols = ["file", "score", "band", "p_native", "label", "speech s"] + ([L1_COLUMN] if show_l1 else []) + ["notes"]
+        for col in cols:
             table.add_column(col, justify="right" if col in ("score", "p_native", "speech s") else "left", no_wrap=col != "notes")
         for row in rows:
             name = Path(row["path"]).name
             if "error" in row:
-                table.add_row(name, "-", "-", "-", "[red]error[/red]", "-", f"{row['error']['code']}: {row['error']['message']}")
+                cells = [name, "-", "-", "-", "[red]error[/red]", "-"] + (["-"] if show_l1 else [])
+                table.add_row(*cells, f"{row['error']['code']}: {row['error']['message']}")
             else:
                 notes = "; ".join((["borderline"] if row["borderline"] else []) + row["warnings"])
-                table.add_row(name, str(row["score"]), row["band"], f"{row['p_native']:.2f}", row["label"], f"{row['speech_seconds']:.0f}", notes)
+                cells = [name, str(row["score"]), row["band"], f"{row['p_native']:.2f}", row["label"], f"{row['speech_seconds']:.0f}"]
+                table.add_row(*cells, *([l1_text(row)] if show_l1 else []), notes)
         out = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole file names
         out.print(table)
         out.print("Score = 100 x P(native-sounding accent). It rates accent only, not intelligibility or proficiency.")
+        if show_l1:
+            out.print(l1_note(rater.l1_languages), markup=False)
     if csv_out:
         _write_csv(csv_out, rows)
     if any("error" in r for r in rows):
         raise typer.Exit(1)
 
 
+L1_COLUMN = "first language (guess)"
+
+
+def l1_text(row: dict) -> str:
+    """The first-language guess of a result row (``AccentResult.to_dict()``) for the table:
+    "spanish 62% · portuguese 20% · french 9%", "unsure (spanish 31%)", or "" (rated native)."""
+    l1 = row.get("l1") or []
+    if not l1:
+        return ""
+    if row.get("l1_guess") == "unsure":
+        return f"unsure ({l1[0]['language']} {100 * l1[0]['p']:.0f}%)"
+    return " · ".join(f"{x['language']} {100 * x['p']:.0f}%" for x in l1)
+
+
+def l1_note(languages: list[str]) -> str:
+    known = ", ".join(languages) if languages else "the model's languages"
+    return (f"First language: a guess about the accent, never about a person. Knows: {known}; "
+            "other first languages map to the nearest one or to 'unsure'. Shown only for non-native ratings.")
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    cols = ["path", "score", "band", "p_native", "label", "borderline", "speech_seconds", "duration_seconds", "warnings", "error_code", "error_message"]
+    cols = ["path", "score", "band", "p_native", "label", "borderline", "speech_seconds", "duration_seconds", "warnings",
+            "l1_guess", "l1", "error_code", "error_message"]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             flat = dict(r)
             flat["warnings"] = "; ".join(r.get("warnings", []))
+            flat["l1"] = ";".join(f"{x['language']}:{x['p']:.2f}" for x in r.get("l1", []))  # spanish:0.62;portuguese:0.20
             if "error" in r:
                 flat["error_code"], flat["error_message"] = r["error"]["code"], r["error"]["message"]
             w.writerow(flat)
@@ -215,7 +249,7 @@ def eda(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 to expose)."),
     port: int = typer.Option(8000, help="Port."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
     """REST API (FastAPI): POST /v1/rate, POST /v1/rate/batch, GET /v1/model, GET /healthz."""
     from .api import main
@@ -227,7 +261,7 @@ def serve(
 def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 to expose)."),
     port: int = typer.Option(7860, help="Port."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle directory."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
     """Web app (Gradio): record or upload speech, see the rating and its timeline."""
     from .ui import main

@@ -909,7 +909,8 @@ def l1_report(path: Path, out: Path, *, n_boot: int = 1000, seed: int = 0) -> tu
         conf[t, pr] += 1
     res["confusion"] = conf.tolist()
     # English vs the rest: how often a non-native's top class overall is English
-    res["english_top_share_non_natives"] = float((nn[[*langs, "english"]].to_numpy(float).argmax(1) == len(langs)).mean())
+    if "english" in df.columns:
+        res["english_top_share_non_natives"] = float((nn[[*langs, "english"]].to_numpy(float).argmax(1) == len(langs)).mean())
     fig = _figure(6.5, 5.5)
     ax = fig.add_subplot()
     ax.imshow(conf / np.maximum(conf.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
@@ -927,8 +928,8 @@ def l1_report(path: Path, out: Path, *, n_boot: int = 1000, seed: int = 0) -> tu
     recall = [(lang, int(conf[i].sum()), f"{conf[i, i] / max(conf[i].sum(), 1):.3f}") for i, lang in enumerate(langs)]
     md = "\n".join([
         "## First-language guess", "",
-        f"Out-of-fold, over the {len(nn)} non-native speakers, among {len(langs)} languages (English excluded, as the product "
-        "shows the guess only for speech rated non-native); 95% bootstrap intervals over speakers.", "",
+        f"Out-of-fold, over the {len(nn)} non-native speakers, among {len(langs)} languages (the product shows the guess "
+        "only for speech rated non-native); 95% bootstrap intervals over speakers.", "",
         _md_table(["measure", "value [95% CI]"], rows), "",
         _md_table(["first language", "speakers", "recall (top-1)"], recall), "",
         f"![confusion]({img})", "",

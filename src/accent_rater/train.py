@@ -55,7 +55,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Config":
-        raw = tomllib.loads(Path(path).read_text())
+        raw = read_config(path)
         flat = {"name": raw.get("name", Path(path).stem), **raw.get("data", {}), **raw.get("run", {})}
         flat["models"] = raw.get("models", [])
         if "l1" in raw:
@@ -67,6 +67,21 @@ class Config:
         cfg.out_dir = cfg.out_dir or f"runs/{cfg.name}"
         cfg.primary = cfg.primary or ("fusion" if cfg.fusion and len(cfg.models) > 1 else member_name(cfg.models[0]))
         return cfg
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A TOML experiment file; ``base = "other.toml"`` (relative to the file) inherits that file's
+    tables, each key of ``[data]``, ``[run]`` and ``[l1]`` overridden by this file's, and
+    ``[[models]]`` replaced when given."""
+    path = Path(path)
+    raw = tomllib.loads(path.read_text())
+    if "base" not in raw:
+        return raw
+    merged = read_config(path.parent / raw.pop("base"))
+    merged.pop("name", None)
+    for key, value in raw.items():
+        merged[key] = {**merged.get(key, {}), **value} if key in ("data", "run", "l1") else value
+    return merged
 
 
 def member_name(spec: dict[str, Any]) -> str:
@@ -448,21 +463,24 @@ def fit_l1(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
     from .models.whisper_heads import L1Head
 
     langs = np.array([l1_language(r) for r in recs])
+    # trained and scored on the non-native speakers: the guess is shown only for speech rated non-native
+    non_native = np.array([r.label == "non_native" for r in recs])
     logits = None
     heads = []
     for k in range(cfg.folds):
-        tr, te = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
+        tr, te = np.flatnonzero((fold_of != k) & non_native), np.flatnonzero(fold_of == k)
         rr, ff, _, _ = with_copies([recs[i] for i in tr], [feats[i] for i in tr], np.zeros(len(tr)), None, [aug[i] for i in tr])
         head = L1Head(**cfg.l1).fit(ff, [l1_language(r) for r in rr])
         if logits is None:
             logits = np.zeros((len(recs), len(head.classes)))
         logits[te] = np.stack([head.logits(feats[i]) for i in te])
         heads.append(head)
-        print(f"l1 fold {k}: top-1 {np.mean(np.array(head.classes)[logits[te].argmax(1)] == langs[te]):.3f}", flush=True)
+        te_nn = te[non_native[te]]
+        print(f"l1 fold {k}: top-1 over non-natives {np.mean(np.array(head.classes)[logits[te_nn].argmax(1)] == langs[te_nn]):.3f}", flush=True)
     probs = np.zeros_like(logits)
     for k, head in enumerate(heads):
         te = fold_of == k
-        head.fit_temperature(logits[~te], langs[~te])
+        head.fit_temperature(logits[~te & non_native], langs[~te & non_native])
         z = logits[te] / head.temperature
         e = np.exp(z - z.max(1, keepdims=True))
         probs[te] = e / e.sum(1, keepdims=True)
@@ -473,9 +491,10 @@ def fit_l1(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
         for r, lang, f, pr in zip(recs, langs, fold_of, probs):
             w.writerow([r.speaker_id, r.label, lang, f, *(f"{q:.6f}" for q in pr)])
     final = L1Head(**cfg.l1)
-    rr, ff, _, _ = with_copies(recs, feats, np.zeros(len(recs)), None, aug)
+    nn = np.flatnonzero(non_native)
+    rr, ff, _, _ = with_copies([recs[i] for i in nn], [feats[i] for i in nn], np.zeros(len(nn)), None, [aug[i] for i in nn])
     final.fit(ff, [l1_language(r) for r in rr])
-    final.fit_temperature(logits, langs)
+    final.fit_temperature(logits[non_native], langs[non_native])
     return final
 
 

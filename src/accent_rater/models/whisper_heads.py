@@ -39,10 +39,18 @@ class WhisperFamily(LinearFamily):
 
 
 class L1Head:
-    """First-language guess: P(language | speech) over ``classes``, from the same window rows."""
+    """First-language guess: P(language | speech) over ``classes``, from the window rows of the
+    chosen layers averaged over the recording. ``method = "lda"`` (default): standardise -> PCA
+    (``n_components``) -> linear discriminant analysis, folded into one linear map; ``"logistic"``:
+    multinomial logistic regression (``C``). Either way a recording's class logits are linear in its
+    mean row, then temperature-scaled."""
 
-    def __init__(self, C: float = 0.01, layers: Sequence[int] | None = None, parts: str = "mean+std", **params: Any) -> None:
-        self.params = {"C": C, "layers": None if layers is None else list(layers), "parts": parts, **params}
+    def __init__(self, method: str = "lda", C: float = 0.1, layers: Sequence[int] | None = None, parts: str = "mean+std",
+                 n_components: int = 128, **params: Any) -> None:
+        if method not in ("lda", "logistic"):
+            raise ValueError(f"L1 method must be 'lda' or 'logistic', got {method!r}")
+        self.params = {"method": method, "C": C, "layers": None if layers is None else list(layers), "parts": parts,
+                       "n_components": n_components, **params}
         self.classes: list[str] = []
         self.mean = self.scale = self.coef = self.intercept = None
         self.temperature = 1.0
@@ -51,24 +59,36 @@ class L1Head:
         return layer_rows(feats, self.params["layers"], self.params["parts"])
 
     def fit(self, train: Sequence[Any], languages: Sequence[str]) -> "L1Head":
-        from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        X = [self.rows(f) for f in train]
-        w = np.concatenate([np.full(len(x), 1.0 / len(x)) for x in X])
-        yy = np.concatenate([[lang] * len(x) for x, lang in zip(X, languages)])
-        X = np.concatenate(X)
+        X = np.stack([self.rows(f).mean(axis=0) for f in train])
+        yy = np.asarray(languages)
         scaler = StandardScaler().fit(X)
-        lr = LogisticRegression(C=self.params["C"], max_iter=2000).fit(scaler.transform(X), yy, sample_weight=w)
-        self.classes = [str(c) for c in lr.classes_]
+        Z = scaler.transform(X)
+        if self.params["method"] == "lda":
+            from sklearn.decomposition import PCA
+            from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+            pca = PCA(min(self.params["n_components"], len(Z) - 1, Z.shape[1]), random_state=0).fit(Z)
+            lda = LinearDiscriminantAnalysis().fit(pca.transform(Z), yy)
+            W = pca.components_.T @ lda.coef_.T  # (D, C): standardised row -> class logits
+            coef, intercept, classes = W.T, lda.intercept_ - pca.mean_ @ W, lda.classes_
+            if coef.shape[0] == 1:  # two classes: sklearn gives one discriminant
+                coef, intercept = np.vstack([-coef, coef]) / 2, np.array([-intercept[0], intercept[0]]) / 2
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            lr = LogisticRegression(C=self.params["C"], max_iter=3000).fit(Z, yy)
+            coef, intercept, classes = lr.coef_, lr.intercept_, lr.classes_
+        self.classes = [str(c) for c in classes]
         self.mean, self.scale = scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
-        self.coef, self.intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
+        self.coef, self.intercept = np.asarray(coef, np.float32), np.asarray(intercept, np.float32)
         return self
 
     def logits(self, feats) -> np.ndarray:
-        """Recording-level class logits: the mean of window logits."""
-        x = (self.rows(feats) - self.mean) / self.scale
-        return (x @ self.coef.T + self.intercept).mean(axis=0)
+        """Recording-level class logits (linear in the recording's mean row)."""
+        x = (self.rows(feats).mean(axis=0) - self.mean) / self.scale
+        return x @ self.coef.T + self.intercept
 
     def proba(self, feats) -> np.ndarray:
         z = self.logits(feats) / self.temperature
@@ -114,10 +134,12 @@ class Novelty:
     def fit(self, rows: Sequence[np.ndarray]) -> "Novelty":
         X = np.concatenate(rows)
         self.mean, self.scale = X.mean(0).astype(np.float32), (X.std(0) + 1e-6).astype(np.float32)
+        from sklearn.utils.extmath import randomized_svd
+
         Z = (X - self.mean) / self.scale
-        _, s, vt = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
-        self.components = vt[: self.k].astype(np.float32)
-        self.variances = (s[: self.k] ** 2 / max(len(Z) - 1, 1)).astype(np.float32)
+        _, s, vt = randomized_svd(Z - Z.mean(0), self.k, random_state=0)
+        self.components = vt.astype(np.float32)
+        self.variances = (s**2 / max(len(Z) - 1, 1)).astype(np.float32)
         self.threshold = float(np.quantile([self.score(r) for r in rows], self.quantile))
         return self
 
