@@ -118,7 +118,7 @@ def test_onnx_encoder_matches_pytorch(shared_data: Path) -> None:
     from accent_rater.rater import Rater
 
     speech = audio.prepare(next((Path(__file__).parent / "fixtures").glob("nonnative_*.flac")))
-    onnx_feats = features.extract(speech, Rater()._encoder)
+    onnx_feats = features.extract(speech, Rater("fast")._encoder)
     torch_feats = features.extract(speech, encoder.load_encoder())
     np.testing.assert_allclose(onnx_feats.stats, torch_feats.stats, atol=1e-4)
     np.testing.assert_allclose(onnx_feats.seg_embeddings, torch_feats.seg_embeddings, atol=1e-4)
@@ -210,3 +210,49 @@ def test_encoder_reads_the_embedding_alone_when_asked(tmp_path: Path) -> None:
     toml = tmp_path / "emb.toml"
     toml.write_text('[[models]]\nfamily = "encoder"\nlabel = "embedding"\ninputs = "embedding"\n')
     assert Config.load(toml).primary == "embedding"
+
+
+@pytest.fixture(scope="module")
+def whisper_run(shared_data: Path, tmp_path_factory) -> tuple[Config, dict]:
+    """The default's recipe (Whisper features, augmented copies, accent + first-language heads,
+    novelty check) on 10 speakers, 2 folds, with the bundled encoder (no download)."""
+    tmp = tmp_path_factory.mktemp("whisper")
+    cfg = Config.load(Path(__file__).parents[1] / "configs" / "default.toml", corpus=str(shared_data / "saa"),
+                      cache=str(tmp / "cache" / "features"), folds=2, max_speakers=10, augment_copies=1,
+                      out_dir=str(tmp / "run"), bundle_dir=str(tmp / "bundle"), workers=1)
+    cfg.l1 = {**cfg.l1, "n_components": 3}
+    return cfg, run(cfg)
+
+
+def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
+    import csv
+
+    from accent_rater import Rater
+    from accent_rater.augment import KINDS
+
+    cfg, summary = whisper_run
+    out = Path(cfg.out_dir)
+    with open(out / "predictions.csv") as fh:
+        preds = list(csv.DictReader(fh))
+    assert {r["model"] for r in preds} == {"whisper"} and len(preds) == summary["n_speakers"] == 10
+    with open(out / "augmented.csv") as fh:  # every held-out speaker's augmented copy was scored
+        aug = list(csv.DictReader(fh))
+    assert len(aug) == 10 and {r["kind"] for r in aug} <= set(KINDS)
+    with open(out / "l1_predictions.csv") as fh:
+        l1 = list(csv.DictReader(fh))
+    assert len(l1) == 10 and all(abs(sum(float(r[c]) for c in list(r)[4:]) - 1) < 1e-4 for r in l1)
+    bundle = Path(cfg.bundle_dir)
+    meta = json.loads((bundle / "model.json").read_text())
+    assert meta["backbone"] == "tiny.en" and set(meta["files"]) == {meta["encoder"], "model.safetensors"}
+    rater = Rater(bundle)
+    assert rater.l1_languages and set(rater.l1_languages) <= {r.native_language for r in data_recordings(cfg)}
+    result = rater.rate(Path(__file__).parent / "fixtures" / "nonnative_spanish6.flac")
+    assert 0.0 <= result.p_native <= 1.0 and len(result.segments) == 1  # 6 s of speech: one window
+    assert result.label == "native" or len(result.l1) >= 1
+
+
+def data_recordings(cfg: Config):
+    from accent_rater.data import load_corpus
+    from accent_rater.train import stratified_subset
+
+    return stratified_subset(load_corpus(cfg.corpus).recordings, cfg.max_speakers, cfg.seed)

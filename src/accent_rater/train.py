@@ -465,26 +465,26 @@ def fit_l1(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
     langs = np.array([l1_language(r) for r in recs])
     # trained and scored on the non-native speakers: the guess is shown only for speech rated non-native
     non_native = np.array([r.label == "non_native" for r in recs])
-    logits = None
+    classes = sorted(set(langs[non_native]))
+    logits = np.full((len(recs), len(classes)), -1e4)  # a language a fold never saw gets no probability
     heads = []
     for k in range(cfg.folds):
         tr, te = np.flatnonzero((fold_of != k) & non_native), np.flatnonzero(fold_of == k)
         rr, ff, _, _ = with_copies([recs[i] for i in tr], [feats[i] for i in tr], np.zeros(len(tr)), None, [aug[i] for i in tr])
         head = L1Head(**cfg.l1).fit(ff, [l1_language(r) for r in rr])
-        if logits is None:
-            logits = np.zeros((len(recs), len(head.classes)))
-        logits[te] = np.stack([head.logits(feats[i]) for i in te])
+        cols = [classes.index(c) for c in head.classes]
+        logits[np.ix_(te, cols)] = np.stack([head.logits(feats[i]) for i in te])
         heads.append(head)
         te_nn = te[non_native[te]]
-        print(f"l1 fold {k}: top-1 over non-natives {np.mean(np.array(head.classes)[logits[te_nn].argmax(1)] == langs[te_nn]):.3f}", flush=True)
+        print(f"l1 fold {k}: top-1 over non-natives {np.mean(np.array(classes)[logits[te_nn].argmax(1)] == langs[te_nn]):.3f}", flush=True)
     probs = np.zeros_like(logits)
     for k, head in enumerate(heads):
         te = fold_of == k
+        head.classes = classes  # the temperature is fitted on the shared columns
         head.fit_temperature(logits[~te & non_native], langs[~te & non_native])
         z = logits[te] / head.temperature
         e = np.exp(z - z.max(1, keepdims=True))
         probs[te] = e / e.sum(1, keepdims=True)
-    classes = heads[0].classes
     with open(out / "l1_predictions.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["speaker_id", "label", "language", "fold", *classes])
