@@ -33,8 +33,10 @@ e2e-deps:
 serve: $(STAMP)
 	$(BIN)/accent-rater serve
 
-# Reproduce the bundled model from ../shared/data (about 29 minutes on 2 idle cores).
+# Reproduce the bundled default model from ../shared/data (downloads and verifies the Whisper
+# tiny.en weights once; see the README for the time).
 train: $(STAMP)
+	$(BIN)/accent-rater fetch-weights tiny.en
 	$(BIN)/accent-rater train --config configs/default.toml
 
 bench: $(STAMP)

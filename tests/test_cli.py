@@ -61,8 +61,9 @@ def test_table_output_and_success_exit_code() -> None:
 
 def test_threshold_option_moves_the_label() -> None:
     clip = FIXTURES / "native_us_english5.flac"
-    low = json.loads(run("rate", clip, "--json", "--threshold", "0.01").stdout)
-    high = json.loads(run("rate", clip, "--json", "--threshold", "0.99").stdout)
+    p = Rater().rate(clip).p_native
+    low = json.loads(run("rate", clip, "--json", "--threshold", f"{p / 2:.6f}").stdout)
+    high = json.loads(run("rate", clip, "--json", "--threshold", f"{(1 + p) / 2:.6f}").stdout)
     assert low["label"] == "native" and high["label"] == "non_native"
     assert low["p_native"] == high["p_native"]
 

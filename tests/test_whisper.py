@@ -153,3 +153,20 @@ def test_bundled_default_orders_native_above_non_native_speech() -> None:
         assert ps == sorted(ps, reverse=True) and sum(ps) <= 1 + 1e-6
         assert r.l1_guess in (r.l1[0][0], "unsure")
     assert others[0].to_dict()["l1"][0].keys() == {"language", "p"}
+
+
+def test_novelty_warns_when_the_input_is_unlike_the_training_data(tmp_path: Path) -> None:
+    """Speech buried in white noise at 0 dB SNR is unlike anything the default was trained on (its
+    noise copies are 5-20 dB): the rating says so; the same clip clean carries no such warning."""
+    import soundfile as sf
+
+    from accent_rater import augment
+
+    rater = Rater()
+    wav = audio.load_audio(SAMPLES / "native_us_english33.opus")
+    noisy = augment.add_noise(wav, 0.0, np.random.default_rng(0), color="white")
+    sf.write(tmp_path / "noisy.wav", noisy, audio.SAMPLE_RATE)
+    sf.write(tmp_path / "clean.wav", wav, audio.SAMPLE_RATE)
+    clean, bad = rater.rate(tmp_path / "clean.wav"), rater.rate(tmp_path / "noisy.wav")
+    assert not any("unlike those the model was trained on" in w for w in clean.warnings)
+    assert any("unlike those the model was trained on" in w for w in bad.warnings)
