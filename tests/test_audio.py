@@ -513,3 +513,15 @@ def test_segment_feature_spans_short_speech():
     assert feats.shape == (1, audio.N_MELS, audio.SEGMENT_FRAMES) and len(spans) == 1
     a, b = spans[0]
     assert 0.0 <= a < b <= speech.duration_seconds + 1e-6
+
+
+def test_speech_band_level_is_the_butterworth_high_pass_level(speech_10s):
+    """The level that sets the gain equals the RMS after scipy's 4th-order Butterworth high-pass
+    (computed in the frequency domain without scipy.signal), and ignores added 50 Hz rumble."""
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(4, audio.LEVEL_HIGHPASS_HZ, btype="highpass", fs=SR, output="sos")
+    assert abs(audio.speech_band_dbfs(speech_10s) - audio.rms_dbfs(sosfilt(sos, speech_10s))) < 0.01
+    hum = 0.3 * np.sin(2 * np.pi * 50 * np.arange(len(speech_10s)) / SR).astype(np.float32)
+    assert audio.rms_dbfs(speech_10s + hum) - audio.rms_dbfs(speech_10s) > 3  # the hum dominates the plain RMS
+    assert abs(audio.speech_band_dbfs(speech_10s + hum) - audio.speech_band_dbfs(speech_10s)) < 0.5

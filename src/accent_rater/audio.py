@@ -357,17 +357,27 @@ class Speech:
         return 0.0
 
 
-def _highpass(wav: np.ndarray) -> np.ndarray:
-    """``wav`` through a 4th-order Butterworth high-pass at LEVEL_HIGHPASS_HZ, applied as its exact
-    (bilinear-transform) magnitude response in the frequency domain. Only the level of the result is
-    used, so the filter's phase does not matter; numpy alone keeps scipy.signal off the rating path."""
+@lru_cache(maxsize=8)
+def _highpass_power(size: int) -> np.ndarray:
+    """|H(f)|^2 of a 4th-order Butterworth high-pass at LEVEL_HIGHPASS_HZ (bilinear transform, the
+    filter scipy's ``butter`` designs) on the bins of a ``size``-point real FFT."""
+    f = np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE)
+    w = np.tan(np.pi * np.maximum(f, 1e-3) / SAMPLE_RATE) / np.tan(np.pi * LEVEL_HIGHPASS_HZ / SAMPLE_RATE)
+    return 1.0 / (1.0 + w**-8.0)  # 1 / (1 + (wc / w)^(2 * order))
+
+
+def speech_band_dbfs(wav: np.ndarray) -> float:
+    """RMS level (dBFS) of ``wav`` above LEVEL_HIGHPASS_HZ, so low-frequency rumble does not set it:
+    the high-pass is applied as its exact power response in the frequency domain (Parseval). Only the
+    level is needed, so phase does not matter, and numpy alone keeps scipy.signal off the rating path."""
     n = len(wav)
     if n == 0:
-        return wav
-    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-    w = np.tan(np.pi * np.maximum(f, 1e-9) / SAMPLE_RATE) / np.tan(np.pi * LEVEL_HIGHPASS_HZ / SAMPLE_RATE)
-    gain = 1.0 / np.sqrt(1.0 + w ** (-8.0))  # |H|^2 = 1 / (1 + (wc / w)^(2 * order)), order 4
-    return np.fft.irfft(np.fft.rfft(wav) * gain, n).astype(np.float32, copy=False)
+        return rms_dbfs(wav)
+    size = 1 << (n + SAMPLE_RATE // 10 - 1).bit_length()  # a power of two (fast FFT, few cached responses)
+    spec = np.fft.rfft(wav, size)
+    power = np.abs(spec) ** 2 * _highpass_power(size)
+    energy = (2.0 * power.sum() - power[0] - power[-1]) / size  # = sum of squares of the filtered signal
+    return 20.0 * np.log10(max(float(np.sqrt(max(energy, 0.0) / n)), 1e-12))
 
 
 def rms_dbfs(wav: np.ndarray) -> float:
@@ -450,7 +460,7 @@ def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_
 def normalize_level(audio: np.ndarray, target_dbfs: float = TARGET_SPEECH_DBFS) -> np.ndarray:
     """Scale so the speech-band RMS (above LEVEL_HIGHPASS_HZ, so low-frequency rumble does not set
     the gain) is ``target_dbfs``: recording gain must not change features."""
-    gain = 10.0 ** ((target_dbfs - rms_dbfs(_highpass(audio))) / 20.0)
+    gain = 10.0 ** ((target_dbfs - speech_band_dbfs(audio)) / 20.0)
     return (audio * gain).astype(np.float32, copy=False)
 
 
