@@ -197,7 +197,7 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
             return f"{l1[k]['point']:.3f} [{l1[k]['lo']:.3f}, {l1[k]['hi']:.3f}]"
 
         l1_text = (f"**First-language guess.** A second head on the same features guesses the first language among "
-                   f"{', '.join(l1['languages'])} (and English); it is shown only for speech rated non-native, as the top 3 "
+                   f"{', '.join(l1['languages'])}; it is shown only for speech rated non-native, as the top 3 "
                    f"with probabilities, and as \"unsure\" when the top probability is below 0.4. Other first languages map to "
                    f"the nearest known one or to \"unsure\". Out of fold over {l1['n_speakers']} non-natives: top-1 {ci3('top1')}, "
                    f"top-3 {ci3('top3')}, macro recall {ci3('macro_recall')}. It is a guess about an accent, never about a person.\n\n")
@@ -211,6 +211,11 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
                        f"`reports/{summary['name']}/robustness.md`): change in balanced accuracy "
                        + "; ".join(f"{k} {v['delta_bacc'][0]:+.3f}" for k, v in cond.items())
                        + (f". Largest losses: {', '.join(k for k, _ in worst)}." if worst else ".") + "\n\n")
+    text_note = (" The head is trained on 7 s windows from the whole passage; a leave-text-out split (halves of "
+                 "the passage) loses 1.4 points one way and falls to chance the other way (`reports/RESULTS.md`), so "
+                 "independence from the text is not demonstrated." if meta.get("backbone") else "")
+    channel_note = ("other phones, codecs, rooms and noise are simulated in training (augmented copies), not recorded."
+                    if meta.get("backbone") else "other microphones and rooms were not in training.")
     whisper_credit = (f" The Whisper {meta['backbone']} encoder weights are OpenAI's (MIT licence, "
                       "github.com/openai/whisper), converted; keep their licence notice." if meta.get("backbone") else "")
     text = f"""# Model card: {meta['name']} {meta['version']}
@@ -244,9 +249,9 @@ the command below).
 
 **Limitations.**
 - One text, one task: every training speaker read the same paragraph. Free speech, other texts and
-  spontaneous speech are out of distribution; scores there are less reliable.
+  spontaneous speech are out of distribution; scores there are less reliable.{text_note}
 - One recording setup per speaker and narrow band: every input is band-limited to 4 kHz so full-band
-  microphones and the corpus look alike, but other microphones and rooms were not in training.
+  microphones and the corpus look alike; {channel_note}
 - The non-native speakers have only 8 first languages; other L1s are unseen. Native speakers are
   mostly from the USA; see the per-variety error rates above before relying on it for other varieties.
 {flagged_text}- Small data (875 speakers): expect errors on individual speakers; use the probability, not the label,
