@@ -22,27 +22,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from accent_rater import Rater, audio
 from accent_rater.models.resnet import SeedResNet18
+from bench_rate import make_clip  # scripts/ is on sys.path when this script runs
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "accent-rater")
-
-
-def clip(seconds: float, out: Path) -> Path:
-    corpus = REPO.parent / "shared" / "data" / "saa" / "audio"
-    parts, total = [], 0
-    for path in sorted(corpus.glob("*.opus")):
-        wav = audio.load_audio(path)
-        parts.append(wav)
-        total += len(wav)
-        if total >= seconds * audio.SAMPLE_RATE:
-            break
-    sf.write(out, np.concatenate(parts)[: int(seconds * audio.SAMPLE_RATE)], audio.SAMPLE_RATE, subtype="PCM_16")
-    return out
 
 
 def timed(fn, runs: int) -> float:
@@ -63,7 +50,8 @@ def main() -> None:
     resnet = SeedResNet18().eval()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        c30, c5 = clip(30, Path(tmp) / "c30.wav"), clip(5, Path(tmp) / "c5.wav")
+        corpus = REPO.parent / "shared" / "data" / "saa" / "audio"
+        c30, c5 = make_clip(corpus, 30, Path(tmp) / "c30.wav"), make_clip(corpus, 5, Path(tmp) / "c5.wav")
 
         @torch.inference_mode()
         def seed() -> None:

@@ -1,7 +1,8 @@
-"""Score every stacking combination of a training run's members from its saved out-of-fold logits:
-how the default's members were chosen.
+"""Score every stacking combination of the members of one or more training runs from their saved
+out-of-fold logits: how the fast model's members were chosen, and whether the Whisper head gains from
+them (runs on the same corpus and folds, e.g. ``runs/default runs/fast_linear_members``).
 
-    .venv/bin/python scripts/compare_members.py runs/experiment_wide_cnn
+    .venv/bin/python scripts/compare_members.py RUN [RUN ...]
 
 Each combination is stacked exactly as ``accent-rater train`` does (logistic regression, cross-fitted
 by fold), and its threshold is chosen on the other folds, so every number is out-of-fold. Speaker
@@ -56,10 +57,15 @@ def cross_fitted(M: np.ndarray, y: np.ndarray, fold: np.ndarray) -> tuple[np.nda
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("run", type=Path)
+    ap.add_argument("runs", type=Path, nargs="+")
     args = ap.parse_args()
-    logits, y, fold, _ = load_logits(args.run)
-    print(f"{args.run}: {len(y)} speakers, {len(np.unique(fold))} folds\n")
+    logits, y, fold, ids = load_logits(args.runs[0])
+    for run in args.runs[1:]:  # members of further runs, on the same speakers and folds
+        more, y2, fold2, ids2 = load_logits(run)
+        if ids2 != ids or not np.array_equal(fold2, fold) or not np.array_equal(y2, y):
+            raise SystemExit(f"{run} has other speakers or folds than {args.runs[0]}")
+        logits.update({f"{run.name}:{m}": v for m, v in more.items()})
+    print(f"{', '.join(map(str, args.runs))}: {len(y)} speakers, {len(np.unique(fold))} folds\n")
     print("| members | ROC-AUC [95% CI] | balanced accuracy |\n|---|---|---|")
     for r in range(1, len(logits) + 1):
         for combo in itertools.combinations(logits, r):

@@ -161,31 +161,36 @@ def build_cache(items: Sequence[tuple[str, str]], cache_dir: Path, workers: int 
     """Extract features for (key, path) items into ``cache_dir`` (one .npz each), in parallel over
     cores, with a progress bar; items already cached are skipped, so an interrupted run resumes.
     Returns {key: error message} for recordings that could not be used."""
-    from tqdm import tqdm
-
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(k, p) for k, p in items if not cache_path(cache_dir, k).exists()]
+    todo = [(k, p, str(cache_dir)) for k, p in items if not cache_path(cache_dir, k).exists()]
+    return _run_pool(_extract_one, todo, workers, "features")
+
+
+def _run_pool(fn, todo: Sequence[tuple], workers: int | None, desc: str) -> dict[str, str]:
+    """``fn(*args) -> (key, error or None)`` for every args tuple, in worker processes (or inline for
+    one worker), with a progress bar; returns {key: error}."""
+    from tqdm import tqdm
+
     errors: dict[str, str] = {}
-    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
     if not todo:
         return errors
-    bar = tqdm(total=len(todo), desc="features", unit="rec")
+    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
+    bar = tqdm(total=len(todo), desc=desc, unit="rec", mininterval=10)
     if workers == 1:
-        for k, p in todo:
-            _, err = _extract_one(k, p, str(cache_dir))
+        results = (fn(*args) for args in todo)
+    else:
+        pool = ProcessPoolExecutor(workers)
+        results = (fut.result() for fut in as_completed([pool.submit(fn, *args) for args in todo]))
+    try:
+        for k, err in results:
             if err:
                 errors[k] = err
             bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(_extract_one, k, p, str(cache_dir)) for k, p in todo]
-            for fut in as_completed(futures):
-                k, err = fut.result()
-                if err:
-                    errors[k] = err
-                bar.update()
-    bar.close()
+    finally:
+        if workers > 1:
+            pool.shutdown()
+        bar.close()
     return errors
 
 
@@ -198,7 +203,7 @@ _WHISPER: dict[str, "object"] = {}  # one ONNX session per worker process and en
 
 
 def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment_kind: str | None, seed: int,
-                 keep_frames: bool) -> tuple[str, str | None]:
+                 keep_frames: bool, window_s: float = audio.CHUNK_SECONDS) -> tuple[str, str | None]:
     from . import whisper
 
     torch.set_num_threads(1)
@@ -209,7 +214,7 @@ def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment
         wav = audio.load_audio(path)
         if augment_kind:
             wav = audio.band_limit(degrade(wav, augment_kind, np.random.default_rng(seed)), audio.SAMPLE_RATE)
-        feats = whisper.embed(audio.prepare_waveform(wav), _WHISPER[encoder_path], keep_frames=keep_frames)
+        feats = whisper.embed(audio.prepare_waveform(wav), _WHISPER[encoder_path], keep_frames=keep_frames, window_s=window_s)
         feats.save(cache_path(Path(cache_dir), key))
         return key, None
     except AudioError as exc:
@@ -229,32 +234,11 @@ def degrade(wav: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def build_whisper_cache(items: Sequence[tuple[str, str, str | None, int]], cache_dir: Path, encoder_path: Path,
-                        workers: int | None = None, keep_frames: bool = False) -> dict[str, str]:
+                        workers: int | None = None, keep_frames: bool = False, window_s: float = audio.CHUNK_SECONDS) -> dict[str, str]:
     """Whisper features for (key, path, augmentation kind or None, seed) items, one .npz per key in
     ``cache_dir``, resumable like ``build_cache``. Returns {key: error message}."""
-    from tqdm import tqdm
-
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    todo = [it for it in items if not cache_path(cache_dir, it[0]).exists()]
-    errors: dict[str, str] = {}
-    if not todo:
-        return errors
-    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
-    args = [(k, p, str(cache_dir), str(encoder_path), kind, seed, keep_frames) for k, p, kind, seed in todo]
-    bar = tqdm(total=len(todo), desc=f"whisper features ({Path(encoder_path).stem})", unit="rec", mininterval=10)
-    if workers == 1:
-        results = (_whisper_one(*a) for a in args)
-        for k, err in results:
-            if err:
-                errors[k] = err
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for fut in as_completed([pool.submit(_whisper_one, *a) for a in args]):
-                k, err = fut.result()
-                if err:
-                    errors[k] = err
-                bar.update()
-    bar.close()
-    return errors
+    todo = [(k, p, str(cache_dir), str(encoder_path), kind, seed, keep_frames, window_s)
+            for k, p, kind, seed in items if not cache_path(cache_dir, k).exists()]
+    return _run_pool(_whisper_one, todo, workers, f"whisper features ({Path(encoder_path).stem})")

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import data, features
+from . import audio, data, features
 from .features import Features
 from .models import Family, get_family
 
@@ -52,6 +52,7 @@ class Config:
     # ``augment.KINDS`` in turn, so every kind is used equally; held-out copies measure robustness.
     augment_copies: int = 0
     l1: dict[str, Any] = field(default_factory=dict)  # first-language head (whisper features only)
+    window_seconds: float = audio.CHUNK_SECONDS  # Whisper windows; 30 = each reading encoded (almost) whole
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Config":
@@ -259,10 +260,12 @@ def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Re
         from . import whisper
 
         size = cfg.features.removeprefix("whisper-")
-        cache_dir = Path(cfg.cache).parent / "whisper" / size / corpus
+        suffix = "" if cfg.window_seconds == audio.CHUNK_SECONDS else f"-w{cfg.window_seconds:g}"
+        cache_dir = Path(cfg.cache).parent / "whisper" / f"{size}{suffix}" / corpus
         items = [(r.speaker_id, r.path, None, 0) for r in recs]
         items += [(f"{r.speaker_id}__aug{c}", r.path, augment_kind(r.speaker_id, c), c + 1) for r in recs for c in range(cfg.augment_copies)]
-        errors = features.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), workers=cfg.workers or None)
+        errors = features.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), workers=cfg.workers or None,
+                                              window_s=cfg.window_seconds)
         load = lambda keys: {k: whisper.WhisperFeatures.load(features.cache_path(cache_dir, k)) for k in keys  # noqa: E731
                              if features.cache_path(cache_dir, k).exists()}
     else:
@@ -303,6 +306,8 @@ def run(cfg: Config) -> dict[str, Any]:
     from .calibration import Calibrator
     from .evaluate import choose_threshold
 
+    if cfg.bundle_dir and cfg.window_seconds != audio.CHUNK_SECONDS:
+        raise ValueError(f"a bundle rates {audio.CHUNK_SECONDS:g} s windows; window_seconds = {cfg.window_seconds:g} is for experiments only")
     out = Path(cfg.out_dir)
     (out / "folds").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -330,6 +335,8 @@ def run(cfg: Config) -> dict[str, Any]:
             fp_spec = {**spec, "group_weighting": cfg.group_weighting} if cfg.group_weighting else dict(spec)
             if cfg.features != "mels":
                 fp_spec.update(features=cfg.features, augment_copies=cfg.augment_copies)
+                if cfg.window_seconds != audio.CHUNK_SECONDS:
+                    fp_spec["window_seconds"] = cfg.window_seconds
             fp = fold_fingerprint(fp_spec, cfg.seed + k,
                                   [recs[i].speaker_id for i in te], [recs[i].speaker_id for i in np.flatnonzero(fold_of != k)])
             z = np.load(path, allow_pickle=False) if path.exists() else None
