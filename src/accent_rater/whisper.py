@@ -163,7 +163,8 @@ def embed(speech: audio.Speech, encoder: OnnxWhisper, keep_frames: bool = False,
           window_s: float = audio.CHUNK_SECONDS) -> WhisperFeatures:
     """Encode each window (``window_s``, at most 30 s) of the speech on its own and pool every
     layer's states over time."""
-    spans = audio.chunk_spans(len(speech.audio), min(window_s, MAX_STATES * FRAMES_PER_STATE * HOP_LENGTH / audio.SAMPLE_RATE))
+    longest = MAX_STATES * FRAMES_PER_STATE * HOP_LENGTH / audio.SAMPLE_RATE  # 30 s: the positional table
+    spans = audio.chunk_spans(len(speech.audio), min(window_s, longest - audio.MIN_TAIL_SECONDS))  # a merged tail stays within it
     by_len: dict[int, list[int]] = {}
     for i, (s, e) in enumerate(spans):
         by_len.setdefault(e - s, []).append(i)
