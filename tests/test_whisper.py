@@ -198,3 +198,16 @@ def test_rating_with_the_default_imports_neither_torch_nor_scipy_signal() -> Non
     out = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "native_us_english5.flac")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_a_damaged_bundle_file_is_refused_by_name(tmp_path: Path) -> None:
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(Rater().model_dir, bundle)
+    Rater(bundle)  # intact copy loads
+    data = bytearray((bundle / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (bundle / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors does not match the SHA-256"):
+        Rater(bundle)

@@ -107,6 +107,7 @@ class Rater:
         request at a time). Pass 1 when several files or requests are rated in parallel threads."""
         self.model_dir = _model_dir(model)
         self.meta: dict[str, Any] = json.loads((self.model_dir / "model.json").read_text())
+        check_bundle(self.model_dir, self.meta)
         self.calibrator = Calibrator(**self.meta["calibration"])
         self.threshold = float(self.meta["threshold"] if threshold is None else threshold)
         if not 0.0 < self.threshold < 1.0:
@@ -238,6 +239,20 @@ class Rater:
         info: dict[str, Any] = {}
         speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info)
         return self.rate_features(self.features(speech), quality_warnings(speech, info))
+
+
+def check_bundle(model_dir: Path, meta: dict[str, Any]) -> None:
+    """Every file ``model.json`` lists under ``files`` must have its SHA-256: a damaged or swapped
+    file is refused with a message naming it (bundles written before the list existed pass)."""
+    from .whisper import sha256
+
+    for name, digest in (meta.get("files") or {}).items():
+        path = model_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"model bundle {model_dir} is missing {name}")
+        if sha256(path) != digest:
+            raise ValueError(f"model bundle {model_dir}: {name} does not match the SHA-256 in model.json "
+                             "(damaged or replaced); reinstall or re-export the model")
 
 
 def quality_warnings(speech: audio.Speech, info: dict[str, Any]) -> list[str]:
