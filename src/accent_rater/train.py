@@ -344,6 +344,7 @@ def run(cfg: Config) -> dict[str, Any]:
                 seg = json.loads(str(z["segments"]))
                 info = json.loads(str(z["info"]))
                 oof[name][te] = z["logits"]
+                held = json.loads(str(z["augmented"])) if "augmented" in z.files else []
             else:
                 if z is not None:
                     print(f"{path.name}: written by another config or data, retraining", flush=True)
@@ -365,8 +366,6 @@ def run(cfg: Config) -> dict[str, Any]:
 
                     save_file({a: np.ascontiguousarray(b, np.float32) for a, b in fam.tensors().items()}, str(path.with_suffix(".safetensors")))
                 ckpt.unlink(missing_ok=True)
-            with np.load(path, allow_pickle=False) as saved:
-                held = json.loads(str(saved["augmented"])) if "augmented" in saved.files else []
             aug_rows += [(sid, name, k, kind, float(lg)) for sid, kind, lg in held]
             for i, s in zip(te, seg):
                 oof_seg[name][i] = np.asarray(s)
