@@ -76,9 +76,10 @@ class AccentResult:
 
 def band_for(p_native: float, threshold: float = 0.5) -> str:
     """Name of the accent band; the cut points are relative to ``threshold`` (see ``BANDS``)."""
-    # position: 0 at the threshold, +1 at p = 1, -1 at p = 0
-    pos = (p_native - threshold) / (1 - threshold) if p_native >= threshold else (p_native - threshold) / threshold
-    return next(name for lower, name in BANDS if pos >= lower)
+    # a band's lower position (0 at the threshold, +1 at p = 1, -1 at p = 0) as a cut on p, so that p
+    # exactly at a cut (e.g. t + 0.6 (1 - t)) is in the band above it, free of division round-off
+    cuts = (threshold + lower * (1 - threshold if lower >= 0 else threshold) for lower, _ in BANDS)
+    return next(name for cut, (_, name) in zip(cuts, BANDS) if p_native >= cut)
 
 
 def _model_dir(model: str | Path | None) -> Path:
@@ -120,11 +121,11 @@ class Rater:
         self._members, self._l1 = self._load_members()
         self.backbone: str | None = self.meta.get("backbone")
         if self.backbone:
-            from .whisper import OnnxWhisper
+            from .backbones.whisper import OnnxWhisper
 
             self._encoder = OnnxWhisper(self.model_dir / self.meta["encoder"], threads=self.threads)
         else:
-            from .models.encoder import OnnxEncoder
+            from .backbones.speaker import OnnxEncoder
 
             self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
 
@@ -227,7 +228,7 @@ class Rater:
     def features(self, speech: audio.Speech) -> Any:
         """What this bundle's members read: Whisper window statistics or the mel-based features."""
         if self.backbone:
-            from .whisper import embed
+            from .backbones.whisper import embed
 
             return embed(speech, self._encoder)
         from .features import extract
@@ -244,7 +245,7 @@ class Rater:
 def check_bundle(model_dir: Path, meta: dict[str, Any]) -> None:
     """Every file ``model.json`` lists under ``files`` must have its SHA-256: a damaged or swapped
     file is refused with a message naming it (bundles written before the list existed pass)."""
-    from .whisper import sha256
+    from .backbones.whisper import sha256
 
     for name, digest in (meta.get("files") or {}).items():
         path = model_dir / name
