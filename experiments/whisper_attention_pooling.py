@@ -22,7 +22,8 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from torch import nn
 
-from accent_rater import data, whisper
+from accent_rater import data
+from accent_rater.backbones import whisper
 from accent_rater.evaluate import choose_threshold
 from accent_rater.models.whisper_heads import WhisperFamily
 

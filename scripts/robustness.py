@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from accent_rater import data, features, whisper
+from accent_rater import data, features
+from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator
 from accent_rater.evaluate import choose_threshold
 from accent_rater.models import get_family

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from accent_rater import audio, features
-from accent_rater.models import encoder
+from accent_rater.backbones import speaker as encoder
 from accent_rater.models.cnn import AccentCNN
 from accent_rater.train import Config, leakage_demo, run
 

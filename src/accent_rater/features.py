@@ -17,7 +17,7 @@ import torch
 
 from . import audio
 from .errors import AudioError
-from .models import encoder
+from .backbones import speaker
 
 PROSODY_NAMES = (
     "nuclei_per_s",  # syllable-like intensity peaks per second of speech (text-independent rate)
@@ -113,7 +113,7 @@ def prosody(speech: audio.Speech) -> np.ndarray:
     )
 
 
-def extract(speech: audio.Speech, encoder_model: "encoder.VoiceEncoder | encoder.OnnxEncoder | None" = None) -> Features:
+def extract(speech: audio.Speech, encoder_model: "speaker.VoiceEncoder | speaker.OnnxEncoder | None" = None) -> Features:
     """Log-mel segments, speaker-encoder statistics (per segment and per utterance) and prosody.
     Training runs the encoder in PyTorch; serving passes the bundle's ONNX copy (parity-tested)."""
     windows, spans_samples = audio.make_segments(speech.audio)
@@ -122,21 +122,21 @@ def extract(speech: audio.Speech, encoder_model: "encoder.VoiceEncoder | encoder
         [speech.span_seconds(s, e) for s, e in spans_samples],
         dtype=np.float32,
     )
-    enc = encoder.encode(speech.audio, encoder_model)
+    enc = speaker.encode(speech.audio, encoder_model)
     seg_emb, seg_stats = [], []
     for s, e in spans_samples:
         inside = (enc.centres >= s) & (enc.centres < e)
         if not inside.any():
             inside[:] = True
-        seg_emb.append(encoder.pool(enc.embeddings[inside]))
-        seg_stats.append(encoder.pool_stats(enc.means[inside], enc.squares[inside]))
+        seg_emb.append(speaker.pool(enc.embeddings[inside]))
+        seg_stats.append(speaker.pool_stats(enc.means[inside], enc.squares[inside]))
     return Features(
         mels=mels,
         spans=spans,
         seg_embeddings=np.stack(seg_emb).astype(np.float32),
-        embedding=encoder.pool(enc.embeddings).astype(np.float32),
+        embedding=speaker.pool(enc.embeddings).astype(np.float32),
         seg_stats=np.stack(seg_stats),
-        stats=encoder.pool_stats(enc.means, enc.squares),
+        stats=speaker.pool_stats(enc.means, enc.squares),
         prosody=prosody(speech),
         speech_seconds=speech.speech_seconds,
         duration_seconds=speech.duration_seconds,
@@ -204,7 +204,7 @@ _WHISPER: dict[str, "object"] = {}  # one ONNX session per worker process and en
 
 def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment_kind: str | None, seed: int,
                  keep_frames: bool, window_s: float = audio.CHUNK_SECONDS) -> tuple[str, str | None]:
-    from . import whisper
+    from .backbones import whisper
 
     torch.set_num_threads(1)
     if encoder_path not in _WHISPER:

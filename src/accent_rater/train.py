@@ -257,7 +257,7 @@ def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Re
         errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, workers=cfg.workers or None)
         load = lambda keys: features.load_cache(keys, cache_dir)  # noqa: E731
     elif cfg.features.startswith("whisper-"):
-        from . import whisper
+        from .backbones import whisper
 
         size = cfg.features.removeprefix("whisper-")
         suffix = "" if cfg.window_seconds == audio.CHUNK_SECONDS else f"-w{cfg.window_seconds:g}"

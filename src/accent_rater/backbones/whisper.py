@@ -1,7 +1,7 @@
 """Pretrained Whisper encoder (OpenAI, MIT licence) as a frozen feature extractor: what rating needs.
 
 The converted encoder is one ONNX file (made once by ``accent-rater fetch-weights``, see
-``accent_rater.whisper_weights``); training and serving both run it through ``OnnxWhisper`` on
+``accent_rater.backbones.whisper_weights``); training and serving both run it through ``OnnxWhisper`` on
 Whisper's log-mel (``log_mel``, numpy), so features cannot differ between them, and rating imports
 neither torch nor scipy.signal. Input audio is the shared front-end's band-limited 16 kHz speech
 (``accent_rater.audio``): Whisper sees the same 4 kHz band for a studio microphone as for the
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio
+from .. import audio
 
 # --- Whisper's own front-end constants (openai-whisper/whisper/audio.py) ---------------------------
 N_FFT = 400
@@ -212,5 +212,5 @@ def onnx_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
     the copy inside the bundled default model when it uses that size (so training the heads needs
     no download)."""
     path = converted_path(name, weights_dir)
-    bundled = Path(__file__).parent / "assets" / "model" / path.name
+    bundled = Path(__file__).parents[1] / "assets" / "model" / path.name
     return bundled if not path.exists() and bundled.exists() else path

@@ -1,4 +1,4 @@
-"""Heads on the frozen Whisper encoder's pooled states (``accent_rater.whisper.WhisperFeatures``).
+"""Heads on the frozen Whisper encoder's pooled states (``accent_rater.backbones.whisper.WhisperFeatures``).
 
 - ``whisper`` (accent): every chosen layer's time mean and std in a window -> standardise ->
   logistic regression, trained on windows (each recording weighted equally), so it learns from
