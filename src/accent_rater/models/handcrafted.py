@@ -1,12 +1,19 @@
 """The seed's handcrafted baseline: 72 spectral / energy / formant-like statistics of a log-mel
-segment, for a RandomForest. Reproduced from the seed's description (shared/seed/FACTS.md)."""
+segment, for a RandomForest (``HandcraftedFamily``; a baseline, not exportable). Reproduced from the
+seed's description (shared/seed/FACTS.md)."""
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 from scipy.stats import kurtosis, skew
 
 from .. import audio
+from .base import Family
 
 
 def _stats4(x: np.ndarray) -> list[float]:
@@ -68,3 +75,57 @@ def segment_features(mel_db: np.ndarray) -> np.ndarray:
     out = np.asarray(f, dtype=np.float32)
     assert out.shape == (len(FEATURE_NAMES),)
     return np.nan_to_num(out)
+
+
+ROWS_CACHE_SIZE = 4096  # recordings; ~2 KB of rows each
+_rows_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+_rows_lock = threading.Lock()
+
+
+def recording_rows(mels: np.ndarray) -> np.ndarray:
+    """(S, 72) read-only features of a recording's segments. Cross-validation scores every recording
+    in every fold, so the rows of the last ``ROWS_CACHE_SIZE`` recordings are kept, keyed by a digest
+    of the mels themselves (never by object identity, and without keeping the mels alive)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{mels.dtype.str}{mels.shape}".encode())
+    h.update(np.ascontiguousarray(mels).data)
+    key = h.digest()
+    with _rows_lock:
+        rows = _rows_cache.get(key)
+        if rows is not None:
+            _rows_cache.move_to_end(key)
+            return rows
+    rows = np.stack([segment_features(m) for m in mels])
+    rows.setflags(write=False)
+    with _rows_lock:
+        _rows_cache[key] = rows
+        while len(_rows_cache) > ROWS_CACHE_SIZE:
+            _rows_cache.popitem(last=False)
+    return rows
+
+
+class HandcraftedFamily(Family):
+    """The seed's baseline: 72 handcrafted statistics per segment -> RandomForest."""
+
+    name = "handcrafted"
+    exportable = False  # a RandomForest has no array form a bundle could hold
+
+    def __init__(self, n_estimators: int = 300, max_segments: int = 3000, seed: int = 0, **params: Any) -> None:
+        super().__init__(n_estimators=n_estimators, max_segments=max_segments, seed=seed, **params)
+
+    def fit(self, train, y, val=None, y_val=None, weights=None) -> dict:
+        from sklearn.ensemble import RandomForestClassifier
+
+        X = [recording_rows(f.mels) for f in train]
+        yy = np.concatenate([np.full(len(x), t) for x, t in zip(X, y)])
+        w = np.concatenate([np.full(len(x), 1.0 if weights is None else weights[i]) for i, x in enumerate(X)])
+        X = np.concatenate(X)
+        rng = np.random.default_rng(self.params["seed"])
+        # the seed trained on a class-balanced sample of 3,000 segments
+        idx = np.concatenate([rng.permutation(np.flatnonzero(yy == c))[: self.params["max_segments"] // 2] for c in (0, 1)])
+        self.rf = RandomForestClassifier(self.params["n_estimators"], n_jobs=1, random_state=self.params["seed"]).fit(X[idx], yy[idx], sample_weight=w[idx])
+        return {}
+
+    def segment_logits(self, feats) -> np.ndarray:
+        p = np.clip(self.rf.predict_proba(recording_rows(feats.mels))[:, 1], 1e-3, 1 - 1e-3)
+        return np.log(p / (1 - p))

@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from . import LinearFamily
+from .linear import LinearFamily
 
 
 def layer_rows(feats, layers: Sequence[int] | None, parts: str = "mean+std") -> np.ndarray:
@@ -28,7 +28,7 @@ def layer_rows(feats, layers: Sequence[int] | None, parts: str = "mean+std") -> 
 
 class WhisperFamily(LinearFamily):
     name = "whisper"
-    backbone: ClassVar[bool] = True
+    features = "whisper"
 
     def __init__(self, C: float = 0.01, layers: Sequence[int] | None = None, parts: str = "mean+std", **params: Any) -> None:
         params.pop("segment_level", None)

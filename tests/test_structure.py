@@ -1,0 +1,113 @@
+"""The package's module structure: imports flow one way. Every import statement counts, lazy ones
+inside functions included; only ``if TYPE_CHECKING:`` blocks (typing, never run) are left out."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+import accent_rater
+from accent_rater.models import FAMILIES, Family, family_class
+
+PACKAGE = Path(accent_rater.__file__).parent
+
+
+def module_names() -> dict[str, Path]:
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ("accent_rater", *path.relative_to(PACKAGE).with_suffix("").parts)
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def _is_type_checking(node: ast.stmt) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
+    """The package modules that module ``name`` imports."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "accent_rater")
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            base = ".".join(p for p in (base, node.module) if p)
+            if base.split(".")[0] == "accent_rater":
+                # ``from . import audio`` imports the module audio; ``from .models import Family`` the package
+                found.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    found.discard(name)
+    return found & modules
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    paths = module_names()
+    g = {name: imports_of(name, path, set(paths)) for name, path in paths.items()}
+    # the family registry imports its modules by name (importlib) when a family is asked for
+    g["accent_rater.models"] |= {f"accent_rater.models.{entry.split(':')[0]}" for entry in FAMILIES.values()}
+    return g
+
+
+def reachable(g: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in g[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_the_import_graph_is_read(graph) -> None:
+    """The graph sees lazy imports inside functions and skips typing-only ones (else the checks
+    below could pass on an empty graph)."""
+    assert "accent_rater.backbones.whisper" in graph["accent_rater.train"]  # inside load_features
+    assert "accent_rater.backbones.speaker" in graph["accent_rater.features"]
+    assert "accent_rater.features" not in graph["accent_rater.models.linear"]  # under TYPE_CHECKING
+    assert "accent_rater.models.neural" in reachable(graph, "accent_rater.train")
+
+
+def test_no_import_cycle(graph) -> None:
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as err:
+        pytest.fail(f"import cycle: {' -> '.join(reversed(err.args[1]))}")  # listed importer first
+
+
+def test_layers_import_downwards_only(graph) -> None:
+    """backbones < features < models < train / export < serving: pretrained extractors know nothing
+    of features or heads, features nothing of the heads, heads nothing of the pipeline."""
+    def under(prefix: str) -> set[str]:
+        return {m for m in graph if m == prefix or m.startswith(prefix + ".")}
+
+    pipeline = {f"accent_rater.{m}" for m in ("features", "train", "export", "rater", "cli", "api", "ui", "report")}
+    for m in under("accent_rater.backbones"):
+        assert not reachable(graph, m) & (under("accent_rater.models") | pipeline), m
+    assert not reachable(graph, "accent_rater.features") & under("accent_rater.models")
+    for m in under("accent_rater.models"):
+        assert not reachable(graph, m) & pipeline, m
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_families_declare_what_they_are(name: str) -> None:
+    cls = family_class(name)
+    assert issubclass(cls, Family) and cls.name == name
+    assert cls.features in ("mels", "whisper")
+    assert not (cls.neural and cls.features != "mels")  # the neural families read log-mels
+    with pytest.raises(KeyError, match="unknown model family"):
+        family_class("no_such_family")
