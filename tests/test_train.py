@@ -35,6 +35,7 @@ def tiny_run(shared_data: Path, tmp_path_factory) -> tuple[Config, dict, Path]:
         cache=str(tmp / "cache"),
         folds=2,
         max_speakers=8,
+        features="mels",
         models=[dict(m) for m in FAMILIES],
         fusion=True,
         group_weighting=0.5,  # exercises weighted fitting in every family and the stacker
@@ -97,6 +98,8 @@ def test_model_card_states_the_runs_numbers(tiny_run) -> None:
     assert f"{auc['point']:.3f} [{auc['lo']:.3f}, {auc['hi']:.3f}]" in card
     assert f"balanced accuracy {nested['point']:.3f}" in card  # threshold chosen on the other folds
     assert "n_group^-0.5" in card  # tiny_run trains with group_weighting = 0.5
+    n = json.loads((Path(cfg.out_dir) / "summary.json").read_text())["n_speakers"]
+    assert "2-fold cross-validation" in card and f"Small data ({n} speakers)" in card  # the run's, not the default's
     assert "accent-rater train --config configs/tiny.toml" in card and "CC BY-NC-SA" in card
 
 
@@ -137,6 +140,54 @@ def test_onnx_cnn_matches_pytorch(tmp_path: Path) -> None:
         expected = model(mels).numpy()
     got = ort.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"]).run(None, {"mels": mels.numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_fast_model_rates_cached_features_as_it_serves(tmp_path: Path) -> None:
+    """Training reads the float16 feature cache built with the PyTorch encoder; serving computes
+    float32 features with the bundle's ONNX encoder. Through the whole fast bundle (members, stacker,
+    calibrator) the two give the same p_native within 1e-3, per recording and per segment (measured
+    on these 8 clips: at most 9e-5 per recording, 3e-4 per segment)."""
+    from accent_rater.rater import Rater
+
+    rater = Rater("fast")
+    clips = sorted((Path(__file__).parent / "fixtures").glob("*.flac")) + sorted(
+        (Path(__file__).parents[1] / "src" / "accent_rater" / "assets" / "samples").glob("*.opus"))
+    assert features.build_cache([(p.stem, str(p)) for p in clips], tmp_path, workers=1) == {}
+    cached = features.load_cache([p.stem for p in clips], tmp_path)
+    assert cached[clips[0].stem].mels.dtype == np.float16  # the training path really is float16
+    for clip in clips:
+        served, trained = rater.rate(clip), rater.rate_features(cached[clip.stem])
+        assert abs(served.p_native - trained.p_native) <= 1e-3, clip.name
+        assert len(served.segments) == len(trained.segments)
+        assert max(abs(a[2] - b[2]) for a, b in zip(served.segments, trained.segments)) <= 1e-3, clip.name
+
+
+def test_handcrafted_rows_are_cached_by_content_and_bounded(monkeypatch) -> None:
+    from accent_rater.models import handcrafted
+
+    monkeypatch.setattr(handcrafted, "ROWS_CACHE_SIZE", 2)
+    monkeypatch.setattr(handcrafted, "_rows_cache", type(handcrafted._rows_cache)())
+    rng = np.random.default_rng(0)
+    mels = [(rng.normal(-40, 10, (2, audio.N_MELS, 100))).astype(np.float16) for _ in range(3)]
+    first = handcrafted.recording_rows(mels[0])
+    assert handcrafted.recording_rows(mels[0].copy()) is first  # same content, another array: a hit
+    for m in mels[1:]:
+        handcrafted.recording_rows(m)
+    assert len(handcrafted._rows_cache) == 2 and handcrafted.recording_rows(mels[0]) is not first  # evicted
+    np.testing.assert_array_equal(handcrafted.recording_rows(mels[0]), first)
+
+
+def test_config_defaults_are_the_default_recipe() -> None:
+    """``Config()`` trains what ``configs/default.toml`` (the bundled model's recipe) says; only the
+    export target differs, so that no run overwrites the bundled model unless its config says so."""
+    from dataclasses import asdict
+
+    recipe = asdict(Config.load(Path(__file__).parents[1] / "configs" / "default.toml"))
+    code = asdict(Config(name="default"))
+    assert recipe.pop("bundle_dir") == "src/accent_rater/assets/model" and code.pop("bundle_dir") == ""
+    for derived in ("out_dir", "primary"):  # filled in by Config.load from the rest
+        recipe.pop(derived), code.pop(derived)
+    assert code == recipe
 
 
 def test_leakage_demo_separates_speaker_split(shared_data: Path, tmp_path: Path) -> None:

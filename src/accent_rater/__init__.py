@@ -1,7 +1,8 @@
 """Accent Rater: how native does an English accent sound? Offline, CPU-first.
 
-Pipeline: ``audio`` (decode, band limit, VAD, segments, log-mel) -> ``features`` -> ``models`` ->
-``train`` / ``evaluate`` -> serving (``rater``, ``cli``, ``api``, ``ui``).
+Pipeline: ``audio`` (decode, band limit, VAD, segments, log-mel) -> ``features`` (running the frozen
+pretrained ``backbones``) -> ``models`` -> ``train`` / ``evaluate`` -> serving (``rater``, ``cli``,
+``api``, ``ui``).
 
     from accent_rater import Rater
     Rater().rate("speech.wav").score

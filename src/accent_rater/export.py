@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -94,7 +95,7 @@ def export_bundle(
     spec = []
     for name, fam in members:
         entry = {"name": name, "family": fam.name, "params": fam.params}
-        if hasattr(fam, "module"):
+        if fam.neural:
             export_onnx(fam.module, out_dir / f"{name}.onnx")
             entry["onnx"] = f"{name}.onnx"
         else:
@@ -134,7 +135,10 @@ def export_bundle(
 
 
 def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
-    """MODEL_CARD.md in the bundle, from the run's evaluation report (``report/metrics.json``)."""
+    """MODEL_CARD.md in the bundle: every figure (metrics, speaker counts, languages, folds) from the
+    run's files (``report/metrics.json``, ``summary.json``, ``predictions.csv``, ``folds.json``)."""
+    from .rater import L1_UNSURE_BELOW
+
     metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     meta = json.loads((bundle_dir / "model.json").read_text())
@@ -173,12 +177,18 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
                       "variety for natives, first language for non-natives); calibration and threshold are unweighted."
                       if weighting else "")
     members = ", ".join(f"`{m['name']}` ({m['family']})" for m in meta["members"])
+    natives, others = _corpus_counts(run_dir / "predictions.csv", primary)
+    corpus_text = (f"{sum(natives.values())} native English ({', '.join(f'{k} {v}' for k, v in natives.most_common())}), "
+                   f"{sum(others.values())} non-native ({', '.join(f'{k.capitalize()} {v}' for k, v in others.most_common())})")
+    top_variety, top_count = natives.most_common(1)[0] if natives else ("", 0)
+    n_folds = len(set(json.loads((run_dir / "folds.json").read_text()).values()))
+    band_khz, window_s = audio.BAND_RATE // 1000, audio.CHUNK_SECONDS if meta.get("backbone") else audio.SEGMENT_SECONDS
     combine = "Stacking fusion (logistic regression on member logits)" if meta.get("fusion") else "The member"
     if meta.get("backbone"):
         architecture = (
             f"{combine} {members} on the frozen **OpenAI Whisper {meta['backbone']} encoder** (MIT licence; weights "
             "verified by SHA-256 and converted to ONNX with float16 weights by `accent-rater fetch-weights`, shipped "
-            f"as `{meta['encoder']}`), then Platt calibration. Speech is cut into 7 s windows, each encoded on its own; "
+            f"as `{meta['encoder']}`), then Platt calibration. Speech is cut into {window_s:g} s windows, each encoded on its own; "
             "every layer's states are pooled (time mean and std) per window, a logistic regression gives each window a "
             "logit and a recording's logit is their mean. Training used the clean recordings and augmented copies of the "
             "same training speakers (telephone band, Opus / MP3 / AMR codecs, rooms, noise, gain and AGC, clipping)."
@@ -189,7 +199,6 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
             "(weights from its PyPI wheel), exported to ONNX; the CNN (if present) is trained from scratch and exported "
             "to ONNX; linear members are plain arrays in `model.safetensors`."
         )
-    corpus_text = _corpus_counts(run_dir / "predictions.csv", primary)
     l1 = metrics.get("l1")
     l1_text = ""
     if l1 and meta.get("l1"):
@@ -198,22 +207,24 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
 
         l1_text = (f"**First-language guess.** A second head on the same features guesses the first language among "
                    f"{', '.join(l1['languages'])}; it is shown only for speech rated non-native, as the top 3 "
-                   f"with probabilities, and as \"unsure\" when the top probability is below 0.4. Other first languages map to "
+                   f"with probabilities, and as \"unsure\" when the top probability is below {L1_UNSURE_BELOW:g}. Other first languages map to "
                    f"the nearest known one or to \"unsure\". Out of fold over {l1['n_speakers']} non-natives: top-1 {ci3('top1')}, "
                    f"top-3 {ci3('top3')}, macro recall {ci3('macro_recall')}. It is a guess about an accent, never about a person.\n\n")
     robust = Path("reports") / summary["name"] / "robustness.json"
     robust_text = ""
-    if robust.exists():
-        r = json.loads(robust.read_text())
+    r = json.loads(robust.read_text()) if robust.exists() else {}
+    if r:
         cond = r.get("conditions", {})
         worst = sorted(cond.items(), key=lambda kv: kv[1]["delta_bacc"][0])[:3]
         robust_text = ("**Robustness** (held-out speakers, `scripts/robustness.py`, details in "
                        f"`reports/{summary['name']}/robustness.md`): change in balanced accuracy "
                        + "; ".join(f"{k} {v['delta_bacc'][0]:+.3f}" for k, v in cond.items())
                        + (f". Largest losses: {', '.join(k for k, _ in worst)}." if worst else ".") + "\n\n")
-    text_note = (" The head is trained on 7 s windows from the whole passage; a leave-text-out split (halves of "
-                 "the passage) loses 1.4 points one way and falls to chance the other way (`reports/RESULTS.md`), so "
-                 "independence from the text is not demonstrated." if meta.get("backbone") else "")
+    text_losses = " and ".join(f"{-100 * v['delta_bacc'][0]:.1f}" for v in r.get("leave_text_out", {}).values())
+    text_note = (f" The head is trained on {window_s:g} s windows from the whole passage"
+                 + (f"; trained on one half of the passage and tested on the other, it loses {text_losses} points of "
+                    "balanced accuracy (`scripts/robustness.py`)" if text_losses else "")
+                 + ", so independence from the text is not demonstrated." if meta.get("backbone") else "")
     channel_note = ("other phones, codecs, rooms and noise are simulated in training (augmented copies), not recorded."
                     if meta.get("backbone") else "other microphones and rooms were not in training.")
     whisper_credit = (f" The Whisper {meta['backbone']} encoder weights are OpenAI's (MIT licence, "
@@ -221,17 +232,17 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
     text = f"""# Model card: {meta['name']} {meta['version']}
 
 **What it does.** Estimates the probability that English speech sounds like a native speaker's
-accent (`p_native`), from 8 kHz-band audio features. It rates *accent only*: not intelligibility,
+accent (`p_native`), from {band_khz} kHz-band audio features. It rates *accent only*: not intelligibility,
 fluency, grammar or English proficiency.
 
 **Architecture.** {architecture} Decision threshold on `p_native`: {meta['threshold']:.3f}
 (chosen on out-of-fold predictions to maximise balanced accuracy).{weighting_text}
 
 **Data.** Speech Accent Archive (Steven H. Weinberger, George Mason University, accent.gmu.edu;
-CC BY-NC-SA): {summary['n_speakers']} speakers reading the same English paragraph, 8 kHz band;
+CC BY-NC-SA): {summary['n_speakers']} speakers reading the same English paragraph, {band_khz} kHz band;
 {corpus_text}. Labels are self-reported native language.
 
-**Evaluation.** 5-fold cross-validation with speaker-disjoint, label-stratified folds; every number is
+**Evaluation.** {n_folds}-fold cross-validation with speaker-disjoint, label-stratified folds; every number is
 out-of-fold at speaker level with a 95% bootstrap interval over speakers (calibration cross-fitted).
 
 | model | balanced accuracy | ROC-AUC | accuracy | Brier | ECE |
@@ -250,11 +261,12 @@ the command below).
 **Limitations.**
 - One text, one task: every training speaker read the same paragraph. Free speech, other texts and
   spontaneous speech are out of distribution; scores there are less reliable.{text_note}
-- One recording setup per speaker and narrow band: every input is band-limited to 4 kHz so full-band
+- One recording setup per speaker and narrow band: every input is band-limited to {band_khz / 2:g} kHz so full-band
   microphones and the corpus look alike; {channel_note}
-- The non-native speakers have only 8 first languages; other L1s are unseen. Native speakers are
-  mostly from the USA; see the per-variety error rates above before relying on it for other varieties.
-{flagged_text}- Small data (875 speakers): expect errors on individual speakers; use the probability, not the label,
+- The non-native speakers have only {len(others)} first languages; other L1s are unseen. Of the {sum(natives.values())}
+  native speakers, {top_count} are from one variety ({top_variety}); see the per-variety error rates above before
+  relying on it for other varieties.
+{flagged_text}- Small data ({summary['n_speakers']} speakers): expect errors on individual speakers; use the probability, not the label,
   and never use it to judge people (hiring, immigration, grading).
 
 {l1_text}{robust_text}**Contested boundaries.** The archive labels by first language: an Indian speaker whose first
@@ -275,17 +287,13 @@ credit the Speech Accent Archive.{whisper_credit}
     return path
 
 
-def _corpus_counts(predictions: Path, model: str) -> str:
-    """"N native English (USA a, UK b, ...), M non-native (language c, ...)" from a run's predictions."""
+def _corpus_counts(predictions: Path, model: str) -> tuple[Counter, Counter]:
+    """Speakers of a run's predictions by native variety (natives) and by first language (non-natives)."""
     import csv
-    from collections import Counter
 
     from .evaluate import native_variety
 
     with open(predictions) as fh:
         rows = [r for r in csv.DictReader(fh) if r["model"] == model]
-    natives = Counter(native_variety(r["country"]) for r in rows if r["label"] == "1")
-    others = Counter(r["native_language"] for r in rows if r["label"] == "0")
-    nat = ", ".join(f"{k} {v}" for k, v in natives.most_common())
-    oth = ", ".join(f"{k.capitalize()} {v}" for k, v in others.most_common())
-    return f"{sum(natives.values())} native English ({nat}), {sum(others.values())} non-native ({oth})"
+    return (Counter(native_variety(r["country"]) for r in rows if r["label"] == "1"),
+            Counter(r["native_language"] for r in rows if r["label"] == "0"))

@@ -10,7 +10,6 @@ directory and reused when the same command runs again (``--resume`` is the defau
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import tomllib
@@ -19,24 +18,27 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from . import audio, data, features
 from .features import Features
-from .models import Family, get_family
+from .models import Family, family_class, get_family
 
 
 # --- configuration -------------------------------------------------------------------------------
 @dataclass
 class Config:
+    """One training run. The defaults are the bundled default model's recipe (``configs/default.toml``,
+    a test keeps them equal); ``bundle_dir`` alone differs, so that no run overwrites the bundled
+    model unless its config says so."""
+
     name: str
     corpus: str = "../shared/data/saa"
     cache: str = "cache/features"
     folds: int = 5
     seed: int = 0
     max_speakers: int = 0  # 0 = all; a stratified subset otherwise (integration tests)
-    models: list[dict[str, Any]] = field(default_factory=list)
-    fusion: bool = True
+    models: list[dict[str, Any]] = field(default_factory=lambda: [{"family": "whisper", "C": 0.03}])
+    fusion: bool = False
     # Re-weight training speakers by group size: weight ~ n_group ** -group_weighting, group = native
     # variety (USA, UK, ..., other) for natives and first language for non-natives; 0 = unweighted.
     # Calibration and the threshold are always fitted unweighted.
@@ -46,21 +48,20 @@ class Config:
     bundle_dir: str = ""  # export the primary model here ("" = do not export)
     workers: int = 0
     # Input features: "mels" (log-mels + resemblyzer + prosody, ``features.Features``) or
-    # "whisper-<size>" (the frozen Whisper encoder's pooled states, ``whisper.WhisperFeatures``).
-    features: str = "mels"
+    # "whisper-<size>" (the frozen Whisper encoder's pooled states, ``backbones.whisper.WhisperFeatures``).
+    features: str = "whisper-tiny.en"
     # Augmented training copies per recording (whisper features only): kind i of
     # ``augment.KINDS`` in turn, so every kind is used equally; held-out copies measure robustness.
-    augment_copies: int = 0
-    l1: dict[str, Any] = field(default_factory=dict)  # first-language head (whisper features only)
+    augment_copies: int = 2
+    # First-language head (whisper features only; {} = none): ``models.whisper_heads.L1Head`` parameters.
+    l1: dict[str, Any] = field(default_factory=lambda: {"method": "lda", "layers": [3, 4], "n_components": 128})
     window_seconds: float = audio.CHUNK_SECONDS  # Whisper windows; 30 = each reading encoded (almost) whole
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Config":
         raw = read_config(path)
         flat = {"name": raw.get("name", Path(path).stem), **raw.get("data", {}), **raw.get("run", {})}
-        flat["models"] = raw.get("models", [])
-        if "l1" in raw:
-            flat["l1"] = raw["l1"]
+        flat.update({k: raw[k] for k in ("models", "l1") if k in raw})
         cfg = cls(**flat)
         for k, v in overrides.items():
             if v is not None:
@@ -91,102 +92,6 @@ def member_name(spec: dict[str, Any]) -> str:
 
 def family_params(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("family", "label")}
-
-
-# --- neural training loop ----------------------------------------------------------------------------
-def fit_neural(fam, train: Sequence[Features], y: np.ndarray, val: Sequence[Features] | None, y_val: np.ndarray | None,
-               weights: np.ndarray | None = None) -> dict:
-    """Mini-batch training of a segment classifier with the seed's tricks (mixup, label smoothing,
-    SpecAugment inside the family, AdamW/Adam, OneCycle/cosine/plateau), early stopping on the
-    speaker-level ROC-AUC of a speaker-disjoint validation set, best weights restored."""
-    from sklearn.metrics import roc_auc_score
-    from tqdm import tqdm
-
-    p = fam.params
-    seed = int(p.get("seed", 0))
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    X = torch.from_numpy(np.concatenate([f.mels for f in train]).astype(np.float32))
-    Y = torch.from_numpy(np.concatenate([np.full(len(f.mels), t, np.float32) for f, t in zip(train, y)]))
-    weights = np.ones(len(train)) if weights is None else np.asarray(weights)
-    W = torch.from_numpy(np.concatenate([np.full(len(f.mels), w, np.float32) for f, w in zip(train, weights)]))
-    epochs, bs = int(p.get("epochs", 10)), int(p.get("batch_size", 32))
-    steps = int(np.ceil(len(X) / bs))
-    params = [q for q in fam.module.parameters() if q.requires_grad]
-    lr, wd = float(p.get("lr", 1e-3)), float(p.get("weight_decay", 1e-3))
-    opt = (torch.optim.Adam if p.get("optimizer", "adamw") == "adam" else torch.optim.AdamW)(params, lr=lr, weight_decay=wd)
-    sched_name = p.get("scheduler", "onecycle")
-    if sched_name == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
-    elif sched_name == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=1e-6)
-    else:
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
-    smooth, alpha = float(p.get("label_smoothing", 0.0)), float(p.get("mixup", 0.0))
-    patience = int(p.get("patience", epochs))
-    max_steps = int(p.get("max_steps", 0))  # integration tests: stop after this many steps
-    best = (-1.0, 0, copy.deepcopy(fam.module.state_dict()))
-    history: list[dict] = []
-    step_count = 0
-    start = 0
-    ckpt = Path(p["checkpoint"]) if p.get("checkpoint") else None
-    if ckpt is not None and ckpt.exists():  # resume an interrupted fit at the next epoch
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        fam.module.load_state_dict(state["module"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        best, history, start = (state["best_score"], state["best_epoch"], state["best_state"]), state["history"], state["epoch"]
-        rng.bit_generator.state = state["rng"]
-        gen.set_state(state["gen"])
-        print(f"{fam.name}: resumed after epoch {start}", flush=True)
-    for epoch in range(start, epochs):
-        fam.module.train()
-        order = torch.from_numpy(rng.permutation(len(X)))
-        losses = []
-        for i in tqdm(range(steps), desc=f"{fam.name} epoch {epoch + 1}/{epochs}", leave=False, mininterval=5):
-            idx = order[i * bs:(i + 1) * bs]
-            if len(idx) < 2:  # batch norm cannot train on a single example
-                continue
-            xb, yb, wb = X[idx], Y[idx] * (1 - smooth) + smooth / 2, W[idx]
-            if alpha > 0:
-                lam = float(rng.beta(alpha, alpha))
-                perm = torch.randperm(len(xb), generator=gen)
-                xb, yb, wb = (lam * t + (1 - lam) * t[perm] for t in (xb, yb, wb))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(fam.train_batch(xb, gen), yb, weight=wb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched_name == "onecycle":
-                sched.step()
-            losses.append(loss.item())
-            step_count += 1
-            if max_steps and step_count >= max_steps:
-                break
-        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-        if val is not None and len(set(y_val.tolist())) == 2:
-            logits = np.array([fam.recording_logit(f) for f in val])
-            entry["val_auc"] = float(roc_auc_score(y_val, logits))
-        score = entry.get("val_auc", -entry["loss"])
-        if sched_name == "cosine":
-            sched.step()
-        elif sched_name == "plateau":
-            sched.step(score)
-        history.append(entry)
-        print(f"{fam.name} " + " ".join(f"{k}={v:.4g}" for k, v in entry.items()), flush=True)
-        if score > best[0]:
-            best = (score, epoch + 1, copy.deepcopy(fam.module.state_dict()))
-        if ckpt is not None:
-            torch.save({"module": fam.module.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "best_score": best[0], "best_epoch": best[1], "best_state": best[2], "history": history,
-                        "epoch": epoch + 1, "rng": rng.bit_generator.state, "gen": gen.get_state()}, ckpt)
-        if epoch + 1 - best[1] >= patience:
-            break
-        if max_steps and step_count >= max_steps:
-            break
-    fam.module.load_state_dict(best[2])
-    fam.module.eval()
-    return {"history": history, "best_epoch": best[1], "best_score": best[0]}
 
 
 # --- cross-validation ------------------------------------------------------------------------------
@@ -292,13 +197,25 @@ def with_copies(recs, feats, y, weights, aug) -> tuple[list, list, np.ndarray, n
 
 def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndarray | None = None) -> tuple[Family, dict]:
     fam = get_family(spec["family"], **family_params(spec))
-    if spec["family"] in ("cnn", "seed_resnet"):
+    if fam.neural:  # early stopping on a speaker-disjoint validation split
         tr, va = inner_split(recs, float(spec.get("val_fraction", 0.15)), seed)
         w = None if weights is None else weights[tr]
         info = fam.fit([feats[i] for i in tr], y[tr], [feats[i] for i in va], y[va], weights=w)
     else:
         info = fam.fit(feats, y, weights=weights)
     return fam, info
+
+
+def check_members(cfg: Config) -> None:
+    """Refuse, before any work, a member that cannot read the configured features or that the
+    bundle could not hold."""
+    kind = cfg.features.partition("-")[0]
+    for spec in cfg.models:
+        fam = family_class(spec["family"])
+        if fam.features != kind:
+            raise ValueError(f"model family {fam.name!r} reads {fam.features} features; this config has features = {cfg.features!r}")
+        if cfg.bundle_dir and not fam.exportable and cfg.primary in ("fusion", member_name(spec)):
+            raise ValueError(f"model family {fam.name!r} cannot be exported: leave bundle_dir empty or choose another primary")
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -308,6 +225,7 @@ def run(cfg: Config) -> dict[str, Any]:
 
     if cfg.bundle_dir and cfg.window_seconds != audio.CHUNK_SECONDS:
         raise ValueError(f"a bundle rates {audio.CHUNK_SECONDS:g} s windows; window_seconds = {cfg.window_seconds:g} is for experiments only")
+    check_members(cfg)
     out = Path(cfg.out_dir)
     (out / "folds").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -361,7 +279,7 @@ def run(cfg: Config) -> dict[str, Any]:
                 held = [(recs[i].speaker_id, kind, fam.recording_logit(f)) for i in te for kind, f in aug[i]]
                 np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info), fingerprint=fp,
                          augmented=json.dumps(held))
-                if fam.exportable and not getattr(fam, "module", None):  # linear members: keep the fold model
+                if fam.exportable and not fam.neural:  # array members: keep the fold model
                     from safetensors.numpy import save_file
 
                     save_file({a: np.ascontiguousarray(b, np.float32) for a, b in fam.tensors().items()}, str(path.with_suffix(".safetensors")))
@@ -376,14 +294,15 @@ def run(cfg: Config) -> dict[str, Any]:
     if cfg.fusion and len(names) > 1:
         M = np.stack([oof[n] for n in names], 1)
         oof["fusion"] = np.zeros(len(recs))
+        oof_seg["fusion"] = [np.zeros(0)] * len(recs)
         for k in range(cfg.folds):
             te = fold_of == k
-            oof["fusion"][te] = _fit_stacker(M[~te], y[~te], None if sample_w is None else sample_w[~te]).decision_function(M[te])
+            fold_stacker = _fit_stacker(M[~te], y[~te], None if sample_w is None else sample_w[~te])
+            oof["fusion"][te] = fold_stacker.decision_function(M[te])
+            for i in np.flatnonzero(te):  # segments too are fused by the stacker that never saw the speaker
+                oof_seg["fusion"][i] = np.stack([oof_seg[n][i] for n in names], 1) @ fold_stacker.coef_[0] + fold_stacker.intercept_[0]
         stacker = _fit_stacker(M, y, sample_w)
         weights = {"coef": stacker.coef_[0].tolist(), "intercept": float(stacker.intercept_[0])}
-        for i in range(len(recs)):
-            S = np.stack([oof_seg[n][i] for n in names], 1)
-            oof_seg.setdefault("fusion", [np.zeros(0)] * len(recs))[i] = S @ stacker.coef_[0] + stacker.intercept_[0]
     else:
         weights = None
 
@@ -391,15 +310,13 @@ def run(cfg: Config) -> dict[str, Any]:
     probs: dict[str, np.ndarray] = {}
     seg_probs: dict[str, list[np.ndarray]] = {}
     thresholds: dict[str, float] = {}
+    fold_cal: dict[str, list[Calibrator]] = {}
     for name in oof:
-        p = np.zeros(len(recs))
-        for k in range(cfg.folds):
-            te = fold_of == k
-            p[te] = Calibrator.fit(oof[name][~te], y[~te]).apply(oof[name][te])
-        probs[name] = p
-        cal = Calibrator.fit(oof[name], y)
-        seg_probs[name] = [cal.apply(s) for s in oof_seg[name]]
-        thresholds[name] = choose_threshold(p, y)
+        # each fold calibrated on the other folds only: its speakers' recordings and segments alike
+        fold_cal[name] = [Calibrator.fit(oof[name][fold_of != k], y[fold_of != k]) for k in range(cfg.folds)]
+        probs[name] = np.array([fold_cal[name][k].apply(z) for z, k in zip(oof[name], fold_of)])
+        seg_probs[name] = [fold_cal[name][k].apply(s) for s, k in zip(oof_seg[name], fold_of)]
+        thresholds[name] = choose_threshold(probs[name], y)
     calibrator = Calibrator.fit(oof[cfg.primary], y)
     threshold = thresholds[cfg.primary]
 
@@ -412,9 +329,8 @@ def run(cfg: Config) -> dict[str, Any]:
             w = csv.writer(fh)
             w.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
             for sid, name, k, kind, lg in aug_rows:
-                cal = Calibrator.fit(oof[name][fold_of != k], y[fold_of != k])
-                w.writerow([sid, label_of[sid], name, k, kind, f"{float(cal.apply(lg)):.6f}"])
-    l1_head = fit_l1(cfg, out, recs, feats, aug, fold_of) if cfg.l1 else None
+                w.writerow([sid, label_of[sid], name, k, kind, f"{float(fold_cal[name][k].apply(lg)):.6f}"])
+    l1_head = fit_l1(cfg, out, recs, feats, aug, fold_of) if cfg.l1 and cfg.features != "mels" else None
     novelty = fit_novelty(cfg, out, recs, feats, aug, fold_of) if cfg.features != "mels" else None
     summary = {
         "name": cfg.name,
@@ -438,7 +354,7 @@ def run(cfg: Config) -> dict[str, Any]:
             if cfg.primary not in ("fusion", name):
                 continue
             spec = dict(spec)
-            if spec["family"] in ("cnn", "seed_resnet"):  # final fit: all data, the CV's typical epoch count
+            if family_class(spec["family"]).neural:  # final fit: all data, the CV's typical epoch count
                 spec["epochs"] = int(np.median([i.get("best_epoch", spec.get("epochs", 10)) for i in infos[name]]))
                 spec["patience"] = spec["epochs"]
                 fam = get_family(spec["family"], **family_params(spec))
