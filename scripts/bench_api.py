@@ -56,7 +56,7 @@ def start_server(port: int, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "accent_rater.api", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "accent_rater", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

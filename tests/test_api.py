@@ -1,11 +1,12 @@
 """REST API end to end: real uvicorn servers (subprocesses on 127.0.0.1) with the bundled model,
 exercised over HTTP with httpx.
 
-Two servers are started once for the module: the default one through the CLI
-(``python -m accent_rater serve``) and one with tiny limits (``python -m accent_rater.api
---max-bytes ... --max-seconds ... --max-batch ...``) for the 413 paths. Each server gets its own
-empty TMPDIR (so ``tempfile.gettempdir()`` inside it is that folder); the last test checks that
-nothing was left there.
+Two servers are started once for the module through the CLI: the default one
+(``python -m accent_rater serve``) and a small, locked-down one (tiny ``--max-bytes --max-seconds
+--max-batch``, one rating at a time and no queue, an API key from the environment, one CORS
+origin) for the 413, 401, 503 and CORS paths. Each server gets its own empty TMPDIR (so
+``tempfile.gettempdir()`` inside it is that folder); a late test checks that nothing was left
+there, and the last one stops the small server with a rating in flight.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -23,19 +25,27 @@ from pathlib import Path
 
 import pytest
 
+from accent_rater.limits import API_KEY_ENV, Settings
+
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402 (after the skips)
 
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "src" / "accent_rater" / "assets" / "samples"
+FIXTURES = ROOT / "tests" / "fixtures"
 CLIP = SAMPLES / "native_uk_english38.opus"  # 80 KB, 22.9 s, p_native ~0.68
 BIG_CLIP = SAMPLES / "nonnative_mandarin8.opus"  # 97 KB
-SMALL_MAX_BYTES = 90_000  # CLIP fits, BIG_CLIP does not
-SMALL_MAX_SECONDS = 10.0  # CLIP is too long for the small server
+SHORT_CLIP = FIXTURES / "nonnative_spanish6.flac"  # 91 KB, 7 s
+SMALL_MAX_BYTES = 95_000  # CLIP and SHORT_CLIP fit, BIG_CLIP does not
+SMALL_MAX_SECONDS = 10.0  # CLIP is too long for the small server, SHORT_CLIP is not
 SMALL_MAX_BATCH = 2
+API_KEY = "test-key-0123"
+ORIGIN = "http://example.org"
 STARTUP_TIMEOUT_S = 180.0
 TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 
@@ -48,26 +58,26 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, args: list[str], tmpdir: Path, logdir: Path) -> None:
+    def __init__(self, args: list[str], tmpdir: Path, logdir: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmpdir = tmpdir
         self.log_path = logdir / f"server-{self.port}.log"
-        env = dict(os.environ)
+        env = {**{k: v for k, v in os.environ.items() if k != API_KEY_ENV}, **(env or {})}  # a key only where given
         env.update(
             TMPDIR=str(tmpdir),
             PYTHONUNBUFFERED="1",
             PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p),
         )
         self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "accent_rater", "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S  # /healthz needs no API key
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
@@ -125,16 +135,19 @@ def tmpdirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(tmpdirs):
-    main = Server(["accent_rater", "serve"], tmpdirs["main"], tmpdirs["logs"])
+    main = Server([], tmpdirs["main"], tmpdirs["logs"])
     small = Server(
         [
-            "accent_rater.api",
             "--max-bytes", str(SMALL_MAX_BYTES),
             "--max-seconds", str(SMALL_MAX_SECONDS),
             "--max-batch", str(SMALL_MAX_BATCH),
+            "--max-concurrent", "1",
+            "--max-queue", "0",
+            "--cors-origin", ORIGIN,
         ],
         tmpdirs["small"],
         tmpdirs["logs"],
+        env={API_KEY_ENV: API_KEY},
     )
     try:
         main.wait_ready()
@@ -158,7 +171,7 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def small_client(servers):
-    with httpx.Client(base_url=servers["small"].url, timeout=TIMEOUT) as c:
+    with httpx.Client(base_url=servers["small"].url, timeout=TIMEOUT, headers={"X-API-Key": API_KEY}) as c:
         yield c
 
 
@@ -196,10 +209,9 @@ def test_model_card(client):
     card = r.json()
     assert set(card) == {"name", "version", "threshold", "calibration", "members", "frontend", "card_markdown", "l1_languages"}
     assert card["name"] == "default"
-    from accent_rater.api import DEFAULT_L1_LANGUAGES
+    from accent_rater import Rater
 
-    # the schema's fallback description (before a model is loaded) names the default model's languages
-    assert sorted(card["l1_languages"]) == sorted(DEFAULT_L1_LANGUAGES)
+    assert card["l1_languages"] == Rater().l1_languages and "spanish" in card["l1_languages"]
     assert 0.0 < card["threshold"] < 1.0
     assert {"a", "b", "train_prior"} <= set(card["calibration"])
     assert card["members"] and all("name" in m for m in card["members"])
@@ -421,10 +433,67 @@ def test_fast_model_has_no_l1_guess(clip_bytes):
     assert "The loaded model has no first-language guess" in text and "Knows:" not in text
 
 
-# --- limits (second server with tiny limits) -------------------------------------------------------
-def test_small_server_accepts_small_input(small_client):
-    r = small_client.get("/healthz")
-    assert r.status_code == 200
+# --- the response schema is generated from AccentResult --------------------------------------------
+def test_rate_result_schema_is_accent_result(client, rated):
+    """Every AccentResult field, with its type's JSON shape and its description, is in RateResult (plus
+    the upload's file name), and a real response has exactly those fields."""
+    from typing import get_args, get_type_hints
+
+    from accent_rater.rater import AccentResult, Segment
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    props = schemas["RateResult"]["properties"]
+    hints = get_type_hints(AccentResult, include_extras=True)
+    assert list(props) == ["filename", *hints]
+    assert set(schemas["RateResult"]["required"]) == set(hints)
+    for name, hint in hints.items():
+        assert props[name]["description"].startswith(get_args(hint)[1]), name
+    segment = get_type_hints(Segment, include_extras=True)
+    assert {k: v["description"] for k, v in schemas["Segment"]["properties"].items()} == {k: get_args(v)[1] for k, v in segment.items()}
+    assert props["label"]["enum"] == ["native", "non_native"] and props["score"]["type"] == "integer"
+    assert set(rated[0]) == set(props) and set(rated[0]["segments"][0]) == set(segment)
+
+
+# --- schemathesis: generated requests against the live OpenAPI document ----------------------------
+OPERATIONS = [("POST", "/v1/rate"), ("POST", "/v1/rate/batch"), ("GET", "/v1/model"), ("GET", "/healthz")]
+
+
+@pytest.fixture(scope="module")
+def live_schema(server):
+    schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
+    assert sorted((op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()) == sorted(OPERATIONS)
+    return schema
+
+
+@pytest.mark.parametrize("method, path", OPERATIONS)
+def test_schemathesis_no_server_error_and_responses_match_the_schema(live_schema, method, path):
+    """Generated requests, valid and invalid by the schema (mostly garbage bodies and queries): never a
+    5xx, and every response matches its documented schema."""
+    from hypothesis import strategies as st
+    from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+    op = live_schema[path][method]
+    cases = st.one_of(op.as_strategy(schemathesis.GenerationMode.POSITIVE), op.as_strategy(schemathesis.GenerationMode.NEGATIVE))
+
+    @given(case=cases)
+    @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def check(case: schemathesis.Case) -> None:
+        case.call_and_validate(checks=[not_a_server_error, response_schema_conformance], timeout=120)
+
+    check()
+
+
+# --- limits, access and bounded work (the small, locked-down server) --------------------------------
+def test_small_server_rates_a_short_clip(small_client):
+    from accent_rater import Rater
+
+    data = SHORT_CLIP.read_bytes()
+    assert len(data) <= SMALL_MAX_BYTES
+    r = small_client.post("/v1/rate", files={"file": (SHORT_CLIP.name, data, "audio/flac")})
+    assert r.status_code == 200, r.text
+    local = Rater().rate(SHORT_CLIP)
+    assert 0.0 < r.json()["p_native"] < 1.0
+    assert r.json()["label"] == local.label and r.json()["p_native"] == local.to_dict()["p_native"]
 
 
 def test_oversize_body_is_413(small_client):
@@ -452,7 +521,7 @@ def test_declared_oversize_is_refused_without_reading_the_body(servers):
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(
             b"POST /v1/rate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/ogg\r\n"
-            b"Content-Length: 1000000000\r\n\r\n"
+            b"X-API-Key: " + API_KEY.encode() + b"\r\nContent-Length: 1000000000\r\n\r\n"
         )
         data = b""
         while b"\r\n\r\n" not in data:
@@ -481,9 +550,141 @@ def test_batch_limits(small_client, clip_bytes):
     assert codes == [("big.opus", "too_large"), ("long.opus", "too_long")]
 
 
-# --- keep last: nothing written to disk ------------------------------------------------------------
-def test_servers_left_no_temp_files(servers, tmpdirs):
+def test_api_key_required_everywhere_but_healthz(servers, small_client):
+    url = servers["small"].url
+    for method, path in [("POST", "/v1/rate"), ("POST", "/v1/rate/batch"), ("GET", "/v1/model"), ("GET", "/openapi.json"),
+                         ("GET", "/docs"), ("GET", "/v1/nope")]:
+        for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}):
+            r = httpx.request(method, url + path, headers=headers, content=b"x" if method == "POST" else None, timeout=TIMEOUT)
+            _assert_error(r, 401, "unauthorized")
+            assert r.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(url + "/healthz", timeout=TIMEOUT).status_code == 200
+    assert small_client.get("/v1/model").status_code == 200  # X-API-Key
+    assert httpx.get(url + "/v1/model", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=TIMEOUT).status_code == 200
+    assert API_KEY not in servers["small"].log()
+
+
+def test_cors_only_when_asked_for(client, small_client):
+    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+    # the default server sends no CORS headers at all
+    assert not any(h.startswith("access-control-") for h in client.get("/healthz", headers={"Origin": ORIGIN}).headers)
+    assert not any(h.startswith("access-control-") for h in client.options("/v1/rate", headers=preflight).headers)
+    # the small one allows its origin (preflights need no key) and no other
+    r = small_client.options("/v1/rate", headers=preflight)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ORIGIN
+    assert small_client.get("/v1/model", headers={"Origin": ORIGIN}).headers["access-control-allow-origin"] == ORIGIN
+    other = small_client.get("/v1/model", headers={"Origin": "http://evil.example"})
+    assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+
+
+def test_full_queue_is_503_with_retry_after(servers, small_client):
+    """One rating at a time and no queue: while a request is in flight (its upload held open by the
+    client), every other rating request gets 503 ``busy`` with Retry-After; afterwards both work."""
+    data, release, sent = SHORT_CLIP.read_bytes(), threading.Event(), []
+
+    def held_body():
+        yield data[:1000]
+        release.wait(60)
+        yield data[1000:]
+
+    def first() -> None:
+        sent.append(small_client.post("/v1/rate", content=held_body(), headers={"Content-Type": "audio/flac"}))
+
+    t = threading.Thread(target=first, daemon=True)
+    t.start()
+    try:
+        for _ in range(100):  # the held request is admitted within moments of its headers arriving
+            r = small_client.post("/v1/rate", content=b"")
+            if r.status_code == 503:
+                break
+            _assert_error(r, 422, "empty")
+            time.sleep(0.05)
+        err = _assert_error(r, 503, "busy")
+        assert r.headers["retry-after"].isdigit() and int(r.headers["retry-after"]) >= 1 and "try again" in err["message"]
+        _assert_error(small_client.post("/v1/rate/batch", files={"files": ("a.flac", data)}), 503, "busy")
+        assert small_client.get("/healthz").status_code == 200 and small_client.get("/v1/model").status_code == 200
+    finally:
+        release.set()
+        t.join(120)
+    assert sent[0].status_code == 200, sent[0].text
+    assert small_client.post("/v1/rate", content=data).status_code == 200
+
+
+def test_timeout_is_504(clip_bytes):
+    """A rating that does not finish within --timeout: 504 ``timeout`` (a batch file gets the error)."""
+    from fastapi.testclient import TestClient
+
+    from accent_rater import api
+
+    with TestClient(api.create_app(settings=Settings(timeout=0.001))) as c:
+        err = _assert_error(c.post("/v1/rate", content=clip_bytes), 504, "timeout")
+        assert "0.001 s" in err["message"]
+        (only,) = c.post("/v1/rate/batch", files={"files": ("a.opus", clip_bytes)}).json()["results"]
+        assert only["filename"] == "a.opus" and only["error"]["code"] == "timeout"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_serve_options_reach_the_server(monkeypatch):
+    """The one entry point: every `serve` option lands in Settings (uvicorn itself is not started)."""
+    from typer.testing import CliRunner
+
+    from accent_rater import api
+    from accent_rater.cli import app
+
+    calls = []
+    monkeypatch.setattr(api, "serve", lambda *args: calls.append(args))
+    monkeypatch.setenv(API_KEY_ENV, "from-env")
+    runner = CliRunner()
+    args = ["serve", "--port", "9001", "--model", "fast", "--max-bytes", "1000", "--max-seconds", "5", "--max-batch", "3",
+            "--max-concurrent", "4", "--max-queue", "0", "--timeout", "2.5", "--cors-origin", "http://a", "--cors-origin", "http://b"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, [*args, "--api-key", "from-flag"]).exit_code == 0
+    monkeypatch.delenv(API_KEY_ENV)
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    expected = Settings(max_bytes=1000, max_seconds=5.0, max_batch=3, max_concurrent=4, max_queue=0, timeout=2.5,
+                        api_key="from-env", cors_origins=("http://a", "http://b"))
+    assert calls[0] == ("127.0.0.1", 9001, "fast", expected)
+    assert calls[1][3].api_key == "from-flag"
+    assert calls[2] == ("127.0.0.1", 8000, None, Settings())
+    for bad in (["--max-queue", "-1"], ["--max-concurrent", "0"], ["--timeout", "0"], ["--max-bytes", "x"]):
+        result = runner.invoke(app, ["serve", *bad])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(calls) == 3
+    assert not hasattr(api, "main")  # no second entry point
+
+
+def test_serve_with_a_bad_model_fails_cleanly(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "accent_rater", "serve", "--model", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and "model bundle" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- keep last: nothing written to disk or logged; shutdown lets the rating in flight finish ----------
+def test_servers_left_no_temp_files_and_logged_no_file_names(servers, tmpdirs):
     for name in ("main", "small"):
         assert servers[name].proc.poll() is None, servers[name].log()
         left = sorted(p.name for p in tmpdirs[name].iterdir())
         assert left == [], f"{name} server left files in its temp dir: {left}"
+    log = servers["main"].log_path.read_text()
+    assert "POST '/v1/rate' " in log and " bytes -> 200 in " in log and " bytes -> 415 not_audio in " in log
+    assert CLIP.name not in log and "junk.bin" not in log
+
+
+def test_shutdown_finishes_the_rating_in_flight(servers, small_client):
+    """SIGTERM while a rating runs: the client still gets its result, then the server exits cleanly."""
+    small = servers["small"]
+    data, uploaded, result = SHORT_CLIP.read_bytes(), threading.Event(), []
+
+    def body():
+        yield data
+        uploaded.set()
+
+    t = threading.Thread(target=lambda: result.append(small_client.post("/v1/rate", content=body())), daemon=True)
+    t.start()
+    assert uploaded.wait(60)
+    time.sleep(0.2)  # the request is being read or rated
+    small.proc.send_signal(signal.SIGTERM)
+    t.join(120)
+    assert result and result[0].status_code == 200, result
+    assert small.proc.wait(60) in (0, -signal.SIGTERM), small.log()  # uvicorn re-raises the signal once done
+    assert "Finished server process" in small.log()

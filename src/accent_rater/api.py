@@ -9,52 +9,46 @@ Endpoints: ``POST /v1/rate`` (multipart field ``file`` or a raw audio body), ``P
 (multipart, several ``files``), ``GET /v1/model`` (model card), ``GET /healthz``.
 
 Design notes:
-- The model bundle is loaded once, at startup (lifespan), and shared by all requests. Per-request
+- The model bundle is loaded once, by ``create_app``, and shared by all requests. Per-request
   ``threshold`` / ``prior`` are applied to a shallow copy, never to the shared ``Rater``.
-- Uploads are kept in memory and handed to ``Rater.rate`` as bytes: no temporary files. Multipart
-  bodies are parsed here (streaming, with python-multipart) rather than by Starlette, whose
-  form parser spools files over 1 MiB to disk.
-- Size limits are enforced before reading (``Content-Length``) and while reading (chunked
-  bodies stop at the limit), so an oversize upload is refused without being buffered.
-- Rating runs in worker threads (at most ``RATING_CONCURRENCY`` at once), so the event loop keeps
-  answering (``/healthz`` stays responsive while recordings are rated).
-- Every error is JSON: ``{"error": {"code": ..., "message": ...}}``; the codes are those of
-  ``accent_rater.errors`` plus a few request-level ones (``missing_file``, ``too_many_files``,
-  ``invalid_multipart``, ``invalid_request``, ``not_found``, ``internal``...).
+- Uploads are read into memory within the size limits (``upload.py``) and handed to ``Rater.rate``
+  as bytes: nothing is written to disk; the log has one line per request (size and outcome).
+- Bounded work (``RatingPool``): at most ``max_concurrent`` ratings run at once, in worker threads
+  (the event loop keeps answering ``/healthz``); at most ``max_queue`` more requests wait, one more
+  gets 503 ``busy`` with ``Retry-After``; a rating not done ``timeout`` s after it was queued gets
+  504 ``timeout``. On shutdown uvicorn lets in-flight requests finish.
+- Every error is JSON: ``{"error": {"code": ..., "message": ...}}`` (``errors.error_body``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
-import os
+import secrets
 import time
-from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Optional, Union
+from typing import Any, AsyncIterator, Iterator, Optional
 
-import anyio
-import anyio.to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, audio
-from .errors import AudioError, EmptyAudioError, FileTooLargeError
-from .rater import L1_UNSURE_BELOW, Rater
-
-# onnxruntime >= 1.2x on Linux starts 1DS telemetry when it is first imported (it writes $TMPDIR/.ses
-# and a device id under ~/.cache, and queues events for upload). An offline service opts out; this
-# must happen before onnxruntime is imported (accent_rater imports it lazily, so it has not been).
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+from . import __version__
+from .errors import AudioError, EmptyAudioError, RequestError, error_body
+from .limits import Settings
+from .rater import AccentResult, Rater
+from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
+from .upload import Upload, mib, read_file, read_files, too_large_error
 
 log = logging.getLogger("accent_rater.api")
 
-RATING_CONCURRENCY = 2  # ratings running at once (the rest queue); matches a small CPU box
-MULTIPART_OVERHEAD = 64 * 1024  # allowance for boundaries, part headers and small form fields
-MAX_FIELD_BYTES = 64 * 1024  # non-file form fields larger than this are refused
+RETRY_AFTER_S = 2  # what a 503 "busy" asks the client to wait
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -68,349 +62,42 @@ _HTTP_CODES = {
 }
 
 
-# --- response models (OpenAPI) ---------------------------------------------------------------------
-class Segment(BaseModel):
-    start_s: float = Field(description="Window start, in seconds of the original recording")
-    end_s: float = Field(description="Window end, in seconds of the original recording")
-    p_native: float = Field(description="Calibrated P(native-sounding) for this window")
+class RatingPool:
+    """Bounded rating work: ``max_concurrent`` worker threads, at most ``max_queue`` more requests
+    admitted to wait, and a timeout per rating (a rating still waiting then never runs; one already
+    running finishes in its thread, which stays counted against ``max_concurrent``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = settings.max_concurrent + settings.max_queue
+        self.timeout = settings.timeout
+        self.in_flight = 0  # admitted requests (changed only on the event loop)
+        self._executor = ThreadPoolExecutor(settings.max_concurrent, thread_name_prefix="rating")
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for one request while it is read and rated, or refuse it (503 ``busy``)."""
+        if self.in_flight >= self.limit:
+            raise RequestError(503, "busy", f"the server is rating or queueing {self.in_flight} requests; try again in "
+                               f"{RETRY_AFTER_S} s", {"Retry-After": str(RETRY_AFTER_S)})
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def rate(self, rater: Rater, data: bytes | bytearray) -> AccentResult:
+        if not data:
+            raise EmptyAudioError("the upload is empty (0 bytes)")
+        try:  # on timeout wait_for cancels the wrapper, which cancels the job if it has not started
+            return await asyncio.wait_for(asyncio.wrap_future(self._executor.submit(rater.rate, data)), self.timeout)
+        except TimeoutError:
+            raise RequestError(504, "timeout", f"the rating did not finish within {self.timeout:g} s (server busy or "
+                               "recording long); try again later") from None
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-# The default model's first-language classes (besides English); the OpenAPI document lists those of
-# the model actually loaded (``_l1_known``), this is only the fallback before a model is loaded.
-DEFAULT_L1_LANGUAGES = ("arabic", "dutch", "french", "korean", "mandarin", "portuguese", "russian", "spanish")
-L1_DESCRIPTION = (
-    "First-language guess: up to 3 languages with their probability, most likely first. A guess about the "
-    "accent, never about a person. {known} Empty when the speech is rated native or the model has no "
-    "first-language guess."
-)
-L1_GUESS_DESCRIPTION = (
-    "The most likely first language of the accent, or \"unsure\" when its probability is below "
-    f"{L1_UNSURE_BELOW}; \"\" when `l1` is empty. A guess about the accent, never about a person. {{known}}"
-)
-
-
-def _l1_known(languages: Any) -> str:
-    if not languages:
-        return "The loaded model has no first-language guess, so this is always empty."
-    return f"Knows: {', '.join(languages)}; other first languages map to the nearest one or to \"unsure\"."
-
-
-class L1Guess(BaseModel):
-    language: str = Field(description="A first language the model knows (lower case English name)")
-    p: float = Field(description="P(this first language | the accent is not native-sounding), 0..1")
-
-
-class RateResult(BaseModel):
-    """How native the accent in one recording sounds (``AccentResult.to_dict()``)."""
-
-    filename: Optional[str] = Field(None, description="Name of the uploaded file, when the client sent one")
-    p_native: float = Field(description="Calibrated probability that the accent sounds native (0..1)")
-    label: Literal["native", "non_native"] = Field(description="p_native >= threshold ? native : non_native")
-    score: int = Field(description="round(100 * p_native)")
-    band: str = Field(description="native-like | light accent | noticeable accent | strong accent")
-    borderline: bool = Field(description="p_native is within 0.10 of the threshold")
-    threshold: float = Field(description="Decision threshold applied to p_native")
-    speech_seconds: float = Field(description="Seconds of speech found by voice-activity detection")
-    duration_seconds: float = Field(description="Length of the recording in seconds")
-    segments: list[Segment] = Field(description="Per-window ratings in seconds of the original recording")
-    model: str = Field(description="Model name and version")
-    warnings: list[str] = Field(
-        default_factory=list,
-        description="Notes on the input that make the rating less reliable (little speech, clipping, low level, "
-        "narrowband, or a recording unlike the training recordings)",
-    )
-    l1: list[L1Guess] = Field(default_factory=list, description=L1_DESCRIPTION.format(known=_l1_known(DEFAULT_L1_LANGUAGES)))
-    l1_guess: str = Field("", description=L1_GUESS_DESCRIPTION.format(known=_l1_known(DEFAULT_L1_LANGUAGES)))
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable machine-readable code, e.g. not_audio, too_large, silent")
-    message: str = Field(description="What went wrong, for a person")
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
-class BatchError(BaseModel):
-    filename: Optional[str] = None
-    error: ErrorDetail
-
-
-class BatchResponse(BaseModel):
-    results: list[Union[RateResult, BatchError]] = Field(description="One entry per uploaded file, in upload order")
-
-
-class ModelInfo(BaseModel):
-    name: str
-    version: str
-    threshold: float = Field(description="Default decision threshold on p_native")
-    calibration: dict[str, float] = Field(description="Platt scaling parameters and the training prior")
-    members: list[dict[str, Any]] = Field(description="Ensemble members (model families and their parameters)")
-    frontend: dict[str, Any] = Field(description="Audio front-end settings the model was trained with")
-    card_markdown: str = Field(description="The model card (Markdown); empty if the bundle has none")
-    l1_languages: list[str] = Field(
-        description="Languages the first-language guess knows (other first languages map to the nearest one or to "
-        "\"unsure\"); empty when the model has no first-language guess"
-    )
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-    model: str
-
-
-_ERRORS = {
-    413: {"model": ErrorResponse, "description": "Upload too large, recording too long, or too many files"},
-    415: {"model": ErrorResponse, "description": "Not a supported audio file"},
-    422: {"model": ErrorResponse, "description": "Unusable audio (empty, corrupt, silent, too little speech) or invalid request"},
-}
-
-_BINARY = {"schema": {"type": "string", "format": "binary"}}
-_RATE_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "Either multipart/form-data with the recording in the field `file`, or the raw audio bytes "
-        "as the body (any audio/* or video/webm type, or application/octet-stream). Supported: WAV, FLAC, MP3, "
-        "OGG (Vorbis/Opus), WebM/Opus, M4A/AAC.",
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
-            },
-            "application/octet-stream": _BINARY,
-            "audio/*": _BINARY,
-        },
-    }
-}
-_BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "multipart/form-data with one or more recordings in the repeated field `files`.",
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                    "required": ["files"],
-                }
-            }
-        },
-    }
-}
-
-
-# --- errors ------------------------------------------------------------------------------------------
-class ApiError(Exception):
-    """A request-level error with a stable code (rendered as the JSON error body)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        # An early 413 leaves the body unread: tell the client the connection will not be reused.
-        headers = {"Connection": "close"} if exc.status == 413 else None
-        return _error(exc.status, exc.code, exc.message, headers)
-
-    @app.exception_handler(AudioError)
-    async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
-        return _error(exc.http_status, exc.code, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for e in exc.errors():
-            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",))
-            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
-        return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal", f"internal error ({type(exc).__name__})")
-
-
-# --- reading request bodies ------------------------------------------------------------------------
-def _content_length(request: Request) -> int | None:
-    value = request.headers.get("content-length")
-    if value is None:
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"invalid Content-Length header: {value!r}") from None
-    if n < 0:
-        raise ApiError(400, "bad_request", f"invalid Content-Length header: {value!r}")
-    return n
-
-
-def _too_large(size: str, limit: int) -> ApiError:
-    return ApiError(413, FileTooLargeError.code, f"the upload ({size}) exceeds the {_mib(limit)} limit")
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
-
-
-def _check_declared_size(request: Request, limit: int) -> None:
-    """Refuse before reading anything when the declared body is over ``limit``."""
-    declared = _content_length(request)
-    if declared is not None and declared > limit:
-        raise _too_large(_mib(declared), limit)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it passes ``limit`` bytes."""
-    _check_declared_size(request, limit)
-    buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise _too_large(f"more than {_mib(limit)}", limit)
-    return bytes(buf)
-
-
-class _Part:
-    __slots__ = ("name", "filename", "data", "size", "oversize", "content_type")
-
-    def __init__(self) -> None:
-        self.name: str | None = None
-        self.filename: str | None = None
-        self.content_type: str | None = None
-        self.data = bytearray()
-        self.size = 0
-        self.oversize = False
-
-
-async def _read_multipart(
-    request: Request,
-    *,
-    fields: tuple[str, ...],
-    max_part_bytes: int,
-    max_total_bytes: int,
-    max_parts: int,
-    on_oversize_part: Literal["raise", "mark"],
-) -> list[_Part]:
-    """Stream-parse a multipart body into memory, keeping only the parts named in ``fields``.
-
-    A kept part larger than ``max_part_bytes`` either stops the request (413) or is marked
-    ``oversize`` and its data dropped; more than ``max_parts`` kept parts is a 413. Other fields
-    are read and discarded (files) or must be small (plain fields)."""
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    _check_declared_size(request, max_total_bytes)
-    _, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise ApiError(400, "invalid_multipart", "multipart/form-data without a boundary")
-
-    parts: list[_Part] = []
-    state: dict[str, Any] = {"part": None, "hname": b"", "hvalue": b"", "headers": {}}
-
-    def on_part_begin() -> None:
-        state["part"], state["headers"] = _Part(), {}
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["hname"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["hvalue"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"][state["hname"].lower()] = state["hvalue"]
-        state["hname"], state["hvalue"] = b"", b""
-
-    def on_headers_finished() -> None:
-        part: _Part = state["part"]
-        _, opts = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        if b"name" not in opts:
-            raise ApiError(400, "invalid_multipart", 'a multipart part has no Content-Disposition "name"')
-        part.name = opts[b"name"].decode("utf-8", "replace")
-        if b"filename" in opts:
-            part.filename = opts[b"filename"].decode("utf-8", "replace")
-        ctype = state["headers"].get(b"content-type")
-        part.content_type = ctype.decode("latin-1") if ctype else None
-        if part.name in fields:
-            parts.append(part)
-            if len(parts) > max_parts:
-                if max_parts == 1:
-                    raise ApiError(422, "too_many_files", "send one 'file' per request; use /v1/rate/batch for several")
-                raise ApiError(413, "too_many_files", f"more than {max_parts} files in one request")
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        part: _Part = state["part"]
-        n = end - start
-        part.size += n
-        if part.name in fields:
-            if part.oversize:
-                return
-            if part.size > max_part_bytes:
-                if on_oversize_part == "raise":
-                    raise _too_large(f"more than {_mib(max_part_bytes)}", max_part_bytes)
-                part.oversize, part.data = True, bytearray()
-                return
-            part.data += data[start:end]
-        elif part.filename is None and part.size > MAX_FIELD_BYTES:
-            raise ApiError(413, "too_large", f"form field {part.name!r} exceeds {_mib(MAX_FIELD_BYTES)}")
-        # other parts: discarded
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_part_data": on_part_data,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-        },
-    )
-    received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > max_total_bytes:
-                raise _too_large(f"more than {_mib(max_total_bytes)}", max_total_bytes)
-            parser.write(chunk)
-        parser.finalize()
-    except FormParserError as exc:
-        raise ApiError(400, "invalid_multipart", f"malformed multipart body ({exc})") from None
-    return parts
-
-
-def _is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").lower().lstrip().startswith("multipart/form-data")
-
-
-def _raw_filename(request: Request) -> str | None:
-    from python_multipart.multipart import parse_options_header
-
-    cd = request.headers.get("content-disposition")
-    if not cd:
-        return None
-    _, opts = parse_options_header(cd)
-    name = opts.get(b"filename")
-    return name.decode("utf-8", "replace") if name else None
-
-
-# --- rating ------------------------------------------------------------------------------------------
 def rater_view(rater: Rater, threshold: float | None = None, prior: float | None = None) -> Rater:
     """The shared ``Rater`` with a per-request threshold and/or prior, without mutating it.
 
@@ -427,11 +114,91 @@ def rater_view(rater: Rater, threshold: float | None = None, prior: float | None
     return view
 
 
-async def _rate(request: Request, data: bytes, view: Rater) -> dict[str, Any]:
-    if not data:
-        raise EmptyAudioError("the upload is empty (0 bytes)")
-    result = await anyio.to_thread.run_sync(view.rate, data, limiter=request.app.state.limiter)
-    return result.to_dict()
+# --- errors, access and the request log --------------------------------------------------------------
+def _error(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    request.state.error_code = body["error"]["code"]  # for the request log line
+    if status == 413:  # an early 413 leaves the body unread: the connection will not be reused
+        headers = {**(headers or {}), "Connection": "close"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return _error(request, exc.http_status, exc.to_dict(), exc.headers)
+
+    @app.exception_handler(AudioError)
+    async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
+        return _error(request, exc.http_status, exc.to_dict())
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",))
+            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
+        return _error(request, 422, error_body("invalid_request", "; ".join(parts) or "invalid request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = error_body(_HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+        return _error(request, exc.status_code, body, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(request, 500, error_body("internal", f"internal error ({type(exc).__name__})"))
+
+
+class _RequireKey:
+    """Every route but ``/healthz`` answers 401 without the key (``X-API-Key`` or ``Authorization: Bearer``)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            headers = Headers(scope=scope)
+            bearer = headers.get("authorization", "")
+            sent = headers.get("x-api-key") or (bearer[7:] if bearer[:7].lower() == "bearer " else "")
+            if not secrets.compare_digest(sent.encode(), self.key):
+                body = error_body("unauthorized", "this server needs an API key: send it as X-API-Key or Authorization: Bearer")
+                await JSONResponse(body, 401, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _RequestLog:
+    """One log line per request: method, path, bytes received, status (and error code), seconds.
+    Never the content or the file name."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0, received, status = time.perf_counter(), 0, 500
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, status_send)
+        finally:
+            code = scope.get("state", {}).get("error_code", "")
+            log.info("%s %r %d bytes -> %d%s in %.2f s", scope["method"], scope["path"], received, status,
+                     f" {code}" if code else "", time.perf_counter() - t0)
 
 
 _THRESHOLD = Query(None, gt=0.0, lt=1.0, description="Decision threshold on p_native (default: the model's)")
@@ -441,50 +208,19 @@ _PRIOR = Query(
 
 
 # --- the app -----------------------------------------------------------------------------------------
-def _document_loaded_l1(app: FastAPI) -> None:
-    """The OpenAPI document names the first languages of the model loaded at startup (the static
-    schema names the default model's, which is all that can be said before a model is loaded)."""
-    static_openapi = app.openapi  # FastAPI's: builds the schema once and caches it in app.openapi_schema
-
-    def openapi() -> dict[str, Any]:
-        rater = getattr(app.state, "rater", None)
-        if rater is None:  # not started yet: the static schema, left uncached
-            app.openapi_schema = None
-            schema = static_openapi()
-            app.openapi_schema = None
-            return schema
-        if getattr(app.state, "openapi_for", None) is not rater:
-            app.openapi_schema = None
-            schema = static_openapi()
-            props = schema["components"]["schemas"]["RateResult"]["properties"]
-            known = _l1_known(rater.l1_languages)
-            props["l1"]["description"] = L1_DESCRIPTION.format(known=known)
-            props["l1_guess"]["description"] = L1_GUESS_DESCRIPTION.format(known=known)
-            app.state.openapi_for = rater
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def create_app(
-    model: str | Path | None = None,
-    *,
-    max_bytes: int = audio.MAX_FILE_BYTES,
-    max_seconds: float = audio.MAX_DURATION_SECONDS,
-    max_batch: int = 16,
-) -> FastAPI:
-    """Build the API. The model bundle (default: the bundled model) is loaded once, at startup."""
+def create_app(model: str | Path | None = None, settings: Settings = Settings()) -> FastAPI:
+    """Load the model bundle (default: the bundled model) and build the API around it."""
+    s = settings
+    rater = Rater(model, max_seconds=s.max_seconds, max_bytes=s.max_bytes, threads=1)  # ratings run in parallel threads
+    rate_result, batch_response = rating_models(rater.l1_languages)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        t0 = time.perf_counter()
-        rater = await anyio.to_thread.run_sync(
-            lambda: Rater(model, max_seconds=max_seconds, max_bytes=max_bytes, threads=1)  # 2 requests run at once
-        )
-        app.state.rater = rater
-        app.state.limiter = anyio.CapacityLimiter(RATING_CONCURRENCY)
-        log.info("loaded model %s from %s in %.1f s", rater.name, rater.model_dir, time.perf_counter() - t0)
+        app.state.pool = RatingPool(s)
+        log.info("model %s from %s; %d ratings at once, %d waiting, %g s timeout%s", rater.name, rater.model_dir,
+                 s.max_concurrent, s.max_queue, s.timeout, ", API key required" if s.api_key else "")
         yield
+        app.state.pool.shutdown()
 
     app = FastAPI(
         title="Accent Rater",
@@ -493,98 +229,80 @@ def create_app(
         description=(
             "Rates how native the accent in a recording of English speech sounds: `p_native` is a calibrated "
             "probability, `score` = round(100 x p_native). It rates accent only, not intelligibility, fluency or "
-            f"proficiency. Limits: {_mib(max_bytes)} per file, {max_seconds / 60:.0f} min per recording, "
-            f"{max_batch} files per batch. Errors are JSON: `{{\"error\": {{\"code\", \"message\"}}}}`."
+            f"proficiency. Limits: {mib(s.max_bytes)} per file, {s.max_seconds / 60:g} min per recording, "
+            f"{s.max_batch} files per batch; {s.max_concurrent} ratings at once, {s.max_queue} more requests wait "
+            f"(then 503 with Retry-After), {s.timeout:g} s per rating (then 504). "
+            "Errors are JSON: `{\"error\": {\"code\", \"message\"}}`."
         ),
         lifespan=lifespan,
     )
-    app.state.max_bytes, app.state.max_seconds, app.state.max_batch = max_bytes, max_seconds, max_batch
+    app.state.rater, app.state.settings = rater, s
     _install_error_handlers(app)
-    _document_loaded_l1(app)
+    if s.api_key:
+        app.add_middleware(_RequireKey, key=s.api_key)
+    app.add_middleware(_RequestLog)
+    if s.cors_origins:  # outermost: preflights and error responses carry the CORS headers
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(s.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Content-Disposition", "Authorization", "X-API-Key"], expose_headers=["Retry-After"],
+        )
+    auth = UNAUTHORIZED if s.api_key else {}
 
     @app.post(
         "/v1/rate",
-        response_model=RateResult,
+        response_model=rate_result,
         response_model_exclude_none=True,
-        responses={**_ERRORS, 400: {"model": ErrorResponse, "description": "Malformed multipart body"}},
-        openapi_extra=_RATE_BODY,
+        responses={**RATE_ERRORS, **auth},
+        openapi_extra=RATE_BODY,
         summary="Rate one recording",
         tags=["rating"],
     )
     async def rate(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR) -> dict[str, Any]:
         """Rate how native the accent in one recording sounds. Send the file as multipart field `file`, or as
         the raw request body (a `Content-Disposition: attachment; filename=...` header names it)."""
-        view = rater_view(request.app.state.rater, threshold, prior)
-        if _is_multipart(request):
-            parts = await _read_multipart(
-                request,
-                fields=("file",),
-                max_part_bytes=max_bytes,
-                max_total_bytes=max_bytes + MULTIPART_OVERHEAD,
-                max_parts=1,
-                on_oversize_part="raise",
-            )
-            if not parts:
-                raise ApiError(422, "missing_file", "multipart body has no field named 'file'")
-            data, filename = bytes(parts[0].data), parts[0].filename
-        else:
-            data, filename = await _read_body(request, max_bytes), _raw_filename(request)
-        result = await _rate(request, data, view)
-        return {"filename": filename, **result} if filename else result
+        pool: RatingPool = request.app.state.pool
+        with pool.admit():
+            upload = await read_file(request, s.max_bytes)
+            result = (await pool.rate(rater_view(rater, threshold, prior), upload.data)).to_dict()
+        return {"filename": upload.filename, **result} if upload.filename else result
 
     @app.post(
         "/v1/rate/batch",
-        response_model=BatchResponse,
-        responses={
-            413: {"model": ErrorResponse, "description": "Too many files, or the request as a whole is too large"},
-            415: {"model": ErrorResponse, "description": "The body is not multipart/form-data"},
-            422: {"model": ErrorResponse, "description": "No files, or invalid query parameters"},
-        },
-        openapi_extra=_BATCH_BODY,
+        response_model=batch_response,
+        responses={**RATE_ERRORS, **auth},
+        openapi_extra=BATCH_BODY,
         summary="Rate several recordings",
         tags=["rating"],
     )
     async def rate_batch(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR) -> dict[str, Any]:
         """Rate up to `max_batch` recordings sent as repeated multipart field `files`. Each file gets either
         a result or an `error` entry: one bad file never fails the batch."""
-        if not _is_multipart(request):
-            raise ApiError(415, "unsupported_media_type", "send the files as multipart/form-data (field 'files')")
-        view = rater_view(request.app.state.rater, threshold, prior)
-        parts = await _read_multipart(
-            request,
-            fields=("files", "file"),
-            max_part_bytes=max_bytes,
-            max_total_bytes=max_batch * max_bytes + MULTIPART_OVERHEAD,
-            max_parts=max_batch,
-            on_oversize_part="mark",
-        )
-        if not parts:
-            raise ApiError(422, "missing_file", "multipart body has no field named 'files'")
-        results: list[dict[str, Any] | None] = [None] * len(parts)
+        pool: RatingPool = request.app.state.pool
+        view = rater_view(rater, threshold, prior)
 
-        async def one(i: int, part: _Part) -> None:
+        async def one(upload: Upload) -> dict[str, Any]:
             try:
-                if part.oversize:
-                    raise FileTooLargeError(f"{_mib(part.size)} exceeds the {_mib(max_bytes)} limit")
-                results[i] = {"filename": part.filename, **(await _rate(request, bytes(part.data), view))}
-            except AudioError as exc:
-                results[i] = {"filename": part.filename, "error": {"code": exc.code, "message": str(exc)}}
+                if upload.too_large:
+                    raise too_large_error(s.max_bytes, upload.size)
+                return {"filename": upload.filename, **(await pool.rate(view, upload.data)).to_dict()}
+            except (AudioError, RequestError) as exc:
+                return {"filename": upload.filename, **exc.to_dict()}
             except Exception as exc:  # a bad file never fails the batch
-                log.exception("rating %s failed", part.filename)
-                results[i] = {"filename": part.filename, "error": {"code": "internal", "message": f"internal error ({type(exc).__name__})"}}
+                log.exception("rating a batch file failed")
+                return {"filename": upload.filename, **error_body("internal", f"internal error ({type(exc).__name__})")}
             finally:
-                part.data = bytearray()
+                upload.data = bytearray()
 
-        async with anyio.create_task_group() as tg:
-            for i, part in enumerate(parts):
-                tg.start_soon(one, i, part)
-        return {"results": results}
+        with pool.admit():
+            uploads = await read_files(request, s.max_bytes, s.max_batch)
+            return {"results": list(await asyncio.gather(*map(one, uploads)))}
 
-    @app.get("/v1/model", response_model=ModelInfo, summary="The model card", tags=["model"])
-    async def model_info(request: Request) -> dict[str, Any]:
+    @app.get("/v1/model", response_model=ModelInfo, responses=auth, summary="The model card", tags=["model"])
+    async def model_info() -> dict[str, Any]:
         """Name, version, default threshold, calibration, ensemble members, front-end settings and the model
         card (Markdown) of the loaded model bundle."""
-        rater: Rater = request.app.state.rater
         meta = rater.meta
         return {
             "name": meta["name"],
@@ -598,44 +316,24 @@ def create_app(
         }
 
     @app.get("/healthz", response_model=Health, summary="Liveness", tags=["service"])
-    async def healthz(request: Request) -> dict[str, Any]:
-        """`{"status": "ok"}` once the model is loaded; answers while ratings run."""
-        return {"status": "ok", "model": request.app.state.rater.name}
+    async def healthz() -> dict[str, Any]:
+        """`{"status": "ok"}` once the model is loaded; answers while ratings run (and without an API key)."""
+        return {"status": "ok", "model": rater.name}
 
     return app
 
 
-def main(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    model: str | Path | None = None,
-    *,
-    max_bytes: int = audio.MAX_FILE_BYTES,
-    max_seconds: float = audio.MAX_DURATION_SECONDS,
-    max_batch: int = 16,
-) -> None:
-    """Serve the API with uvicorn (one worker process; ratings run in its thread pool)."""
-    import torch
+def serve(host: str = "127.0.0.1", port: int = 8000, model: str | Path | None = None, settings: Settings = Settings()) -> None:
+    """Serve the API with uvicorn (one process; ratings run in its worker threads). On SIGTERM or
+    Ctrl-C, in-flight requests get up to ``settings.timeout`` s to finish."""
     import uvicorn
 
-    # Ratings run in parallel threads; torch's own intra-op pool on top of them oversubscribes the
-    # CPU and makes every request far slower.
-    torch.set_num_threads(1)
-    app = create_app(model, max_bytes=max_bytes, max_seconds=max_seconds, max_batch=max_batch)
+    app = create_app(model, settings)
+    if not app.state.rater.backbone:  # the mel-based model computes log-mels with torch: one thread per rating
+        import torch
+
+        torch.set_num_threads(1)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)  # uvicorn's format, plus our own logger
     log_config["loggers"]["accent_rater"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    uvicorn.run(app, host=host, port=port, workers=1, log_level="info", log_config=log_config)
-
-
-if __name__ == "__main__":  # python -m accent_rater.api --port 8000
-    import argparse
-
-    ap = argparse.ArgumentParser(description="Accent Rater REST API")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--model", default=None, help="bundled model name (default, fast) or a model bundle directory (default: default)")
-    ap.add_argument("--max-bytes", type=int, default=audio.MAX_FILE_BYTES)
-    ap.add_argument("--max-seconds", type=float, default=audio.MAX_DURATION_SECONDS)
-    ap.add_argument("--max-batch", type=int, default=16)
-    a = ap.parse_args()
-    main(a.host, a.port, a.model, max_bytes=a.max_bytes, max_seconds=a.max_seconds, max_batch=a.max_batch)
+    uvicorn.run(app, host=host, port=port, log_config=log_config, access_log=False,
+                timeout_graceful_shutdown=max(1, round(settings.timeout)))

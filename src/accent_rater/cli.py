@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from . import audio
+from .limits import API_KEY_ENV, Settings
 
 # str, not Path: a bundled model's name is not a path (a Path option would also accept it, but say "DIR")
 MODEL_HELP = "Bundled model name — 'default' (Whisper-based, with a first-language guess) or 'fast' — or a model bundle directory. Default: default."
@@ -53,7 +54,7 @@ def rate(
     from rich.table import Table
     from tqdm import tqdm
 
-    from .errors import AudioError
+    from .errors import AudioError, error_body
     from .rater import Rater
 
     err = Console(stderr=True)
@@ -70,17 +71,17 @@ def rate(
         import torch
 
         torch.set_num_threads(1)
-    rows: list[dict] = [{"path": str(p), "error": {"code": "not_found", "message": why}} for p, why in missing]
+    rows: list[dict] = [{"path": str(p), **error_body("not_found", why)} for p, why in missing]
 
     def one(path: Path) -> dict:
         try:
             return {"path": str(path), **rater.rate(path).to_dict()}
         except AudioError as exc:
-            return {"path": str(path), "error": {"code": exc.code, "message": str(exc)}}
+            return {"path": str(path), **exc.to_dict()}
         except FileNotFoundError as exc:
-            return {"path": str(path), "error": {"code": "not_found", "message": str(exc)}}
+            return {"path": str(path), **error_body("not_found", str(exc))}
         except Exception as exc:  # a bad file never stops a batch
-            return {"path": str(path), "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}
+            return {"path": str(path), **error_body("internal", f"{type(exc).__name__}: {exc}")}
 
     # the model is loaded once; onnxruntime and numpy release the GIL, so threads use every core
     with ThreadPoolExecutor(jobs) as pool:
@@ -247,16 +248,33 @@ def eda(
     typer.echo(f"report: {run_eda(dataset, str(out), max_files)}")
 
 
+_LIMITS = Settings()
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 to expose)."),
     port: int = typer.Option(8000, help="Port."),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    max_bytes: int = typer.Option(_LIMITS.max_bytes, "--max-bytes", min=1, help="Largest upload per file, in bytes (413 above)."),
+    max_seconds: float = typer.Option(_LIMITS.max_seconds, "--max-seconds", min=1.0, help="Longest recording, in seconds (413 above)."),
+    max_batch: int = typer.Option(_LIMITS.max_batch, "--max-batch", min=1, help="Most files in one batch request."),
+    max_concurrent: int = typer.Option(_LIMITS.max_concurrent, "--max-concurrent", min=1, help="Ratings run at once (worker threads). Default: the CPU count."),
+    max_queue: int = typer.Option(_LIMITS.max_queue, "--max-queue", min=0, help="Requests that may wait beyond those; one more gets 503 with Retry-After."),
+    timeout: float = typer.Option(_LIMITS.timeout, "--timeout", min=0.001, help="Seconds from queueing to a finished rating, else 504 'timeout'. Also how long shutdown waits for in-flight requests."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, show_default=False, help="Require this key (X-API-Key or Authorization: Bearer) on every route but /healthz (401 without)."),
+    cors_origins: List[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable; '*' for any). Default: no CORS headers."),
 ) -> None:
     """REST API (FastAPI): POST /v1/rate, POST /v1/rate/batch, GET /v1/model, GET /healthz."""
-    from .api import main
+    from .api import serve as run_server
 
-    main(host=host, port=port, model=model)
+    settings = Settings(max_bytes=max_bytes, max_seconds=max_seconds, max_batch=max_batch, max_concurrent=max_concurrent,
+                        max_queue=max_queue, timeout=timeout, api_key=api_key or None, cors_origins=tuple(cors_origins))
+    try:
+        run_server(host, port, model, settings)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()

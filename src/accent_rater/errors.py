@@ -4,6 +4,11 @@ API) and an HTTP status for the API."""
 from __future__ import annotations
 
 
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The one JSON shape of an error: the REST API's error body and the CLI's ``--json`` error rows."""
+    return {"error": {"code": code, "message": message}}
+
+
 class AudioError(ValueError):
     """Base class: the input cannot be rated. ``str(err)`` is a message meant for the user."""
 
@@ -14,6 +19,10 @@ class AudioError(ValueError):
     def __str__(self) -> str:
         msg = super().__str__()
         return f"{msg}. {self.hint}" if self.hint else msg
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """``{"error": {"code": ..., "message": ...}}`` (see ``error_body``)."""
+        return error_body(self.code, str(self))
 
 
 class NotAudioError(AudioError):
@@ -54,3 +63,15 @@ class TooLittleSpeechError(AudioError):
     code = "too_little_speech"
     http_status = 422
     hint = "Record at least a few sentences; reading the passage takes about 25 s"
+
+
+class RequestError(Exception):
+    """A REST API request that cannot be served (malformed body, too many files, busy, timeout...),
+    with its HTTP status, a stable code and optional response headers (e.g. ``Retry-After``)."""
+
+    def __init__(self, http_status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.http_status, self.code, self.headers = http_status, code, headers
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        return error_body(self.code, str(self))

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -38,39 +38,55 @@ L1_UNSURE_BELOW = 0.4  # top first-language probability under this -> l1_guess "
 BANDS: tuple[tuple[float, str], ...] = ((0.6, "native-like"), (0.0, "light accent"), (-0.5, "noticeable accent"), (-1.0, "strong accent"))
 
 
+# The ``Annotated`` descriptions below are the documentation of every field, and the REST API's
+# response schema is generated from them (``schemas.py``): a field added here appears there.
+class Segment(NamedTuple):
+    """One rated window of the recording."""
+
+    start_s: Annotated[float, "Window start, in seconds of the original recording"]
+    end_s: Annotated[float, "Window end, in seconds of the original recording"]
+    p_native: Annotated[float, "Calibrated P(native-sounding) for this window"]
+
+
+class L1Guess(NamedTuple):
+    """One first language of the first-language guess."""
+
+    language: Annotated[str, "A first language the model knows (lower case English name)"]
+    p: Annotated[float, "P(this first language | the accent is not native-sounding), 0..1"]
+
+
 @dataclass(frozen=True)
 class AccentResult:
-    """How native an accent sounds, for one recording.
+    """How native the accent in one recording sounds. It rates accent only, not intelligibility,
+    fluency or English proficiency."""
 
-    ``p_native`` is the calibrated probability that a listener-labelled native English speaker
-    produced the speech (shifted to the deployment prior if one was given); ``score`` is
-    ``round(100 * p_native)``; ``band`` names the range around the threshold (see ``BANDS``); ``segments`` are
-    (start_s, end_s, p_native) for each 7 s window, in seconds of the original recording. It rates
-    accent only — not intelligibility, fluency or English proficiency.
-    """
-
-    p_native: float
-    label: str  # "native" | "non_native"
-    score: int
-    band: str
-    borderline: bool
-    threshold: float
-    speech_seconds: float
-    duration_seconds: float
-    segments: list[tuple[float, float, float]]
-    model: str
-    warnings: list[str] = field(default_factory=list)
-    # First-language guess (a guess about the accent, never about the person): up to 3
-    # (language, p) among the model's languages (``L1_LANGUAGES`` of its bundle), most likely first;
-    # empty when the speech is rated native or the model has no L1 head.
-    l1: list[tuple[str, float]] = field(default_factory=list)
-    l1_guess: str = ""  # the top language, "unsure" when its probability is below L1_UNSURE_BELOW, "" when l1 is empty
+    p_native: Annotated[float, "Calibrated probability that a listener-labelled native English speaker produced the "
+                        "speech (0..1), shifted to the deployment prior when one was given"]
+    label: Annotated[Literal["native", "non_native"], '"native" when p_native >= threshold, else "non_native"']
+    score: Annotated[int, "round(100 * p_native)"]
+    band: Annotated[str, "native-like | light accent | noticeable accent | strong accent: the range of p_native "
+                    "around the threshold"]
+    borderline: Annotated[bool, f"p_native is within {BORDERLINE_MARGIN:.2f} of the threshold"]
+    threshold: Annotated[float, "Decision threshold applied to p_native"]
+    speech_seconds: Annotated[float, "Seconds of speech found by voice-activity detection"]
+    duration_seconds: Annotated[float, "Length of the recording in seconds"]
+    segments: Annotated[list[Segment], "Per-window ratings in seconds of the original recording"]
+    model: Annotated[str, "Model name and version"]
+    warnings: Annotated[list[str], "Notes on the input that make the rating less reliable (little speech, clipping, "
+                        "low level, narrowband, or a recording unlike the training recordings)"] = field(default_factory=list)
+    l1: Annotated[list[L1Guess], "First-language guess: up to 3 languages with their probability, most likely first. "
+                  "A guess about the accent, never about a person. Empty when the speech is rated native or the "
+                  "model has no first-language guess."] = field(default_factory=list)
+    l1_guess: Annotated[str, 'The most likely first language of the accent, or "unsure" when its probability is '
+                        f'below {L1_UNSURE_BELOW}; "" when `l1` is empty. A guess about the accent, never about '
+                        "a person."] = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form every surface returns: segments and first languages as objects, rounded."""
         d = asdict(self)
-        d["segments"] = [{"start_s": round(a, 2), "end_s": round(b, 2), "p_native": round(p, 4)} for a, b, p in self.segments]
+        d["segments"] = [Segment(round(a, 2), round(b, 2), round(p, 4))._asdict() for a, b, p in self.segments]
         d["p_native"] = round(self.p_native, 4)
-        d["l1"] = [{"language": lang, "p": round(p, 4)} for lang, p in self.l1]
+        d["l1"] = [L1Guess(lang, round(p, 4))._asdict() for lang, p in self.l1]
         return d
 
 
@@ -179,14 +195,14 @@ class Rater:
             return per @ np.asarray(fusion["coef"]) + fusion["intercept"]
         return per[:, 0]
 
-    def l1_guess(self, feats: Any) -> list[tuple[str, float]]:
+    def l1_guess(self, feats: Any) -> list[L1Guess]:
         """Top-3 first languages other than English, P(language | not English)."""
         if self._l1 is None:
             return []
         probs = self._l1.proba(feats)
         keep = [(c, float(q)) for c, q in zip(self._l1.classes, probs) if c != "english"]
         total = sum(q for _, q in keep) or 1.0
-        return sorted(((c, q / total) for c, q in keep), key=lambda t: -t[1])[:3]
+        return sorted((L1Guess(c, q / total) for c, q in keep), key=lambda t: -t.p)[:3]
 
     def novelty(self, feats: Any) -> float | None:
         """How unlike the training recordings the input is, relative to the bundle's threshold
@@ -218,7 +234,7 @@ class Rater:
             threshold=self.threshold,
             speech_seconds=round(feats.speech_seconds, 2),
             duration_seconds=round(feats.duration_seconds, 2),
-            segments=[(float(a), float(b), float(q)) for (a, b), q in zip(feats.spans, seg_p)],
+            segments=[Segment(float(a), float(b), float(q)) for (a, b), q in zip(feats.spans, seg_p)],
             model=self.name,
             warnings=list(warnings or []),
             l1=l1,
