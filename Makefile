@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -U pip setuptools wheel
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[train,serve,dev]"
+	$(PIP) -e ".[train,serve,dev,scale]"
 	$(PIP) webrtcvad-wheels && $(PIP) --no-deps resemblyzer
 	touch $(STAMP)
 

@@ -147,12 +147,13 @@ def test_fast_model_rates_cached_features_as_it_serves(tmp_path: Path) -> None:
     float32 features with the bundle's ONNX encoder. Through the whole fast bundle (members, stacker,
     calibrator) the two give the same p_native within 1e-3, per recording and per segment (measured
     on these 8 clips: at most 9e-5 per recording, 3e-4 per segment)."""
+    from accent_rater.engine import Engine
     from accent_rater.rater import Rater
 
     rater = Rater("fast")
     clips = sorted((Path(__file__).parent / "fixtures").glob("*.flac")) + sorted(
         (Path(__file__).parents[1] / "src" / "accent_rater" / "assets" / "samples").glob("*.opus"))
-    assert features.build_cache([(p.stem, str(p)) for p in clips], tmp_path, workers=1) == {}
+    assert features.build_cache([(p.stem, str(p)) for p in clips], tmp_path, Engine(1)) == {}
     cached = features.load_cache([p.stem for p in clips], tmp_path)
     assert cached[clips[0].stem].mels.dtype == np.float16  # the training path really is float16
     for clip in clips:

@@ -1,4 +1,4 @@
-"""Command line: ``accent-rater rate | train | evaluate | eda | ui | serve``."""
+"""Command line: ``accent-rater rate | batch | train | evaluate | eda | ui | serve``."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="How native d
 
 def _audio_files(inputs: List[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand directories (recursively) into audio files; missing paths are reported, not dropped."""
+    from .batch import audio_files
+
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
     for p in inputs:
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in audio.AUDIO_EXTENSIONS)
+            found = audio_files(p)
             if not found:
                 missing.append((p, "directory contains no audio files"))
             files += found
@@ -54,7 +56,8 @@ def rate(
     from rich.table import Table
     from tqdm import tqdm
 
-    from .errors import AudioError, error_body
+    from .batch import rate_row
+    from .errors import error_body
     from .rater import Rater
 
     err = Console(stderr=True)
@@ -73,19 +76,9 @@ def rate(
         torch.set_num_threads(1)
     rows: list[dict] = [{"path": str(p), **error_body("not_found", why)} for p, why in missing]
 
-    def one(path: Path) -> dict:
-        try:
-            return {"path": str(path), **rater.rate(path).to_dict()}
-        except AudioError as exc:
-            return {"path": str(path), **exc.to_dict()}
-        except FileNotFoundError as exc:
-            return {"path": str(path), **error_body("not_found", str(exc))}
-        except Exception as exc:  # a bad file never stops a batch
-            return {"path": str(path), **error_body("internal", f"{type(exc).__name__}: {exc}")}
-
     # the model is loaded once; onnxruntime and numpy release the GIL, so threads use every core
     with ThreadPoolExecutor(jobs) as pool:
-        results = pool.map(one, files)  # keeps input order
+        results = pool.map(lambda p: rate_row(rater, p, str(p)), files)  # keeps input order
         rows += list(tqdm(results, total=len(files), desc="rating", unit="file", disable=len(files) <= 3, file=sys.stderr))
     if json_out:
         for row in rows:
@@ -151,6 +144,35 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             w.writerow(flat)
 
 
+RAY_HELP = "Run on Ray Data: 'auto' (the running cluster), HOST:PORT, or 'local' (start a local Ray). Default: a local process pool."
+
+
+@app.command()
+def batch(
+    source: Path = typer.Argument(..., exists=True, help="A folder (walked), a CSV / Parquet manifest with a path column, or Hugging Face parquet shards."),
+    out: Path = typer.Option(..., "--out", "-o", help="results.parquet, or results.jsonl for JSON lines."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Worker processes or Ray actors, one model each. Default: one per CPU."),
+    cpus: int = typer.Option(1, "--cpus-per-worker", min=1, help="CPUs (onnxruntime threads) per worker."),
+    resume: bool = typer.Option(False, "--resume", help="Skip the inputs already in --out (after a crash or an interruption)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Decision threshold on p_native."),
+    prior: Optional[float] = typer.Option(None, "--prior", min=0.0, max=1.0, help="Share of native speakers where you deploy (shifts p_native)."),
+    max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
+) -> None:
+    """Rate a whole corpus into one table (a row per input, failures included), resumable, on this
+    machine's cores or a Ray cluster. Same numbers as `rate --json`."""
+    from .batch import run_batch, rater_options
+    from .engine import Engine
+
+    try:
+        summary = run_batch(source, out, Engine(workers, ray, cpus), rater_options(model, threshold, prior, max_seconds, cpus), resume=resume)
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError, ConnectionError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{out}: {summary.text()}", err=True)
+
+
 @app.command()
 def train(
     config: Path = typer.Option(..., "--config", exists=True, dir_okay=False, help="Experiment file, e.g. configs/default.toml."),
@@ -159,13 +181,14 @@ def train(
     max_speakers: Optional[int] = typer.Option(None, help="Use a stratified subset (quick runs)."),
     bundle_dir: Optional[str] = typer.Option(None, "--bundle", help="Export the model here."),
     resume: bool = typer.Option(True, "--resume/--fresh", help="Reuse finished folds in the run directory."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Build the training feature cache on Ray Data: 'auto', HOST:PORT or 'local' (the cache folder must be shared by every node)."),
 ) -> None:
     """Cross-validate, fuse, calibrate, report and (optionally) export a model."""
     import shutil
 
     from .train import Config, run
 
-    cfg = Config.load(config, corpus=corpus, out_dir=out_dir, max_speakers=max_speakers, bundle_dir=bundle_dir)
+    cfg = Config.load(config, corpus=corpus, out_dir=out_dir, max_speakers=max_speakers, bundle_dir=bundle_dir, ray=ray)
     if not resume and Path(cfg.out_dir).exists():
         shutil.rmtree(cfg.out_dir)
     summary = run(cfg)

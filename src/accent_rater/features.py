@@ -7,7 +7,6 @@ training and serving cannot drift apart.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from . import audio
+from .engine import Engine, run_map
 from .errors import AudioError
 from .backbones import speaker
 
@@ -157,40 +157,28 @@ def _extract_one(key: str, path: str, cache_dir: str) -> tuple[str, str | None]:
         return key, f"{exc.code}: {exc}"
 
 
-def build_cache(items: Sequence[tuple[str, str]], cache_dir: Path, workers: int | None = None) -> dict[str, str]:
-    """Extract features for (key, path) items into ``cache_dir`` (one .npz each), in parallel over
-    cores, with a progress bar; items already cached are skipped, so an interrupted run resumes.
+def build_cache(items: Sequence[tuple[str, str]], cache_dir: Path, engine: Engine | None = None) -> dict[str, str]:
+    """Extract features for (key, path) items into ``cache_dir`` (one .npz each), in parallel on
+    ``engine`` (see ``_run_pool``), with a progress bar; items already cached are skipped, so an interrupted run resumes.
     Returns {key: error message} for recordings that could not be used."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(k, p, str(cache_dir)) for k, p in items if not cache_path(cache_dir, k).exists()]
-    return _run_pool(_extract_one, todo, workers, "features")
+    todo = [(k, p, str(cache_dir.resolve())) for k, p in items if not cache_path(cache_dir, k).exists()]
+    return _run_pool(_extract_one, todo, engine, "features")
 
 
-def _run_pool(fn, todo: Sequence[tuple], workers: int | None, desc: str) -> dict[str, str]:
-    """``fn(*args) -> (key, error or None)`` for every args tuple, in worker processes (or inline for
-    one worker), with a progress bar; returns {key: error}."""
+def _run_pool(fn, todo: Sequence[tuple], engine: Engine | None, desc: str) -> dict[str, str]:
+    """``fn(*args) -> (key, error or None)`` for every args tuple on ``engine`` (default: a local
+    process per core; Ray with ``Engine(ray=...)``, where ``cache_dir`` must be storage every node
+    shares), with a progress bar; returns {key: error}."""
     from tqdm import tqdm
 
     errors: dict[str, str] = {}
-    if not todo:
-        return errors
-    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
-    bar = tqdm(total=len(todo), desc=desc, unit="rec", mininterval=10)
-    if workers == 1:
-        results = (fn(*args) for args in todo)
-    else:
-        pool = ProcessPoolExecutor(workers)
-        results = (fut.result() for fut in as_completed([pool.submit(fn, *args) for args in todo]))
-    try:
-        for k, err in results:
+    with tqdm(total=len(todo), desc=desc, unit="rec", mininterval=10, disable=not todo) as bar:
+        for k, err in run_map(engine or Engine(), fn, todo):
             if err:
                 errors[k] = err
             bar.update()
-    finally:
-        if workers > 1:
-            pool.shutdown()
-        bar.close()
     return errors
 
 
@@ -234,11 +222,11 @@ def degrade(wav: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def build_whisper_cache(items: Sequence[tuple[str, str, str | None, int]], cache_dir: Path, encoder_path: Path,
-                        workers: int | None = None, keep_frames: bool = False, window_s: float = audio.CHUNK_SECONDS) -> dict[str, str]:
+                        engine: Engine | None = None, keep_frames: bool = False, window_s: float = audio.CHUNK_SECONDS) -> dict[str, str]:
     """Whisper features for (key, path, augmentation kind or None, seed) items, one .npz per key in
     ``cache_dir``, resumable like ``build_cache``. Returns {key: error message}."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(k, p, str(cache_dir), str(encoder_path), kind, seed, keep_frames, window_s)
+    todo = [(k, p, str(cache_dir.resolve()), str(Path(encoder_path).resolve()), kind, seed, keep_frames, window_s)
             for k, p, kind, seed in items if not cache_path(cache_dir, k).exists()]
-    return _run_pool(_whisper_one, todo, workers, f"whisper features ({Path(encoder_path).stem})")
+    return _run_pool(_whisper_one, todo, engine, f"whisper features ({Path(encoder_path).stem})")

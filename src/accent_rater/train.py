@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import audio, data, features
+from .engine import Engine
 from .features import Features
 from .models import Family, family_class, get_family
 
@@ -46,7 +47,8 @@ class Config:
     primary: str = ""  # model to bundle/calibrate; default: fusion if enabled else the first model
     out_dir: str = ""
     bundle_dir: str = ""  # export the primary model here ("" = do not export)
-    workers: int = 0
+    workers: int = 0  # feature extraction: worker processes or Ray actors (0 = one per CPU)
+    ray: str = ""  # "" = a local process pool; "local", "auto" or HOST:PORT = Ray Data (engine.py)
     # Input features: "mels" (log-mels + resemblyzer + prosody, ``features.Features``) or
     # "whisper-<size>" (the frozen Whisper encoder's pooled states, ``backbones.whisper.WhisperFeatures``).
     features: str = "whisper-tiny.en"
@@ -56,6 +58,11 @@ class Config:
     # First-language head (whisper features only; {} = none): ``models.whisper_heads.L1Head`` parameters.
     l1: dict[str, Any] = field(default_factory=lambda: {"method": "lda", "layers": [3, 4], "n_components": 128})
     window_seconds: float = audio.CHUNK_SECONDS  # Whisper windows; 30 = each reading encoded (almost) whole
+
+    @property
+    def engine(self) -> Engine:
+        """Where the feature caches are built."""
+        return Engine(self.workers or None, self.ray or None)
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Config":
@@ -159,7 +166,7 @@ def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Re
     corpus = Path(cfg.corpus).name
     if cfg.features == "mels":
         cache_dir = Path(cfg.cache) / corpus
-        errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, workers=cfg.workers or None)
+        errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
         load = lambda keys: features.load_cache(keys, cache_dir)  # noqa: E731
     elif cfg.features.startswith("whisper-"):
         from .backbones import whisper
@@ -169,7 +176,7 @@ def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Re
         cache_dir = Path(cfg.cache).parent / "whisper" / f"{size}{suffix}" / corpus
         items = [(r.speaker_id, r.path, None, 0) for r in recs]
         items += [(f"{r.speaker_id}__aug{c}", r.path, augment_kind(r.speaker_id, c), c + 1) for r in recs for c in range(cfg.augment_copies)]
-        errors = features.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), workers=cfg.workers or None,
+        errors = features.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), engine=cfg.engine,
                                               window_s=cfg.window_seconds)
         load = lambda keys: {k: whisper.WhisperFeatures.load(features.cache_path(cache_dir, k)) for k in keys  # noqa: E731
                              if features.cache_path(cache_dir, k).exists()}
@@ -484,7 +491,7 @@ def leakage_demo(cfg: Config, spec: dict[str, Any], test_size: float = 0.2) -> d
     if cfg.max_speakers:
         recs = stratified_subset(recs, cfg.max_speakers, cfg.seed)
     cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
-    errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, workers=cfg.workers or None)
+    errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
     recs = [r for r in recs if r.speaker_id not in errors]
     fmap = features.load_cache([r.speaker_id for r in recs], cache_dir)
     feats = [fmap[r.speaker_id] for r in recs]
