@@ -24,7 +24,7 @@ from torch import nn
 
 from accent_rater import data
 from accent_rater.backbones import whisper
-from accent_rater.evaluate import choose_threshold
+from accent_rater.calibration import choose_threshold
 from accent_rater.models.whisper_heads import WhisperFamily
 
 

@@ -29,8 +29,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from accent_rater import data, features
 from accent_rater.backbones import whisper
-from accent_rater.calibration import Calibrator
-from accent_rater.evaluate import choose_threshold
+from accent_rater.calibration import Calibrator, choose_threshold
 from accent_rater.models import get_family
 from accent_rater.models.whisper_heads import Novelty, layer_rows
 from accent_rater.train import Config, augment_kind, family_params, member_name

@@ -1,4 +1,4 @@
-"""Loaders, the native rule, speaker-disjoint splits and the EDA report (accent_rater.data / .eda)."""
+"""Loaders, the native rule, speaker groups, speaker-disjoint splits and the EDA report (accent_rater.data / .eda)."""
 
 from __future__ import annotations
 
@@ -230,6 +230,16 @@ def test_manifest_csv_round_trip(saa, tmp_path):
     assert path.read_text().splitlines()[0] == ",".join(data.MANIFEST_FIELDS)
 
 
+# --- speaker groups ---------------------------------------------------------------------------------
+def test_age_band_and_variety():
+    assert [data.age_band(a) for a in (6, 24.9, 25, 44, 45, 64, 65, 90, None, float("nan"), "x")] == \
+        ["<25", "<25", "25-44", "25-44", "45-64", "45-64", "65+", "65+", "unknown", "unknown", "unknown"]
+    assert [data.native_variety(c) for c in ("usa", "United States", "England", "uk", "canada", "Australia",
+                                           "ireland", "us virgin islands", "jamaica", None, float("nan"))] == \
+        ["USA", "USA", "UK", "UK", "Canada", "Australia", "Ireland", "other", "other", "other", "other"]
+
+
+
 # --- splits -----------------------------------------------------------------------------------------
 def test_speaker_folds_real(saa):
     recs = saa.recordings
@@ -253,8 +263,8 @@ def test_speaker_folds_keep_multi_recording_speakers_together():
         data.speaker_folds(recs[:3], k=2)
 
 
-def test_train_val_test_split_real(saa, tmp_path):
-    splits = data.train_val_test_split(saa.recordings, val=0.15, test=0.15, seed=0)
+def test_split_speakers_real(saa, tmp_path):
+    splits = data.split_speakers(saa.recordings, val=0.15, test=0.15, seed=0)
     data.assert_disjoint(splits)
     assert sum(len(v) for v in splits.values()) == 875
     assert set().union(*map(set, splits.values())) == set(saa.speakers)
@@ -264,9 +274,33 @@ def test_train_val_test_split_real(saa, tmp_path):
         assert abs(np.mean([label[s] == NATIVE for s in ids]) - 435 / 875) < 0.02
     path = data.write_splits(tmp_path / "splits.json", splits)
     assert data.read_splits(path) == splits
-    assert data.train_val_test_split(saa.recordings, seed=0) == splits
-    assert data.train_val_test_split(saa.recordings, seed=1) != splits
+    assert data.split_speakers(saa.recordings, seed=0) == splits
+    assert data.split_speakers(saa.recordings, seed=1) != splits
     assert len(data.select(saa.recordings, splits["test"])) == len(splits["test"])
+    with pytest.raises(ValueError, match="val \\+ test < 1"):
+        data.split_speakers(saa.recordings, val=0.5, test=0.5)
+
+
+def test_split_speakers_keeps_speakers_whole_and_validates_each_label():
+    """The early-stopping split (test=0): a speaker's recordings stay on one side, and even a tiny
+    fraction puts at least one speaker of each label in validation."""
+    recs = [Recording(f"s{i}", f"/a/s{i}_{j}.wav", NATIVE if i % 2 else NON_NATIVE) for i in range(10) for j in range(3)]
+    splits = data.split_speakers(recs, val=0.01, test=0.0, seed=4)
+    assert splits["test"] == [] and len(splits["val"]) == 2
+    assert {int(s[1:]) % 2 for s in splits["val"]} == {0, 1}
+    val = data.select(recs, splits["val"])
+    assert len(val) == 6 and {r.speaker_id for r in val} == set(splits["val"])
+
+
+def test_speaker_subset_is_balanced_seeded_and_keeps_speakers_whole(saa):
+    sub = data.speaker_subset(saa.recordings, 120, seed=0)
+    assert len(sub) == 120 and sum(r.label == NATIVE for r in sub) == 60
+    assert data.speaker_subset(saa.recordings, 120, seed=0) == sub
+    assert {r.speaker_id for r in data.speaker_subset(saa.recordings, 120, seed=1)} != {r.speaker_id for r in sub}
+    recs = [Recording(f"s{i}", f"/a/s{i}_{j}.wav", NATIVE if i < 3 else NON_NATIVE) for i in range(12) for j in range(2)]
+    small = data.speaker_subset(recs, 10, seed=0)  # 5 per label asked, only 3 natives exist
+    assert sum(r.label == NATIVE for r in small) == 6 and sum(r.label == NON_NATIVE for r in small) == 10
+    assert all(sum(r.speaker_id == s.speaker_id for r in small) == 2 for s in small)
 
 
 def test_assert_disjoint_names_the_leak(tmp_path):

@@ -75,7 +75,7 @@ def test_every_family_trains_and_predicts_out_of_fold(tiny_run) -> None:
 
 
 def test_report_is_written(tiny_run) -> None:
-    from accent_rater.evaluate import report_run
+    from accent_rater.report import report_run
 
     cfg, _, _ = tiny_run
     readme = report_run(cfg.out_dir, n_boot=50)
@@ -86,8 +86,8 @@ def test_report_is_written(tiny_run) -> None:
 def test_model_card_states_the_runs_numbers(tiny_run) -> None:
     import json
 
-    from accent_rater.evaluate import report_run
     from accent_rater.export import write_model_card
+    from accent_rater.report import report_run
 
     cfg, _, _ = tiny_run
     report_run(cfg.out_dir, n_boot=50)
@@ -101,6 +101,41 @@ def test_model_card_states_the_runs_numbers(tiny_run) -> None:
     n = json.loads((Path(cfg.out_dir) / "summary.json").read_text())["n_speakers"]
     assert "2-fold cross-validation" in card and f"Small data ({n} speakers)" in card  # the run's, not the default's
     assert "accent-rater train --config configs/tiny.toml" in card and "CC BY-NC-SA" in card
+
+
+def test_compare_command_stacks_every_member_combination(tiny_run) -> None:
+    """`accent-rater compare RUN` scores every stacking combination of the run's saved members; a
+    single member's ROC-AUC is that of its out-of-fold logits, and runs on other folds are refused."""
+    import csv
+    import itertools
+    import shutil
+    import subprocess
+    import sys
+
+    from sklearn.metrics import roc_auc_score
+
+    cfg, summary, tmp = tiny_run
+    cli = [sys.executable, "-m", "accent_rater", "compare"]
+    proc = subprocess.run([*cli, cfg.out_dir], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1] for line in proc.stdout.splitlines()[2:]}
+    members = summary["members"]
+    assert set(rows) == {" + ".join(c) for r in range(1, len(members) + 1) for c in itertools.combinations(sorted(members), r)}
+    run_dir = Path(cfg.out_dir)
+    folds = json.loads((run_dir / "folds.json").read_text())
+    fold = np.array(list(folds.values()))
+    label = {r["speaker_id"]: int(r["label"]) for r in csv.DictReader(open(run_dir / "predictions.csv"))}
+    y = np.array([label[s] for s in folds])
+    logits = np.zeros(len(y))
+    for k in np.unique(fold):
+        logits[fold == k] = np.load(run_dir / "folds" / f"fluency_fold{k}.npz")["logits"]
+    assert rows["fluency"].startswith(f"{roc_auc_score(y, logits):.3f} [")
+    other = tmp / "other_run"  # the same run with two speakers' folds swapped
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("report"))
+    s0, s1 = (next(s for s in folds if folds[s] == k) for k in (0, 1))
+    (other / "folds.json").write_text(json.dumps({**folds, s0: 1, s1: 0}))
+    proc = subprocess.run([*cli, cfg.out_dir, other], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "other speakers or folds" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_exported_bundle_serves_and_matches_pytorch(tiny_run) -> None:
@@ -217,14 +252,13 @@ def test_neural_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
 def test_group_weights_lift_rare_native_varieties(shared_data: Path) -> None:
     """Re-weighting counters the US majority among natives without changing the class balance."""
     from accent_rater import data
-    from accent_rater.evaluate import native_variety
     from accent_rater.train import group_weights
 
     recs = data.load_corpus(shared_data / "saa").recordings
     w = group_weights(recs, 0.5)
     native = np.array([r.label == "native" for r in recs])
     assert np.isclose(w[native].mean(), 1.0) and np.isclose(w[~native].mean(), 1.0)
-    variety = np.array([native_variety(r.country) if r.label == "native" else "" for r in recs])
+    variety = np.array([data.native_variety(r.country) if r.label == "native" else "" for r in recs])
     assert w[variety == "other"].min() > 2 * w[variety == "USA"].max()
     np.testing.assert_allclose(group_weights(recs, 0.0), 1.0)
 
@@ -304,7 +338,6 @@ def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
 
 
 def data_recordings(cfg: Config):
-    from accent_rater.data import load_corpus
-    from accent_rater.train import stratified_subset
+    from accent_rater.data import load_corpus, speaker_subset
 
-    return stratified_subset(load_corpus(cfg.corpus).recordings, cfg.max_speakers, cfg.seed)
+    return speaker_subset(load_corpus(cfg.corpus).recordings, cfg.max_speakers, cfg.seed)

@@ -1,7 +1,7 @@
 """Accent Rater: how native does an English accent sound? Offline, CPU-first.
 
 Pipeline: ``audio`` (decode, band limit, VAD, segments, log-mel) -> ``features`` (running the frozen
-pretrained ``backbones``) -> ``models`` -> ``train`` / ``evaluate`` -> serving (``rater``, ``cli``,
+pretrained ``backbones``) -> ``models`` -> ``train`` / ``report`` -> serving (``rater``, ``cli``,
 ``api``, ``ui``).
 
     from accent_rater import Rater
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `import accent_rater.data` (or .evaluate) must not pull in torch and onnxruntime.
+    # Lazy: `import accent_rater.data` (or .metrics, .report) must not pull in torch and onnxruntime.
     if name in ("Rater", "AccentResult"):
         from . import rater
 

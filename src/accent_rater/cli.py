@@ -1,4 +1,4 @@
-"""Command line: ``accent-rater rate | batch | train | evaluate | eda | ui | serve``."""
+"""Command line: ``accent-rater rate | batch | train | evaluate | compare | eda | ui | serve``."""
 
 from __future__ import annotations
 
@@ -253,17 +253,33 @@ def leakage(
 def evaluate(run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A training run directory.")) -> None:
     """Evaluation report of a training run (speaker- and segment-level metrics with bootstrap CIs,
     per-group errors, ROC / PR / reliability / confusion plots): RUN_DIR/report/README.md."""
-    from .evaluate import report_run
+    from .report import report_run
 
     path = report_run(run_dir)
     typer.echo(f"report: {path}")
 
 
 @app.command()
+def compare(runs: List[Path] = typer.Argument(..., exists=True, file_okay=False,
+                                             help="Training run directories on the same speakers and folds.")) -> None:
+    """Score every stacking combination of the runs' members from their saved out-of-fold logits
+    (nothing is retrained): ROC-AUC with a 95% speaker-bootstrap interval, and balanced accuracy at
+    a threshold chosen on the other folds. Prints a Markdown table."""
+    from .report import compare_members, members_table
+
+    try:
+        rows = compare_members(runs)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(members_table(rows))
+
+
+@app.command()
 def eda(
     dataset: str = typer.Argument(..., help="Corpus folder or manifest (saa layout, Kaggle layout, parquet, CSV, folder-per-label)."),
     out: Path = typer.Option(Path("reports/eda"), "--out"),
-    max_files: Optional[int] = typer.Option(None, help="Analyse the audio of at most this many files."),
+    max_files: Optional[int] = typer.Option(None, help="Analyse the audio of this many speakers only, half of each label."),
 ) -> None:
     """Exploratory report of a corpus: class balance, languages, durations, speech ratio, mel statistics."""
     from .eda import run_eda

@@ -43,14 +43,18 @@ Layouts (``load_corpus`` detects them in this order):
   skipped as unrecognised; an empty label with a native_language falls back to the native rule.
   ``recordings_to_csv`` writes this format (absolute paths), ``read_manifest`` reads it back.
 
-Splits are by speaker and stratified by label: ``speaker_folds`` (StratifiedGroupKFold) and
-``train_val_test_split``; ``write_splits`` / ``read_splits`` store ``{name: [speaker ids]}`` JSON.
+Splits are by speaker and stratified by label, one family: ``speaker_folds`` (StratifiedGroupKFold:
+the cross-validation folds), ``split_speakers`` (train / val / test speaker ids; with ``test=0`` the
+early-stopping split inside a fold) and ``speaker_subset`` (a class-balanced sample of speakers);
+``select`` picks a split's recordings, ``write_splits`` / ``read_splits`` store ``{name: [speaker
+ids]}`` JSON.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from collections import defaultdict
@@ -75,6 +79,17 @@ _NON_NATIVE_VALUES = {"non_native", "nonnative", "not_native", "0", "0.0", "fals
                       "non_english", "nonenglish", "l2", "foreign"}
 _CODEC_TOKEN = re.compile(r"^(mp3|opus|ogg|vorbis|wav|flac|aac|m4a|webm|amr|gsm|pcm|mulaw|alaw|"
                           r"\d+(k|kbps|khz|hz)|orig|original|raw)$")
+AGE_BANDS = ("<25", "25-44", "45-64", "65+", "unknown")
+VARIETIES = ("USA", "UK", "Canada", "Australia", "Ireland", "other")
+_VARIETY_ALIASES = {
+    "USA": ("usa", "us", "u.s.", "u.s.a.", "united states", "united states of america", "america"),
+    "UK": ("uk", "u.k.", "united kingdom", "great britain", "britain", "england", "scotland", "wales",
+           "northern ireland"),
+    "Canada": ("canada",),
+    "Australia": ("australia",),
+    "Ireland": ("ireland", "republic of ireland", "eire"),
+}
+_VARIETY_OF = {alias: v for v, aliases in _VARIETY_ALIASES.items() for alias in aliases}
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,25 @@ def speaker_key(item_id: str) -> str:
 def _language_prefix(speaker_id: str) -> str:
     m = re.match(r"[A-Za-z][A-Za-z \-']*", speaker_id)
     return m.group(0).rstrip(" -") if m else ""
+
+
+# --- speaker groups (reports, group weights) --------------------------------------------------
+def age_band(age) -> str:
+    """'<25', '25-44', '45-64', '65+' or 'unknown' (missing, NaN or negative)."""
+    try:
+        a = float(age)
+    except (TypeError, ValueError):
+        return "unknown"
+    if math.isnan(a) or a < 0:
+        return "unknown"
+    return "<25" if a < 25 else "25-44" if a < 45 else "45-64" if a < 65 else "65+"
+
+
+def native_variety(country) -> str:
+    """USA, UK, Canada, Australia, Ireland or 'other' (also for missing countries)."""
+    if country is None or (isinstance(country, float) and math.isnan(country)):
+        return "other"
+    return _VARIETY_OF.get(" ".join(str(country).strip().lower().split()), "other")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -474,26 +508,42 @@ def speaker_folds(recordings: Sequence[Recording], k: int = 5, seed: int = 0) ->
     return folds.tolist()
 
 
-def train_val_test_split(
+def _shuffled_speakers(recordings: Sequence[Recording], seed: int) -> dict[str, list[str]]:
+    """Per label (native first) its speakers in order of first appearance, shuffled by one seeded
+    generator: what ``split_speakers`` and ``speaker_subset`` cut from."""
+    rng = np.random.default_rng(seed)
+    labels = _speaker_labels(recordings)
+    out: dict[str, list[str]] = {}
+    for label in LABELS:
+        ids = [sid for sid, lab in labels.items() if lab == label]
+        out[label] = [ids[i] for i in rng.permutation(len(ids))]
+    return out
+
+
+def split_speakers(
     recordings: Sequence[Recording], val: float = 0.15, test: float = 0.15, seed: int = 0
 ) -> dict[str, list[str]]:
     """Speaker ids for train / val / test, stratified by label: within each label the shuffled
-    speakers give round(n*test) to test, round(n*val) to val, the rest to train."""
+    speakers give round(n*test) to test, then round(n*val) to val (at least one each when its
+    fraction is above 0), the rest to train. ``test=0`` is the inner split for early stopping."""
     if val < 0 or test < 0 or val + test >= 1:
         raise ValueError(f"need val, test >= 0 and val + test < 1, got val={val}, test={test}")
-    rng = np.random.default_rng(seed)
     out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    by_label: dict[str, list[str]] = defaultdict(list)
-    for sid, label in _speaker_labels(recordings).items():
-        by_label[label].append(sid)
-    for label in sorted(by_label):
-        ids = sorted(by_label[label])
-        ids = [ids[i] for i in rng.permutation(len(ids))]
-        n_test, n_val = int(round(len(ids) * test)), int(round(len(ids) * val))
+    for ids in _shuffled_speakers(recordings, seed).values():
+        n_test, n_val = (max(1, round(len(ids) * f)) if f > 0 else 0 for f in (test, val))
         out["test"] += ids[:n_test]
         out["val"] += ids[n_test:n_test + n_val]
         out["train"] += ids[n_test + n_val:]
     return {k: sorted(v) for k, v in out.items()}
+
+
+def speaker_subset(recordings: Sequence[Recording], n: int, seed: int = 0) -> list[Recording]:
+    """The recordings of ``n // 2`` shuffled speakers of each label (all of a label when it has
+    fewer), label by label in shuffled order: a class-balanced sample for quick runs and reports."""
+    by_speaker: dict[str, list[Recording]] = defaultdict(list)
+    for r in recordings:
+        by_speaker[r.speaker_id].append(r)
+    return [r for ids in _shuffled_speakers(recordings, seed).values() for sid in ids[: n // 2] for r in by_speaker[sid]]
 
 
 def assert_disjoint(splits: Mapping[str, Iterable[str]]) -> None:

@@ -3,9 +3,9 @@
 Metadata plots (speakers per class, languages, countries, durations) use every recording; audio
 statistics (7-s segments, speech/silence ratio, log-mel statistics) come from running each file
 through the real front-end (``audio.prepare`` -> ``audio.make_segments`` / ``audio.log_mel``), on
-all files or on ``max_files`` of them chosen class-balanced with a fixed seed. Files the
-front-end refuses (``AudioError``) or cannot find are listed in the report (so is any other
-exception a file raises, marked "unexpected": a long run is never lost to one file).
+all files or on those of ``max_files`` speakers, half of each label (``data.speaker_subset``,
+seed 0). Files the front-end refuses (``AudioError``) or cannot find are listed in the report (so is
+any other exception a file raises, marked "unexpected": a long run is never lost to one file).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import LABELS, NATIVE, NON_NATIVE, Recording
+from .data import LABELS, NATIVE, NON_NATIVE, Recording, speaker_subset
 
 log = logging.getLogger(__name__)
 _COLORS = {NATIVE: "#1f77b4", NON_NATIVE: "#ff7f0e"}
@@ -33,21 +33,6 @@ class _AudioStats:
     db_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(_DB_EDGES) - 1, np.int64))
     db_min: float = np.inf
     db_max: float = -np.inf
-
-
-def _pick(recordings: Sequence[Recording], max_files: int | None, seed: int = 0) -> list[Recording]:
-    """All recordings, or ``max_files`` taken round-robin from each label's shuffled list."""
-    if max_files is None or max_files >= len(recordings):
-        return list(recordings)
-    rng = np.random.default_rng(seed)
-    pools = [[r for r in recordings if r.label == lab] for lab in LABELS]
-    pools = [[p[i] for i in rng.permutation(len(p))] for p in pools]
-    out: list[Recording] = []
-    while len(out) < max_files:
-        for p in pools:
-            if p and len(out) < max_files:
-                out.append(p.pop())
-    return out
 
 
 def _analyse(recordings: Sequence[Recording]) -> _AudioStats:
@@ -141,7 +126,7 @@ def write_report(
     meta = pd.DataFrame([r.__dict__ for r in recordings])
     for col in ("native_language", "country", "sex"):
         meta[col] = meta[col].replace("", "(unknown)")
-    chosen = _pick(recordings, max_files)
+    chosen = list(recordings) if max_files is None or max_files >= len(recordings) else speaker_subset(recordings, max_files)
     st = _analyse(chosen)
     res = pd.DataFrame(st.rows, columns=["speaker_id", "label", "path", "duration", "speech", "segments"])
     md: list[str] = [f"# {title}", ""]

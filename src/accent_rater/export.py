@@ -291,7 +291,7 @@ def _corpus_counts(predictions: Path, model: str) -> tuple[Counter, Counter]:
     """Speakers of a run's predictions by native variety (natives) and by first language (non-natives)."""
     import csv
 
-    from .evaluate import native_variety
+    from .data import native_variety
 
     with open(predictions) as fh:
         rows = [r for r in csv.DictReader(fh) if r["model"] == model]

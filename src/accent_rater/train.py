@@ -1,8 +1,8 @@
 """Training: speaker-disjoint cross-validation of every configured family, stacking fusion,
 calibration, threshold choice, and export of the bundled model.
 
-    accent-rater train --config configs/default.toml          # what the bundled model came from
-    accent-rater train --config configs/exp3_optimized.toml   # the seed's recipes, as configs
+    accent-rater train --config configs/default.toml                      # what the bundled model came from
+    accent-rater train --config configs/experiments/exp3_optimized.toml   # the seed's recipe, as a config
 
 Everything is resumable: per-fold predictions and neural checkpoints are written to the run
 directory and reused when the same command runs again (``--resume`` is the default).
@@ -102,27 +102,6 @@ def family_params(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- cross-validation ------------------------------------------------------------------------------
-def inner_split(recs: Sequence[data.Recording], frac: float, seed: int) -> tuple[list[int], list[int]]:
-    """Speaker-disjoint, label-stratified train/validation indices for early stopping."""
-    rng = np.random.default_rng(seed)
-    val: list[int] = []
-    for label in ("native", "non_native"):
-        idx = [i for i, r in enumerate(recs) if r.label == label]
-        val += list(rng.permutation(idx)[: max(1, int(round(frac * len(idx))))])
-    val_set = set(val)
-    return [i for i in range(len(recs)) if i not in val_set], sorted(val_set)
-
-
-def stratified_subset(recs: Sequence[data.Recording], n: int, seed: int) -> list[data.Recording]:
-    """About ``n`` recordings with both labels equally represented (for quick runs and tests)."""
-    rng = np.random.default_rng(seed)
-    out: list[data.Recording] = []
-    for label in ("native", "non_native"):
-        group = [r for r in recs if r.label == label]
-        out += [group[i] for i in rng.permutation(len(group))[: n // 2]]
-    return out
-
-
 def fold_fingerprint(spec: dict[str, Any], seed: int, test_ids: Sequence[str], train_ids: Sequence[str]) -> str:
     """What a saved fold depends on: the member's spec, its seed and exactly which speakers it saw.
     A resumed run reuses a fold only when this matches, so an edited config never serves stale folds."""
@@ -139,9 +118,7 @@ def group_weights(recs: Sequence[data.Recording], power: float) -> np.ndarray:
     weighs about 2.6x a US speaker."""
     from collections import Counter
 
-    from .evaluate import native_variety
-
-    groups = [(r.label, native_variety(r.country) if r.label == "native" else r.native_language) for r in recs]
+    groups = [(r.label, data.native_variety(r.country) if r.label == "native" else r.native_language) for r in recs]
     size = Counter(groups)
     w = np.array([size[g] ** -power for g in groups], dtype=np.float64)
     for label in {g[0] for g in groups}:
@@ -205,7 +182,9 @@ def with_copies(recs, feats, y, weights, aug) -> tuple[list, list, np.ndarray, n
 def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndarray | None = None) -> tuple[Family, dict]:
     fam = get_family(spec["family"], **family_params(spec))
     if fam.neural:  # early stopping on a speaker-disjoint validation split
-        tr, va = inner_split(recs, float(spec.get("val_fraction", 0.15)), seed)
+        val = set(data.split_speakers(recs, val=float(spec.get("val_fraction", 0.15)), test=0.0, seed=seed)["val"])
+        tr = [i for i, r in enumerate(recs) if r.speaker_id not in val]
+        va = [i for i, r in enumerate(recs) if r.speaker_id in val]
         w = None if weights is None else weights[tr]
         info = fam.fit([feats[i] for i in tr], y[tr], [feats[i] for i in va], y[va], weights=w)
     else:
@@ -227,8 +206,7 @@ def check_members(cfg: Config) -> None:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Cross-validate every member, fuse, calibrate, report, and optionally export the bundle."""
-    from .calibration import Calibrator
-    from .evaluate import choose_threshold
+    from .calibration import Calibrator, choose_threshold, fit_stacker
 
     if cfg.bundle_dir and cfg.window_seconds != audio.CHUNK_SECONDS:
         raise ValueError(f"a bundle rates {audio.CHUNK_SECONDS:g} s windows; window_seconds = {cfg.window_seconds:g} is for experiments only")
@@ -241,7 +219,7 @@ def run(cfg: Config) -> dict[str, Any]:
         print(f"skipped {row}: {why}")
     recs = report.recordings
     if cfg.max_speakers:
-        recs = stratified_subset(recs, cfg.max_speakers, cfg.seed)
+        recs = data.speaker_subset(recs, cfg.max_speakers, cfg.seed)
     recs, feats, aug = load_features(cfg, recs)
     y = np.array([r.label == "native" for r in recs], dtype=int)
     fold_of = np.array(data.speaker_folds(recs, k=cfg.folds, seed=cfg.seed))
@@ -304,11 +282,11 @@ def run(cfg: Config) -> dict[str, Any]:
         oof_seg["fusion"] = [np.zeros(0)] * len(recs)
         for k in range(cfg.folds):
             te = fold_of == k
-            fold_stacker = _fit_stacker(M[~te], y[~te], None if sample_w is None else sample_w[~te])
+            fold_stacker = fit_stacker(M[~te], y[~te], None if sample_w is None else sample_w[~te])
             oof["fusion"][te] = fold_stacker.decision_function(M[te])
             for i in np.flatnonzero(te):  # segments too are fused by the stacker that never saw the speaker
                 oof_seg["fusion"][i] = np.stack([oof_seg[n][i] for n in names], 1) @ fold_stacker.coef_[0] + fold_stacker.intercept_[0]
-        stacker = _fit_stacker(M, y, sample_w)
+        stacker = fit_stacker(M, y, sample_w)
         weights = {"coef": stacker.coef_[0].tolist(), "intercept": float(stacker.intercept_[0])}
     else:
         weights = None
@@ -449,12 +427,6 @@ def fit_novelty(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
     return Novelty().fit(rows + [r for copies in aug_rows for _, r in copies])
 
 
-def _fit_stacker(M: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=1.0, max_iter=1000).fit(M, y, sample_weight=weights)
-
-
 def _write_predictions(out: Path, recs, fold_of, probs, seg_probs, y) -> None:
     import csv
 
@@ -489,7 +461,7 @@ def leakage_demo(cfg: Config, spec: dict[str, Any], test_size: float = 0.2) -> d
 
     recs = data.load_corpus(cfg.corpus).recordings
     if cfg.max_speakers:
-        recs = stratified_subset(recs, cfg.max_speakers, cfg.seed)
+        recs = data.speaker_subset(recs, cfg.max_speakers, cfg.seed)
     cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
     errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
     recs = [r for r in recs if r.speaker_id not in errors]

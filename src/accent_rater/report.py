@@ -1,24 +1,7 @@
-"""Evaluation report: metrics with speaker-bootstrap CIs, per-group error analysis, plots, Markdown.
-
-Input contract (written by ``train``): a recording-level predictions table with columns
-``speaker_id, label (1 = native, 0 = non_native), native_language, country, sex, age, model, fold,
-p_native`` - one row group per model - and optionally a segment-level table ``speaker_id, label,
-model, fold, p_native`` (one row per 7-s segment). Everything here is plain numpy / pandas /
-scikit-learn / scipy; plots use matplotlib's object API (Agg canvas, pyplot is never touched).
-
-Conventions
-- "native" is the positive class: a speaker is predicted native when ``p_native >= threshold``.
-- Speaker level: recording rows are averaged to one row per (model, speaker) first (a no-op when
-  each speaker has one recording, as in the Speech Accent Archive).
-- Confidence intervals are 95 % percentile intervals of a bootstrap over *speakers*; at segment
-  level a resampled speaker brings all of its segments. Point values are the full-data metrics.
-- P/R/F1 use ``zero_division = 0``; ROC-AUC / PR-AUC are NaN when a class is missing.
-- ECE: 15 equal-width bins on [0, 1], sum over bins of (bin share) * |mean label - mean p|.
-
-Public API: ``metrics``, ``ece``, ``bootstrap_ci``, ``wilson_ci``, ``speaker_table``,
-``choose_threshold``, ``nested_threshold_decisions``, ``age_band``, ``native_variety``,
-``group_errors``, ``fold_summary``, ``plot_*``, ``write_report`` and ``report_run`` (a training run
-directory -> report).
+"""Evaluation report of a training run: per-group error analysis, fold summary, plots, Markdown
+(``write_report``, ``report_run``, ``l1_report``), and ``compare_members`` (every stacking
+combination of saved members, ``accent-rater compare``). The metrics come from ``metrics``; plots
+use matplotlib's object API (Agg canvas, pyplot is never touched).
 """
 
 from __future__ import annotations
@@ -30,18 +13,12 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-METRICS = (
-    "accuracy", "balanced_accuracy", "roc_auc", "pr_auc",
-    "precision_native", "recall_native", "f1_native",
-    "precision_non_native", "recall_non_native", "f1_non_native",
-    "brier", "ece", "n", "n_native",
-)
-ECE_BINS = 15
-Z95 = 1.959963984540054
+from .calibration import nested_threshold_decisions
+from .data import AGE_BANDS, VARIETIES, age_band, native_variety
+from .metrics import ECE_BINS, as_arrays, bin_index, bootstrap_ci, ece, load_table, metrics, speaker_table, wilson_ci
+
 MIN_GROUP = 5  # groups smaller than this are never flagged
 FLAG_RATIO = 2.0  # flag: group error rate > FLAG_RATIO x the overall rate
-AGE_BANDS = ("<25", "25-44", "45-64", "65+", "unknown")
-VARIETIES = ("USA", "UK", "Canada", "Australia", "Ireland", "other")
 GROUP_VIEWS = ("native_language", "country", "sex", "age_band", "native_variety")
 _REPORT_VIEWS = ("native_language", "native_variety", "sex", "age_band")
 _VIEW_TITLES = {
@@ -51,225 +28,6 @@ _VIEW_TITLES = {
     "age_band": "Age band",
     "native_variety": "Native variety (native speakers only)",
 }
-_VARIETY_ALIASES = {
-    "USA": ("usa", "us", "u.s.", "u.s.a.", "united states", "united states of america", "america"),
-    "UK": ("uk", "u.k.", "united kingdom", "great britain", "britain", "england", "scotland", "wales",
-           "northern ireland"),
-    "Canada": ("canada",),
-    "Australia": ("australia",),
-    "Ireland": ("ireland", "republic of ireland", "eire"),
-}
-_VARIETY_OF = {alias: v for v, aliases in _VARIETY_ALIASES.items() for alias in aliases}
-_LABEL_STRINGS = {"native": 1, "1": 1, "true": 1, "english": 1, "non_native": 0, "non-native": 0,
-                  "nonnative": 0, "non native": 0, "0": 0, "false": 0}
-
-
-# --- point metrics -------------------------------------------------------------------------------
-def _as_arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y).astype(np.int64).ravel()
-    p = np.asarray(p, dtype=np.float64).ravel()
-    if y.shape != p.shape:
-        raise ValueError(f"y and p differ in length: {len(y)} vs {len(p)}")
-    if len(y) and not np.isin(y, (0, 1)).all():
-        raise ValueError("labels must be 0 (non_native) or 1 (native)")
-    if np.isnan(p).any():
-        raise ValueError("p_native contains NaN")
-    return y, p
-
-
-def _bin_index(p: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
-    """Equal-width bin of each probability; p = 1 goes to the last bin."""
-    return np.clip((np.clip(p, 0.0, 1.0) * n_bins).astype(np.int64), 0, n_bins - 1)
-
-
-def ece(y, p, n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error: sum_b (n_b / n) * |mean(y in b) - mean(p in b)|, equal-width bins."""
-    y, p = _as_arrays(y, p)
-    if len(y) == 0:
-        return float("nan")
-    b = _bin_index(p, n_bins)
-    diff = np.bincount(b, weights=y - p, minlength=n_bins)  # n_b * (mean y - mean p) per bin
-    return float(np.abs(diff).sum() / len(y))
-
-
-def metrics(y, p, threshold: float = 0.5) -> dict[str, float]:
-    """Threshold and ranking metrics of native-probabilities ``p`` against labels ``y`` (1 = native)."""
-    from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score,
-                                 brier_score_loss, precision_recall_fscore_support, roc_auc_score)
-
-    y, p = _as_arrays(y, p)
-    n, n_pos = len(y), int(y.sum())
-    if n == 0:
-        return {k: (0.0 if k in ("n", "n_native") else float("nan")) for k in METRICS}
-    pred = (p >= threshold).astype(np.int64)
-    both = 0 < n_pos < n
-    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=[1, 0], zero_division=0.0)
-    recalls = [rec[i] for i, present in enumerate((n_pos > 0, n_pos < n)) if present]
-    return {
-        "accuracy": float(accuracy_score(y, pred)),
-        # = sklearn's balanced_accuracy_score (mean recall over the classes present), without its warning
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else float(np.mean(recalls)),
-        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, p)) if n_pos > 0 else float("nan"),
-        "precision_native": float(prec[0]), "recall_native": float(rec[0]), "f1_native": float(f1[0]),
-        "precision_non_native": float(prec[1]), "recall_non_native": float(rec[1]),
-        "f1_non_native": float(f1[1]),
-        "brier": float(brier_score_loss(y, p, pos_label=1)) if both else float(np.mean((p - y) ** 2)),
-        "ece": ece(y, p),
-        "n": float(n),
-        "n_native": float(n_pos),
-    }
-
-
-# --- vectorised bootstrap ------------------------------------------------------------------------
-def _safe_div(a: np.ndarray, b: np.ndarray, empty: float = 0.0) -> np.ndarray:
-    out = np.full(np.broadcast(a, b).shape, empty, dtype=np.float64)
-    np.divide(a, b, out=out, where=b > 0)
-    return out
-
-
-def _weighted_metrics(y: np.ndarray, p: np.ndarray, threshold: float, W: np.ndarray) -> dict[str, np.ndarray]:
-    """The metrics of ``metrics`` for each row of integer weights ``W`` (B x n): resampling with
-    replacement is exactly "each sample counted W[b, i] times", so no per-resample Python loop."""
-    W = W.astype(np.float64)
-    yf = y.astype(np.float64)
-    pred = (p >= threshold).astype(np.float64)
-    tot = W.sum(1)
-    P = W @ yf
-    N = tot - P
-    tp = W @ (yf * pred)
-    fp = W @ ((1 - yf) * pred)
-    fn = P - tp
-    tn = N - fp
-    out: dict[str, np.ndarray] = {}
-    out["accuracy"] = _safe_div(tp + tn, tot, np.nan)
-    rec_pos, rec_neg = _safe_div(tp, P, np.nan), _safe_div(tn, N, np.nan)
-    out["balanced_accuracy"] = np.nanmean(np.stack([rec_pos, rec_neg]), axis=0) if len(W) else rec_pos
-    out["precision_native"] = _safe_div(tp, tp + fp)
-    out["recall_native"] = _safe_div(tp, P)
-    out["f1_native"] = _safe_div(2 * tp, 2 * tp + fp + fn)
-    out["precision_non_native"] = _safe_div(tn, tn + fn)
-    out["recall_non_native"] = _safe_div(tn, N)
-    out["f1_non_native"] = _safe_div(2 * tn, 2 * tn + fn + fp)
-    out["brier"] = _safe_div(W @ (p - yf) ** 2, tot, np.nan)
-    bins = _bin_index(p)
-    onehot = np.zeros((len(p), ECE_BINS))
-    onehot[np.arange(len(p)), bins] = yf - p
-    out["ece"] = _safe_div(np.abs(W @ onehot).sum(1), tot, np.nan)
-
-    # ranking metrics over the distinct scores, highest first (ties form one ROC / PR step)
-    order = np.argsort(-p, kind="mergesort")
-    ps = p[order]
-    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
-    Ws = W[:, order]
-    tps = np.cumsum(np.add.reduceat(Ws * yf[order], starts, axis=1), axis=1)
-    fps = np.cumsum(np.add.reduceat(Ws * (1 - yf[order]), starts, axis=1), axis=1)
-    tps0 = np.concatenate([np.zeros((len(W), 1)), tps], 1)
-    fps0 = np.concatenate([np.zeros((len(W), 1)), fps], 1)
-    area = (np.diff(fps0, axis=1) * (tps0[:, 1:] + tps0[:, :-1]) / 2).sum(1)
-    out["roc_auc"] = np.where((P > 0) & (N > 0), _safe_div(area, P * N, np.nan), np.nan)
-    prec = _safe_div(tps, tps + fps)
-    out["pr_auc"] = np.where(P > 0, _safe_div((np.diff(tps0, axis=1) * prec).sum(1), P, np.nan), np.nan)
-    out["n"] = tot
-    out["n_native"] = P
-    return out
-
-
-def bootstrap_ci(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0, groups=None,
-                 alpha: float = 0.05) -> dict[str, tuple[float, float, float]]:
-    """``{metric: (point, lo, hi)}``: full-data value and the 95 % percentile interval of ``n_boot``
-    resamples of speakers. Without ``groups`` each row is a speaker; with ``groups`` (speaker id per
-    row, e.g. segment rows) the speakers are resampled and each brings all of its rows."""
-    y, p = _as_arrays(y, p)
-    point = metrics(y, p, threshold)
-    if groups is None:
-        gidx, n_groups = np.arange(len(y)), len(y)
-    else:
-        groups = np.asarray(groups)
-        if len(groups) != len(y):
-            raise ValueError("groups must have one entry per row")
-        _, gidx = np.unique(groups, return_inverse=True)
-        gidx = gidx.ravel()
-        n_groups = int(gidx.max()) + 1 if len(gidx) else 0
-    if n_groups == 0 or n_boot <= 0:
-        return {k: (v, float("nan"), float("nan")) for k, v in point.items()}
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, 2_000_000 // max(1, len(y))))  # bounds memory at a few tens of MB
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in METRICS}
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=b)
-        for k, v in _weighted_metrics(y, p, threshold, counts[:, gidx]).items():
-            parts[k].append(v)
-        done += b
-    out = {}
-    for k in METRICS:
-        vals = np.concatenate(parts[k])
-        if np.isnan(vals).all():
-            lo = hi = float("nan")
-        else:
-            lo, hi = (float(v) for v in np.nanpercentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
-        out[k] = (point[k], lo, hi)
-    return out
-
-
-def wilson_ci(k: int | float, n: int | float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n (NaNs when n = 0)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    ph = k / n
-    denom = 1 + z * z / n
-    centre = (ph + z * z / (2 * n)) / denom
-    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / denom
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    return (0.0 if k <= 0 else min(lo, ph)), (1.0 if k >= n else max(hi, ph))
-
-
-# --- tables --------------------------------------------------------------------------------------
-def load_table(table):
-    """A DataFrame as given, or read from a CSV / parquet path; ``label`` normalised to 0/1 ints."""
-    import pandas as pd
-
-    df = table.copy() if isinstance(table, pd.DataFrame) else (
-        pd.read_parquet(table) if str(table).endswith(".parquet") else pd.read_csv(table))
-    for col in ("speaker_id", "label", "model", "p_native"):
-        if col not in df.columns:
-            raise ValueError(f"predictions table lacks column {col!r} (has {list(df.columns)})")
-    df["label"] = _labels(df["label"])
-    df["speaker_id"] = df["speaker_id"].astype(str)
-    df["model"] = df["model"].astype(str)
-    df["p_native"] = df["p_native"].astype(np.float64)
-    return df
-
-
-def _labels(s):
-    import pandas as pd
-
-    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-        vals = s.astype(np.int64)
-    else:
-        vals = s.astype(str).str.strip().str.lower().map(_LABEL_STRINGS)
-        if vals.isna().any():
-            bad = sorted(set(s[vals.isna()].astype(str)))[:5]
-            raise ValueError(f"unrecognised labels {bad}: use 1/0 or native/non_native")
-        vals = vals.astype(np.int64)
-    if not vals.isin((0, 1)).all():
-        raise ValueError("labels must be 0 (non_native) or 1 (native)")
-    return vals
-
-
-def speaker_table(df):
-    """One row per (model, speaker): mean ``p_native`` over the speaker's recordings, first value of
-    every other column. A no-op (copy) when the table already has one row per speaker and model."""
-    df = load_table(df)
-    if not df.duplicated(["model", "speaker_id"]).any():
-        return df.reset_index(drop=True)
-    if (df.groupby(["model", "speaker_id"])["label"].nunique() > 1).any():
-        raise ValueError("a speaker has both labels")
-    agg = {c: "first" for c in df.columns if c not in ("model", "speaker_id")}
-    agg["p_native"] = "mean"
-    return df.groupby(["model", "speaker_id"], sort=False, as_index=False).agg(agg)
 
 
 def _models(df) -> list[str]:
@@ -283,23 +41,6 @@ def _threshold(thresholds: Mapping[str, float] | float | None, model: str) -> fl
         return float(thresholds)
     return float(thresholds.get(model, 0.5))
 
-
-def age_band(age) -> str:
-    """'<25', '25-44', '45-64', '65+' or 'unknown' (missing, NaN or negative)."""
-    try:
-        a = float(age)
-    except (TypeError, ValueError):
-        return "unknown"
-    if math.isnan(a) or a < 0:
-        return "unknown"
-    return "<25" if a < 25 else "25-44" if a < 45 else "45-64" if a < 65 else "65+"
-
-
-def native_variety(country) -> str:
-    """USA, UK, Canada, Australia, Ireland or 'other' (also for missing countries)."""
-    if country is None or (isinstance(country, float) and math.isnan(country)):
-        return "other"
-    return _VARIETY_OF.get(" ".join(str(country).strip().lower().split()), "other")
 
 
 def _group_column(df, by: str):
@@ -406,31 +147,6 @@ def fold_summary(df, thresholds: Mapping[str, float] | float | None = None):
     return pd.DataFrame(rows)
 
 
-def choose_threshold(p: np.ndarray, y: np.ndarray) -> float:
-    """Threshold maximising balanced accuracy on (validation) probabilities; ties -> nearest 0.5."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thr = roc_curve(y, p)
-    score = (tpr + 1 - fpr) / 2
-    best = np.flatnonzero(score >= score.max() - 1e-12)
-    cand = np.clip(thr[best], 0.0, 1.0)
-    return float(cand[np.argmin(np.abs(cand - 0.5))])
-
-
-def nested_threshold_decisions(df, model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, decisions) of one model when each fold's threshold is chosen on the *other* folds'
-    predictions only, so no speaker's own prediction picks the threshold that decides it. The
-    report's main table uses one threshold chosen on all out-of-fold predictions, which makes its
-    threshold-dependent numbers slightly optimistic; this is the honest counterpart."""
-    sub = speaker_table(df)
-    sub = sub[sub["model"] == model]
-    y, p, fold = (sub[c].to_numpy() for c in ("label", "p_native", "fold"))
-    decision = np.zeros(len(y), dtype=np.int64)
-    for f in np.unique(fold):
-        te = fold == f
-        decision[te] = p[te] >= choose_threshold(p[~te], y[~te])
-    return y.astype(np.int64), decision
-
 
 # --- plots ---------------------------------------------------------------------------------------
 def _figure(width: float = 6.0, height: float = 4.5):
@@ -499,7 +215,7 @@ def plot_reliability(df, path, n_bins: int = ECE_BINS, title: str = "Reliability
     edges = np.linspace(0, 1, n_bins + 1)
     ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
     for m, (y, p) in _by_model(df).items():
-        b = _bin_index(p, n_bins)
+        b = bin_index(p, n_bins)
         cnt = np.bincount(b, minlength=n_bins)
         keep = cnt > 0
         mp = np.bincount(b, weights=p, minlength=n_bins)[keep] / cnt[keep]
@@ -519,7 +235,7 @@ def plot_reliability(df, path, n_bins: int = ECE_BINS, title: str = "Reliability
 
 def plot_confusion(y, p, threshold: float, path, title: str = "Confusion matrix") -> str:
     """2 x 2 counts (rows: true, columns: predicted; native first) with row percentages."""
-    y, p = _as_arrays(y, p)
+    y, p = as_arrays(y, p)
     pred = (p >= threshold).astype(int)
     cm = np.array([[np.sum((y == t) & (pred == q)) for q in (1, 0)] for t in (1, 0)])
     fig = _figure(4.6, 4)
@@ -611,8 +327,6 @@ def _ci_dict(ci: Mapping[str, tuple[float, float, float]]) -> dict[str, dict[str
     return {k: {"point": v[0], "lo": v[1], "hi": v[2]} for k, v in ci.items()}
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
 
 
 def _flag_sentences(table, what: str = "error rate") -> list[str]:
@@ -691,7 +405,7 @@ def write_report(
     """Write ``out_dir/README.md`` (tables, flags, embedded PNG plots), ``out_dir/metrics.json``
     (every number, point + 95% CI) and per-group CSVs; returns the README path.
 
-    ``recordings`` / ``segments``: DataFrames or CSV paths (see the module docstring).
+    ``recordings`` / ``segments``: DataFrames or CSV paths (the input contract is in ``metrics``).
     ``thresholds``: per model (missing models use 0.5). ``primary``: the model whose confusion
     matrix and group tables are shown; by default the one with the highest speaker-level ROC-AUC
     (stated in the report, since choosing on the test numbers is itself optimistic)."""
@@ -869,9 +583,9 @@ def report_run(run_dir: str | Path, out_dir: str | Path | None = None, *, n_boot
                           title=f"Accent Rater: evaluation of run `{summary.get('name', run.name)}`",
                           extra_markdown="\n".join(extra), n_boot=n_boot)
     if l1 is not None:
-        metrics = json.loads((out / "metrics.json").read_text())
-        metrics["l1"] = l1
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        saved = json.loads((out / "metrics.json").read_text())
+        saved["l1"] = l1
+        (out / "metrics.json").write_text(json.dumps(saved, indent=1))
     return readme
 
 
@@ -935,3 +649,72 @@ def l1_report(path: Path, out: Path, *, n_boot: int = 1000, seed: int = 0) -> tu
         f"![confusion]({img})", "",
     ])
     return res, md
+
+
+# --- member comparison ---------------------------------------------------------------------------
+def member_logits(run: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str]]:
+    """(member -> out-of-fold logits, labels, fold ids, speaker ids) of a training run directory,
+    from its ``folds.json``, ``predictions.csv`` and saved folds ``folds/{member}_fold{k}.npz``;
+    rows in ``folds.json`` order."""
+    run = Path(run)
+    for name in ("folds.json", "predictions.csv"):
+        if not (run / name).is_file():
+            raise FileNotFoundError(f"{run / name} not found: is {run} a training run directory?")
+    folds = json.loads((run / "folds.json").read_text())
+    ids = list(folds)
+    fold = np.array([folds[i] for i in ids])
+    label = load_table(run / "predictions.csv").drop_duplicates("speaker_id").set_index("speaker_id")["label"]
+    y = label.loc[ids].to_numpy()
+    names = sorted({p.name.split("_fold")[0] for p in (run / "folds").glob("*_fold0.npz")})
+    if not names:
+        raise FileNotFoundError(f"no saved member folds (*_fold0.npz) in {run / 'folds'}")
+    logits = {}
+    for n in names:
+        v = np.zeros(len(ids))
+        for k in np.unique(fold):
+            v[fold == k] = np.load(run / "folds" / f"{n}_fold{k}.npz", allow_pickle=False)["logits"]
+        logits[n] = v
+    return logits, y, fold, ids
+
+
+def compare_members(runs: Sequence[str | Path], *, extra: Mapping[str, np.ndarray] | None = None,
+                    n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """Every stacking combination of the members of one or more runs on the same speakers and folds
+    (a further run's members are named ``RUN:member``; ``extra``: more out-of-fold logits, in the
+    first run's ``folds.json`` order), scored from saved out-of-fold logits without retraining:
+    stacked as ``train`` stacks (``fit_stacker``, cross-fitted by fold), the threshold chosen on the
+    other folds (``nested_decisions``). One row per combination: ``members``, ``roc_auc`` (point,
+    lo, hi; 95 % speaker bootstrap) and ``balanced_accuracy``."""
+    from itertools import combinations
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    from .calibration import fit_stacker, nested_decisions, sigmoid
+
+    first = Path(runs[0])
+    logits, y, fold, ids = member_logits(first)
+    for run in map(Path, runs[1:]):
+        more, y2, fold2, ids2 = member_logits(run)
+        if ids2 != ids or not np.array_equal(fold2, fold) or not np.array_equal(y2, y):
+            raise ValueError(f"{run} has other speakers or folds than {first}")
+        logits.update({f"{run.name}:{m}": v for m, v in more.items()})
+    logits.update(extra or {})
+    rows = []
+    for r in range(1, len(logits) + 1):
+        for combo in combinations(logits, r):
+            M = np.stack([logits[m] for m in combo], 1)
+            z = M[:, 0].copy()
+            if r > 1:
+                for k in np.unique(fold):
+                    te = fold == k
+                    z[te] = fit_stacker(M[~te], y[~te]).decision_function(M[te])
+            p = sigmoid(z)
+            rows.append({"members": list(combo), "roc_auc": bootstrap_ci(y, p, n_boot=n_boot, seed=seed)["roc_auc"],
+                         "balanced_accuracy": float(balanced_accuracy_score(y, nested_decisions(p, y, fold)))})
+    return rows
+
+
+def members_table(rows: Sequence[Mapping]) -> str:
+    """``compare_members`` rows as a Markdown table."""
+    return _md_table(["members", "ROC-AUC [95% CI]", "balanced accuracy"],
+                     [(" + ".join(r["members"]), _ci(r["roc_auc"]), f"{r['balanced_accuracy']:.3f}") for r in rows])

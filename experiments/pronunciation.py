@@ -32,7 +32,7 @@ SCORE_SCALE = 100.0  # pocketsphinx alignment scores per frame are O(-10..-100)
 SKIP_PROB = 0.02  # probability of skipping a passage word in the alignment grammar
 
 # Decoder settings. Beams were narrowed from pocketsphinx's defaults (1e-48) for speed; see
-# scripts/probe_pronunciation.py for the measured cost. The acoustic front end is left exactly as
+# experiments/probe_pronunciation.py for the measured cost. The acoustic front end is left exactly as
 # the model was trained (wideband 16 kHz, 25 filters to 6.8 kHz): the band-limited input simply has
 # (near-)empty top filters, and changing -upperf/-nfilt would change the cepstra the model expects.
 DECODER_CONFIG: dict[str, object] = {
