@@ -208,16 +208,18 @@ _PRIOR = Query(
 
 
 # --- the app -----------------------------------------------------------------------------------------
-def create_app(model: str | Path | None = None, settings: Settings = Settings()) -> FastAPI:
-    """Load the model bundle (default: the bundled model) and build the API around it."""
+def create_app(model: str | Path | None = None, settings: Settings = Settings(), profile: str | Path | None = None) -> FastAPI:
+    """Load the model bundle (default: the bundled model), with a site ``profile`` if given, and
+    build the API around it."""
     s = settings
-    rater = Rater(model, max_seconds=s.max_seconds, max_bytes=s.max_bytes, threads=1)  # ratings run in parallel threads
+    rater = Rater(model, max_seconds=s.max_seconds, max_bytes=s.max_bytes, threads=1, profile=profile)  # ratings run in parallel threads
     rate_result, batch_response = rating_models(rater.l1_languages)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = RatingPool(s)
-        log.info("model %s from %s; %d ratings at once, %d waiting, %g s timeout%s", rater.name, rater.model_dir,
+        log.info("model %s%s from %s; %d ratings at once, %d waiting, %g s timeout%s", rater.name,
+                 f", site profile {rater.profile.name}" if rater.profile else "", rater.model_dir,
                  s.max_concurrent, s.max_queue, s.timeout, ", API key required" if s.api_key else "")
         yield
         app.state.pool.shutdown()
@@ -323,12 +325,13 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings())
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, model: str | Path | None = None, settings: Settings = Settings()) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, model: str | Path | None = None, settings: Settings = Settings(),
+          profile: str | Path | None = None) -> None:
     """Serve the API with uvicorn (one process; ratings run in its worker threads). On SIGTERM or
     Ctrl-C, in-flight requests get up to ``settings.timeout`` s to finish."""
     import uvicorn
 
-    app = create_app(model, settings)
+    app = create_app(model, settings, profile)
     if not app.state.rater.backbone:  # the mel-based model computes log-mels with torch: one thread per rating
         import torch
 

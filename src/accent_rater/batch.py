@@ -49,7 +49,7 @@ PATH_COLUMNS = ("path", "file", "filepath", "audio", "audio_path")  # a manifest
 
 
 RESULT_COLUMNS = ("path", "p_native", "label", "score", "band", "borderline", "threshold", "speech_seconds",
-                  "duration_seconds", "segments", "model", "warnings", "l1", "l1_guess", "error_code", "error_message")
+                  "duration_seconds", "segments", "model", "profile", "warnings", "l1", "l1_guess", "error_code", "error_message")
 
 
 def _result_schema() -> Any:
@@ -334,12 +334,14 @@ class Summary:
 
 
 def rater_options(model: str | None = None, threshold: float | None = None, prior: float | None = None,
-                  max_seconds: float = audio.MAX_DURATION_SECONDS, threads: int = 1) -> dict[str, Any]:
-    """The ``Rater`` arguments every worker loads its model with (a bundle directory made absolute,
-    so that workers elsewhere find it at the same path)."""
+                  max_seconds: float = audio.MAX_DURATION_SECONDS, threads: int = 1,
+                  profile: str | Path | None = None) -> dict[str, Any]:
+    """The ``Rater`` arguments every worker loads its model with (a bundle directory and a site
+    profile made absolute, so that workers elsewhere find them at the same path)."""
     if model is not None and Path(model).is_dir():
         model = str(Path(model).resolve())
-    return {"model": model, "threshold": threshold, "prior": prior, "max_seconds": max_seconds, "threads": threads}
+    return {"model": model, "threshold": threshold, "prior": prior, "max_seconds": max_seconds, "threads": threads,
+            "profile": None if profile is None else str(Path(profile).resolve())}
 
 
 def run_batch(source: Path, out: Path, engine: Engine, opts: dict[str, Any], *, resume: bool = False,

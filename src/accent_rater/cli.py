@@ -1,4 +1,4 @@
-"""Command line: ``accent-rater rate | batch | train | evaluate | compare | eda | ui | serve``."""
+"""Command line: ``accent-rater rate | batch | calibrate | train | evaluate | compare | eda | ui | serve``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .limits import API_KEY_ENV, Settings
 
 # str, not Path: a bundled model's name is not a path (a Path option would also accept it, but say "DIR")
 MODEL_HELP = "Bundled model name — 'default' (Whisper-based, with a first-language guess) or 'fast' — or a model bundle directory. Default: default."
+PROFILE_HELP = "Site profile from `accent-rater calibrate`: the model's calibration fitted to your recording setup."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="How native does an English accent sound? Offline, on the CPU.")
 
@@ -50,6 +51,7 @@ def rate(
     prior: Optional[float] = typer.Option(None, "--prior", min=0.0, max=1.0, help="Share of native speakers where you deploy (shifts p_native)."),
     max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
     jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", "-j", min=1, help="Files rated in parallel (threads)."),
+    profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
 ) -> None:
     """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
     from rich.console import Console
@@ -63,7 +65,8 @@ def rate(
     err = Console(stderr=True)
     files, missing = _audio_files(inputs)
     try:
-        rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds, threads=1 if jobs > 1 and len(files) > 1 else None)
+        rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds, threads=1 if jobs > 1 and len(files) > 1 else None,
+                      profile=profile)
     except (FileNotFoundError, ValueError) as exc:
         from .rater import BUNDLED_MODELS
 
@@ -85,7 +88,7 @@ def rate(
             sys.stdout.write(json.dumps(row) + "\n")
     else:
         show_l1 = bool(rater.l1_languages) or any(r.get("l1") for r in rows)
-        table = Table(title=f"Accent rating ({rater.name})")
+        table = Table(title=f"Accent rating ({rater.name}{f', site profile {rater.profile.name}' if rater.profile else ''})")
         cols = ["file", "score", "band", "p_native", "label", "speech s"] + ([L1_COLUMN] if show_l1 else []) + ["notes"]
         for col in cols:
             table.add_column(col, justify="right" if col in ("score", "p_native", "speech s") else "left", no_wrap=col != "notes")
@@ -131,7 +134,7 @@ def l1_note(languages: list[str]) -> str:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     cols = ["path", "score", "band", "p_native", "label", "borderline", "speech_seconds", "duration_seconds", "warnings",
-            "l1_guess", "l1", "error_code", "error_message"]
+            "l1_guess", "l1", "profile", "error_code", "error_message"]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, cols, extrasaction="ignore")
         w.writeheader()
@@ -159,6 +162,7 @@ def batch(
     threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Decision threshold on p_native."),
     prior: Optional[float] = typer.Option(None, "--prior", min=0.0, max=1.0, help="Share of native speakers where you deploy (shifts p_native)."),
     max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
+    profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
 ) -> None:
     """Rate a whole corpus into one table (a row per input, failures included), resumable, on this
     machine's cores or a Ray cluster. Same numbers as `rate --json`."""
@@ -166,11 +170,53 @@ def batch(
     from .engine import Engine
 
     try:
-        summary = run_batch(source, out, Engine(workers, ray, cpus), rater_options(model, threshold, prior, max_seconds, cpus), resume=resume)
+        summary = run_batch(source, out, Engine(workers, ray, cpus), rater_options(model, threshold, prior, max_seconds, cpus, profile),
+                            resume=resume)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError, ConnectionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(f"{out}: {summary.text()}", err=True)
+
+
+@app.command()
+def calibrate(
+    natives: List[Path] = typer.Option(..., "--natives", help="Recordings (files or folders) of native speakers, made with your setup. Repeatable."),
+    non_natives: List[Path] = typer.Option([], "--non-natives", help="Recordings of non-native speakers made the same way (recommended). Repeatable."),
+    out: Path = typer.Option(..., "--out", "-o", dir_okay=False, help="Where to write the profile (JSON)."),
+    name: Optional[str] = typer.Option(None, "--name", help="The profile's name in results. Default: the --out file name without .json."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
+    jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", "-j", min=1, help="Files rated in parallel (threads)."),
+) -> None:
+    """Fit a site profile: rate recordings of speakers whose status you know, made with your own
+    microphones, rooms and prompts, and adjust the model's calibration to them (natives only: a
+    shift; with non-natives: Platt refitted around the bundled fit). Use it with `rate`, `batch`,
+    `serve` and `ui --profile`. At least 10 recordings of each group are recommended."""
+    from .profile import calibrate as fit
+    from .rater import Rater
+
+    groups = {"--natives": _audio_files(natives), "--non-natives": _audio_files(non_natives)}
+    problems = [f"{flag} {p}: {why}" for flag, (_, missing) in groups.items() for p, why in missing]
+    if problems:
+        typer.echo("error: " + "; ".join(problems), err=True)
+        raise typer.Exit(2)
+    try:
+        rater = Rater(model, max_seconds=max_seconds, threads=1 if jobs > 1 else None)
+        profile = fit(rater, groups["--natives"][0], groups["--non-natives"][0], name or out.stem, jobs)
+        profile.save(out)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{out}: site profile {profile.name!r} for {profile.model} ({profile.method}: logit' = {profile.a:.3f} x logit "
+               f"{profile.b:+.3f})")
+    for group, g in profile.groups.items():
+        before, after = g["p_native_before"], g["p_native_after"]
+        typer.echo(f"  {group}: {g['n']} recordings, median p_native {before['median']:.2f} -> {after['median']:.2f}, "
+                   f"rated native {100 * before['rated_native']:.0f}% -> {100 * after['rated_native']:.0f}%")
+    for s in profile.skipped:
+        typer.echo(f"  skipped {s['path']}: {s['code']}: {s['message']}", err=True)
+    for w in profile.warnings:
+        typer.echo(f"  warning: {w}", err=True)
 
 
 @app.command()
@@ -303,6 +349,7 @@ def serve(
     timeout: float = typer.Option(_LIMITS.timeout, "--timeout", min=0.001, help="Seconds from queueing to a finished rating, else 504 'timeout'. Also how long shutdown waits for in-flight requests."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, show_default=False, help="Require this key (X-API-Key or Authorization: Bearer) on every route but /healthz (401 without)."),
     cors_origins: List[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable; '*' for any). Default: no CORS headers."),
+    profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
 ) -> None:
     """REST API (FastAPI): POST /v1/rate, POST /v1/rate/batch, GET /v1/model, GET /healthz."""
     from .api import serve as run_server
@@ -310,7 +357,7 @@ def serve(
     settings = Settings(max_bytes=max_bytes, max_seconds=max_seconds, max_batch=max_batch, max_concurrent=max_concurrent,
                         max_queue=max_queue, timeout=timeout, api_key=api_key or None, cors_origins=tuple(cors_origins))
     try:
-        run_server(host, port, model, settings)
+        run_server(host, port, model, settings, profile)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -321,11 +368,16 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 to expose)."),
     port: int = typer.Option(7860, help="Port."),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
 ) -> None:
     """Web app (Gradio): record or upload speech, see the rating and its timeline."""
     from .ui import main
 
-    main(host=host, port=port, model=model)
+    try:
+        main(host=host, port=port, model=model, profile=profile)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def export_bundle(
         "fusion": fusion,
         "calibration": calibrator.to_dict(),
         "threshold": threshold,
+        "reference": summary.get("reference"),  # out-of-fold calibrated logits per group (profile.reference_scores)
         "frontend": {
             "sample_rate": audio.SAMPLE_RATE,
             "band_rate": audio.BAND_RATE,

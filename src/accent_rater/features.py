@@ -211,9 +211,14 @@ def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment
 
 def degrade(wav: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """A channel kind of ``augment.KINDS``, or an evaluation degradation: ``snr<dB>`` (pink noise at
-    that SNR) or ``level<dB>`` (gain, then 16-bit quantisation like a real quiet recording)."""
+    that SNR) or ``level<dB>`` (gain, then 16-bit quantisation like a real quiet recording); kinds
+    joined by ``+`` are applied in turn (``reverb+noise+telephone``: a phone call from a room)."""
     from . import augment
 
+    if "+" in kind:
+        for part in kind.split("+"):
+            wav = degrade(wav, part, rng)
+        return wav
     if kind.startswith("snr"):
         return augment.add_noise(wav, float(kind[3:]), rng, color="pink")
     if kind.startswith("level"):

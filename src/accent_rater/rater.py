@@ -20,6 +20,7 @@ import numpy as np
 
 from . import audio
 from .calibration import Calibrator, shift
+from .profile import SiteProfile, load_profile
 
 if TYPE_CHECKING:  # the mel-based features (and torch) are imported only for bundles that use them
     from .features import Features
@@ -72,6 +73,7 @@ class AccentResult:
     duration_seconds: Annotated[float, "Length of the recording in seconds"]
     segments: Annotated[list[Segment], "Per-window ratings in seconds of the original recording"]
     model: Annotated[str, "Model name and version"]
+    profile: Annotated[str, 'Name of the site profile that adjusted p_native (`--profile`), "" when none'] = ""
     warnings: Annotated[list[str], "Notes on the input that make the rating less reliable (little speech, clipping, "
                         "low level, narrowband, or a recording unlike the training recordings)"] = field(default_factory=list)
     l1: Annotated[list[L1Guess], "First-language guess: up to 3 languages with their probability, most likely first. "
@@ -119,13 +121,19 @@ class Rater:
         max_seconds: float = audio.MAX_DURATION_SECONDS,
         max_bytes: int = audio.MAX_FILE_BYTES,
         threads: int | None = None,
+        profile: str | Path | SiteProfile | None = None,
     ) -> None:
         """``threads``: onnxruntime threads per model call; default: up to 2 (lowest latency for one
-        request at a time). Pass 1 when several files or requests are rated in parallel threads."""
+        request at a time). Pass 1 when several files or requests are rated in parallel threads.
+        ``profile``: a site profile (``accent-rater calibrate``) for this model, applied after its
+        calibration; ``ProfileError`` for one made for another model or not a profile."""
         self.model_dir = _model_dir(model)
         self.meta: dict[str, Any] = json.loads((self.model_dir / "model.json").read_text())
         check_bundle(self.model_dir, self.meta)
         self.calibrator = Calibrator(**self.meta["calibration"])
+        self.profile = None if profile is None else load_profile(profile, self.meta)
+        if self.profile is not None:
+            self.calibrator = self.profile.adjust(self.calibrator)
         self.threshold = float(self.meta["threshold"] if threshold is None else threshold)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
@@ -236,6 +244,7 @@ class Rater:
             duration_seconds=round(feats.duration_seconds, 2),
             segments=[Segment(float(a), float(b), float(q)) for (a, b), q in zip(feats.spans, seg_p)],
             model=self.name,
+            profile=self.profile.name if self.profile else "",
             warnings=list(warnings or []),
             l1=l1,
             l1_guess=("" if not l1 else l1[0][0] if l1[0][1] >= L1_UNSURE_BELOW else "unsure"),

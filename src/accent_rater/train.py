@@ -207,6 +207,7 @@ def check_members(cfg: Config) -> None:
 def run(cfg: Config) -> dict[str, Any]:
     """Cross-validate every member, fuse, calibrate, report, and optionally export the bundle."""
     from .calibration import Calibrator, choose_threshold, fit_stacker
+    from .profile import reference_scores
 
     if cfg.bundle_dir and cfg.window_seconds != audio.CHUNK_SECONDS:
         raise ValueError(f"a bundle rates {audio.CHUNK_SECONDS:g} s windows; window_seconds = {cfg.window_seconds:g} is for experiments only")
@@ -325,6 +326,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "threshold": threshold,
         "thresholds": thresholds,
         "calibration": calibrator.to_dict(),
+        "reference": reference_scores(probs[cfg.primary], y),  # target of natives-only site profiles
         "fusion": weights,
         "group_weighting": cfg.group_weighting,
         "fold_info": infos,

@@ -77,6 +77,8 @@ def format_result(result: AccentResult) -> str:
     if not result.warnings:
         lines.append("- **Warnings:** none")
     lines.append(f"- **Model:** {result.model}")
+    if result.profile:
+        lines.append(f"- **Site profile:** {html.escape(result.profile, quote=False)} (calibration fitted to this recording setup)")
     return "\n".join(lines)
 
 
@@ -198,16 +200,17 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
         timeline_out.render()
         rate_btn.click(handler, inputs=audio_in, outputs=outputs, api_name="rate", concurrency_limit=1)
         gr.Markdown(EXPLANATION.format(margin=BORDERLINE_MARGIN), elem_id="explanation")
-        gr.Markdown(f"<small>{CREDIT} Model: {rater.name}.</small>", elem_id="credit")
+        site = f" Site profile: {html.escape(rater.profile.name, quote=False)}." if rater.profile else ""
+        gr.Markdown(f"<small>{CREDIT} Model: {rater.name}.{site}</small>", elem_id="credit")
     return app
 
 
-def main(host: str = "127.0.0.1", port: int = 7860, model: str | Path | None = None) -> None:
+def main(host: str = "127.0.0.1", port: int = 7860, model: str | Path | None = None, profile: str | Path | None = None) -> None:
     """Load the model once and serve the page (blocks until interrupted)."""
     import torch
 
     torch.set_num_threads(1)
-    rater = Rater(model)
+    rater = Rater(model, profile=profile)
     app = build_app(rater)
     app.queue(default_concurrency_limit=1).launch(
         server_name=host,
