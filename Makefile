@@ -12,12 +12,13 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -U pip setuptools wheel
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[train,serve,dev,scale]"
+	$(PIP) -e ".[train,serve,dev,scale,words]"
 	$(PIP) webrtcvad-wheels && $(PIP) --no-deps resemblyzer
 	touch $(STAMP)
 
 # Main job: the web app on the bundled default model (http://127.0.0.1:7860).
 run: $(STAMP)
+	$(BIN)/accent-rater fetch-weights --words || echo "word feedback stays off until the weights are set up (the rest works)"
 	$(BIN)/accent-rater rate src/accent_rater/assets/samples
 	$(BIN)/accent-rater ui
 

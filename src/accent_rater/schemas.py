@@ -15,17 +15,24 @@ from .rater import AccentResult
 def model_of(cls: type, name: str | None = None, notes: dict[str, str] | None = None, **extra: Any) -> type[BaseModel]:
     """A Pydantic model of ``cls`` (a dataclass or NamedTuple) in the JSON form ``to_dict`` writes:
     the same fields, types and descriptions (``Annotated[type, "description"]``), nested NamedTuples
-    as objects. ``notes`` appends text to named fields' descriptions; ``extra`` adds fields first."""
+    (in lists or optional) as objects. ``notes`` appends text to named fields' descriptions; ``extra``
+    adds fields first."""
     fields: dict[str, Any] = dict(extra)
     for field, hint in get_type_hints(cls, include_extras=True).items():
         tp, description = get_args(hint)[:2] if get_origin(hint) is Annotated else (hint, None)
-        item = get_args(tp)[0] if get_origin(tp) is list else None
-        if isinstance(item, type) and (dataclasses.is_dataclass(item) or issubclass(item, tuple)):
-            tp = list[model_of(item)]
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if get_origin(tp) is list and _is_record(args[0]):
+            tp = list[model_of(args[0])]
+        elif get_origin(tp) is Union and len(args) == 1 and _is_record(args[0]):  # Optional[record]
+            tp = Optional[model_of(args[0])]
         if notes and field in notes:
             description = f"{description} {notes[field]}"
         fields[field] = (tp, Field(description=description))
     return create_model(name or cls.__name__, __doc__=inspect.getdoc(cls), **fields)
+
+
+def _is_record(tp: Any) -> bool:
+    return isinstance(tp, type) and (dataclasses.is_dataclass(tp) or issubclass(tp, tuple))
 
 
 def l1_known(languages: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""Web app (Gradio): record or upload speech, see the rating, its score band and a timeline.
+"""Web app (Gradio): record or upload speech, see the rating, its score band and a timeline, and
+(with the Whisper base weights) the text read with each word coloured by how it was heard.
 
     accent-rater ui              # http://127.0.0.1:7860
     python -m accent_rater ui --host 0.0.0.0 --port 8080
@@ -9,6 +10,7 @@ Runs fully offline: no share links, no analytics, no fonts or scripts from a CDN
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import os
@@ -21,22 +23,16 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # must be set before gradio is
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .backbones.whisper import WeightsError, check_decoder  # noqa: E402
 from .errors import AudioError  # noqa: E402
 from .rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
 from .ui_label import DecisionLabel  # noqa: E402
+from .words import PASSAGE, TextError, Word, practise  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 SAMPLES_DIR = Path(__file__).parent / "assets" / "samples"
 SAMPLES = ("native_us_english33.opus", "native_uk_english38.opus", "nonnative_mandarin8.opus")
-
-# The Speech Accent Archive elicitation paragraph: the model was trained on people reading it.
-PASSAGE = (
-    "Please call Stella. Ask her to bring these things with her from the store: Six spoons of fresh "
-    "snow peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob. We also need "
-    "a small plastic snake and a big toy frog for the kids. She can scoop these things into three red "
-    "bags, and we will go meet her Wednesday at the train station."
-)
 
 CREDIT = "Model trained on the Speech Accent Archive (George Mason University, CC BY-NC-SA)."
 
@@ -51,6 +47,40 @@ go either way. Treat it as a rough indication, never as a judgement of a person.
 """.strip()
 
 NO_AUDIO_MESSAGE = "No audio yet: record with the microphone or upload a file, then press Rate."
+WORDS_OFF_INFO = "Needs the Whisper base weights: run `accent-rater fetch-weights --words` once (~133 MB)."
+MAX_PLAYBACK_BYTES = 12 * 2**20  # larger recordings are not embedded in the page for click-to-play
+_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".opus": "audio/ogg",
+         ".webm": "audio/webm", ".m4a": "audio/mp4", ".aac": "audio/aac", ".mp4": "audio/mp4"}
+STATUS_TEXT = {"ok": "heard as written", "unclear": "unclear", "different": "heard as another word",
+               "missed": "not heard", "extra": "extra word"}
+WORDS_CSS = """
+.wf .passage { font-size: 1.15rem; line-height: 2.1; }
+.wf .w { padding: 1px 3px; border-radius: 4px; cursor: pointer; }
+.wf .w.ok { background: #dcfce7; color: #14532d; }
+.wf .w.unclear { background: #fef08a; color: #713f12; }
+.wf .w.different { background: #fecaca; color: #7f1d1d; font-weight: 600; }
+.wf .w.missed { color: #6b7280; text-decoration: line-through; cursor: default; }
+.wf .w.extra { color: #6b7280; font-style: italic; font-size: 0.9em; }
+.wf .w.playing { outline: 2px solid #2563eb; }
+.wf .legend span { margin-right: 0.6em; }
+.wf audio { width: 100%; margin: 0.4em 0; }
+"""
+# A click on a timed word plays its span of the recording (the page's own copy, embedded as a data URL).
+WORDS_JS = """
+let stop = null;
+element.addEventListener('click', (event) => {
+  const word = event.target.closest('[data-start]');
+  const player = element.querySelector('audio');
+  if (!word || !player) return;
+  const start = parseFloat(word.dataset.start), end = parseFloat(word.dataset.end);
+  clearTimeout(stop);
+  element.querySelectorAll('.playing').forEach((w) => w.classList.remove('playing'));
+  word.classList.add('playing');
+  player.currentTime = Math.max(0, start - 0.05);
+  player.play().catch(() => {});
+  stop = setTimeout(() => player.pause(), (end - start + 0.15) * 1000);
+});
+"""
 INTERNAL_ERROR_MESSAGE = "Something went wrong while rating this recording. Please try again, or try another file."
 
 
@@ -100,10 +130,71 @@ def l1_outputs(result: AccentResult, languages: Sequence[str]) -> tuple[dict, di
     return gr.update(value=chart, visible=True), gr.update(value=L1_CAPTION.format(languages=known), visible=True)
 
 
-def result_outputs(result: AccentResult, l1_languages: Sequence[str] = ()) -> tuple:
+def result_outputs(result: AccentResult, l1_languages: Sequence[str] = (), audio_path: str | None = None) -> tuple:
     """Everything the page shows for a result, in the order of the page's outputs: (headline label,
-    summary Markdown, timeline, first-language chart update, its caption update). Pure: no model."""
-    return (headline(result), format_result(result), timeline_frame(result), *l1_outputs(result, l1_languages))
+    summary Markdown, timeline, word feedback update, first-language chart update, its caption
+    update). Pure: no model."""
+    return (headline(result), format_result(result), timeline_frame(result), words_output(result, audio_path),
+            *l1_outputs(result, l1_languages))
+
+
+def _span(w: Word) -> str:
+    shown = html.escape(w.word or f"+{w.heard}")
+    tip = STATUS_TEXT[w.status] + (f": heard \u201c{w.heard}\u201d" if w.heard and w.status != "ok" else "")
+    tip += f" (confidence {w.confidence:.2f})" if w.confidence is not None else ""
+    timed = f' data-start="{w.start:.2f}" data-end="{w.end:.2f}"' if w.start is not None and w.end is not None else ""
+    return f'<span class="w {w.status}" title="{html.escape(tip)}"{timed}>{shown}</span>'
+
+
+def _player(audio_path: str | None) -> str:
+    path = Path(audio_path) if audio_path else None
+    if path is None or not path.is_file() or path.stat().st_size > MAX_PLAYBACK_BYTES:
+        return "<p><small>(The recording is not embedded here, so words cannot be played.)</small></p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<audio controls preload="auto" src="data:{_MIME.get(path.suffix.lower(), "audio/wav")};base64,{data}"></audio>'
+
+
+def words_html(result: AccentResult, audio_path: str | None = None) -> str:
+    """The text read, each word coloured by status (a click plays it), the reading summary and the
+    words to practise; on free speech (no text) the transcript."""
+    if not result.words:
+        return (f'<div class="wf"><p><b>Heard:</b> {html.escape(result.transcript or "(nothing)")}</p>'
+                "<p><small>No text was given, so no word is marked: this is what was heard.</small></p></div>")
+    r = result.reading
+    todo = practise(result.words)
+    parts = [
+        '<div class="wf">',
+        f"<p><b>Reading:</b> {r.ok} of {r.words} words heard as written ({100 * r.accuracy:.0f}%), "
+        f"{r.words_per_minute:.0f} words per minute. Click a word to hear it.</p>",
+        _player(audio_path),
+        f'<p class="passage">{" ".join(_span(w) for w in result.words)}</p>',
+        '<p class="legend"><small>' + "".join(f'<span class="w {s}">{s}</span>' for s in STATUS_TEXT) + "</small></p>",
+        "<p><b>Words to practise:</b> " + (", ".join(
+            _span(w) + (f" (heard \u201c{html.escape(w.heard)}\u201d)" if w.status == "different" else "") for w in todo)
+            if todo else "none: every word was heard as written") + "</p>",
+        "<p><small>Heard by Whisper base, on this machine. A word is marked when the recogniser was unsure "
+        "of it or heard another word: a hint about what to practise, not a verdict.</small></p>",
+        "</div>",
+    ]
+    return "\n".join(parts)
+
+
+def words_output(result: AccentResult, audio_path: str | None = None) -> dict:
+    """Update for the word-feedback panel: shown only when the result has word feedback."""
+    if not result.words and not result.transcript:
+        return gr.update(value="", visible=False)
+    return gr.update(value=words_html(result, audio_path), visible=True)
+
+
+def words_available() -> bool:
+    """Whether word feedback can run here (weights set up and faster-whisper installed)."""
+    import importlib.util
+
+    try:
+        check_decoder(verify=False)
+    except WeightsError:
+        return False
+    return importlib.util.find_spec("faster_whisper") is not None
 
 
 def timeline_frame(result: AccentResult) -> pd.DataFrame:
@@ -124,29 +215,33 @@ def user_message(exc: AudioError, audio_path: str) -> str:
     return html.escape(message, quote=False)
 
 
-def rate_recording(rater: Rater, audio_path: str | None) -> tuple:
+def rate_recording(rater: Rater, audio_path: str | None, words: bool = False, text: str | None = PASSAGE) -> tuple:
     """The Rate button's handler: ``result_outputs`` of the rating (headline, result Markdown, timeline,
-    first-language chart and caption). User errors become ``gr.Error`` with a message the user can act
-    on; anything unexpected a generic one."""
+    word feedback on ``text`` when ``words`` (an empty text: free speech), first-language chart and
+    caption). User errors become ``gr.Error`` with a message the user can act on; anything unexpected a
+    generic one."""
     if not audio_path:
         raise gr.Error(NO_AUDIO_MESSAGE, title="No audio", print_exception=False)
     try:
-        result = rater.rate(audio_path)
+        result = rater.rate(audio_path, words=words, text=(text or "").strip())
     except AudioError as exc:
         message = user_message(exc, audio_path)
         raise gr.Error(message, title="Cannot rate this audio", print_exception=False) from exc
+    except (WeightsError, TextError) as exc:
+        raise gr.Error(html.escape(str(exc), quote=False), title="No word feedback", print_exception=False) from exc
     except Exception as exc:
         log.exception("rating failed for %s", audio_path)
         raise gr.Error(INTERNAL_ERROR_MESSAGE, print_exception=False) from exc
-    return result_outputs(result, rater.l1_languages)
+    return result_outputs(result, rater.l1_languages, audio_path)
 
 
 def build_app(rater: Rater | None = None) -> gr.Blocks:
     """The page; ``rater`` (loaded once, shared by all sessions) defaults to the bundled model."""
     rater = rater or Rater()
+    words_ready = words_available()
 
-    def handler(audio_path: str | None):
-        return rate_recording(rater, audio_path)
+    def handler(audio_path: str | None, words: bool = words_ready, text: str = PASSAGE):
+        return rate_recording(rater, audio_path, words, text)
 
     with gr.Blocks(title="Accent Rater", analytics_enabled=False) as app:
         gr.Markdown(
@@ -171,7 +266,9 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
             elem_id="result-timeline",
             render=False,
         )
-        outputs = [label_out, summary_out, timeline_out, l1_out, l1_caption]
+        words_out = gr.HTML(visible=False, elem_id="result-words", css_template=WORDS_CSS, js_on_load=WORDS_JS,
+                            label="Word feedback", render=False)
+        outputs = [label_out, summary_out, timeline_out, words_out, l1_out, l1_caption]
         with gr.Row():
             with gr.Column():
                 audio_in = gr.Audio(
@@ -181,6 +278,11 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
                     buttons=["download"],
                     elem_id="audio-input",
                 )
+                words_in = gr.Checkbox(value=words_ready, interactive=words_ready, label="Word feedback",
+                                       info="Which words of the text were heard as written" if words_ready else WORDS_OFF_INFO,
+                                       elem_id="words-input")
+                text_in = gr.Textbox(value=PASSAGE, lines=3, label="The text you read (empty: free speech, a transcript only)",
+                                     elem_id="text-input")
                 rate_btn = gr.Button("Rate", variant="primary", elem_id="rate-button")
                 gr.Examples(
                     examples=[[str(SAMPLES_DIR / name)] for name in SAMPLES],
@@ -197,8 +299,9 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
                 summary_out.render()
                 l1_out.render()
                 l1_caption.render()
+        words_out.render()
         timeline_out.render()
-        rate_btn.click(handler, inputs=audio_in, outputs=outputs, api_name="rate", concurrency_limit=1)
+        rate_btn.click(handler, inputs=[audio_in, words_in, text_in], outputs=outputs, api_name="rate", concurrency_limit=1)
         gr.Markdown(EXPLANATION.format(margin=BORDERLINE_MARGIN), elem_id="explanation")
         site = f" Site profile: {html.escape(rater.profile.name, quote=False)}." if rater.profile else ""
         gr.Markdown(f"<small>{CREDIT} Model: {rater.name}.{site}</small>", elem_id="credit")

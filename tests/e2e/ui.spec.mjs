@@ -8,7 +8,10 @@
 // the file; record mode feeds the WAV to chromium's fake microphone and records it for <seconds>
 // with the page's Record/Stop buttons. Then it clicks Rate and waits for either a result or an
 // error toast. Prints one JSON object on stdout:
-//   {outcome: "result"|"error"|"timeout", score, label, summary, error, external_requests, page_errors}
+//   {outcome: "result"|"error"|"timeout", score, label, summary, error, words, external_requests, page_errors}
+// With E2E_WORDS=1 it also reads the word-feedback panel (statuses, words to practise), clicks a
+// flagged word (else the first timed one) and reports the player's state while and after it plays
+// (`words`); E2E_SCREENSHOT=<png> saves the whole page then.
 // Exit code 0 whenever the page could be driven (the caller asserts on the JSON), 2 otherwise.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -77,6 +80,32 @@ try {
     toast.first().waitFor({ state: 'visible' }).then(() => 'error'),
   ]).catch(() => 'timeout');
 
+  let words = null;
+  if (outcome === 'result' && process.env.E2E_WORDS) {
+    const panel = page.locator('#result-words');
+    await panel.locator('.passage').waitFor({ state: 'visible' });
+    const spans = panel.locator('.passage .w');
+    const statuses = await spans.evaluateAll((els) => els.map((e) => e.classList[1]));
+    const flagged = panel.locator('.passage .w.different[data-start], .passage .w.unclear[data-start]').first();
+    const word = (await flagged.count()) ? flagged : panel.locator('.passage .w[data-start]').first();
+    const start = Number(await word.getAttribute('data-start'));
+    const end = Number(await word.getAttribute('data-end'));
+    const player = panel.locator('audio');
+    await player.evaluate((a) => (a.readyState >= 1 ? null : new Promise((ok) => a.addEventListener('loadedmetadata', ok, { once: true }))));
+    await word.click();
+    await page.waitForTimeout(100);
+    const during = await player.evaluate((a) => ({ time: a.currentTime, paused: a.paused }));
+    await page.waitForTimeout((end - start) * 1000 + 800);
+    const after = await player.evaluate((a) => ({ time: a.currentTime, paused: a.paused }));
+    words = {
+      statuses,
+      clicked: { text: (await word.innerText()).trim(), start, end, playing_class: await word.evaluate((e) => e.classList.contains('playing')) },
+      during,
+      after,
+      text: (await panel.innerText()).trim(),
+    };
+    if (process.env.E2E_SCREENSHOT) await page.screenshot({ path: process.env.E2E_SCREENSHOT, fullPage: true });
+  }
   const summaryText = (await summary.innerText().catch(() => '')).trim();
   const m = summaryText.match(/Score:\s*(\d+)/);
   const out = {
@@ -87,6 +116,7 @@ try {
     label: (await page.locator('#result-label').innerText().catch(() => '')).trim(),
     summary: summaryText,
     error: outcome === 'error' ? (await toast.first().innerText()).trim() : null,
+    words,
     external_requests: external,
     page_errors: pageErrors,
   };

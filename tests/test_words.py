@@ -1,0 +1,205 @@
+"""Word feedback: normalisation and alignment on hand-made heard words, then Whisper base on real
+readings (the bundled samples and a fixture clip) through the Rater and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES, SAMPLES
+
+from accent_rater import Rater, audio
+from accent_rater.backbones.whisper import WeightsError, check_decoder
+from accent_rater.words import (MAX_TEXT_CHARS, PASSAGE, Heard, TextError, Word, feedback, normalize, practise,
+                                reading_warning, text_words)
+
+pytest.importorskip("rapidfuzz", reason="word feedback needs the `words` extra")
+pytest.importorskip("num2words", reason="word feedback needs the `words` extra")
+
+CLI = [sys.executable, "-m", "accent_rater"]
+
+
+def heard(text: str, start: float = 0.0, step: float = 0.3, p: float = 0.95, **probs: float) -> list[Heard]:
+    """A heard word every ``step`` s; ``probs`` sets a word's probability by its text."""
+    return [Heard(w, round(start + i * step, 2), round(start + i * step + 0.25, 2), probs.get(w.strip(".,"), p))
+            for i, w in enumerate(text.split())]
+
+
+# --- normalisation ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("token, parts", [
+    ("Stella.", ["stella"]), ("store:", ["store"]), ("6", ["six"]), ("21", ["twenty", "one"]),
+    ("3rd", ["third"]), ("1,000", ["one", "thousand"]), ("snow-peas", ["snow", "peas"]), ("It's", ["it's"]),
+    ("\u201cBob,\u201d", ["bob"]), ("Café", ["cafe"]), ("\u2014", []), ("...", []),
+])
+def test_normalize(token: str, parts: list[str]) -> None:
+    assert normalize(token) == parts
+
+
+def test_text_words_keep_punctuation_and_refuse_unusable_texts() -> None:
+    assert text_words("Please call — Stella.") == ["Please", "call", "Stella."]
+    assert len(text_words(PASSAGE)) == 69
+    with pytest.raises(TextError, match="no words"):
+        text_words("... — !!")
+    with pytest.raises(TextError, match="at most"):
+        text_words("word " * MAX_TEXT_CHARS)
+
+
+# --- alignment ----------------------------------------------------------------------------------------
+def test_a_clean_reading_is_all_ok_numbers_and_punctuation_aside() -> None:
+    words, reading = feedback(heard("Six spoons of fresh snow peas, 5 thick slabs"), "Six spoons of fresh snow peas, five thick slabs.")
+    assert [w.status for w in words] == ["ok"] * 9
+    assert words[6].word == "five" and words[6].heard == "5" and words[5].heard == "peas"
+    assert reading.words == reading.ok == 9 and reading.accuracy == 1.0
+    assert reading.words_per_minute == pytest.approx(9 / ((8 * 0.3 + 0.25) / 60))
+
+
+def test_statuses_low_confidence_near_miss_other_word_missed_and_extra() -> None:
+    text = "We also need a small plastic snake and a big toy frog"
+    got = heard("We also need a um small plastic snack and the big toy", plastic=0.2)
+    words, reading = feedback(got, text)
+    status = {w.word: w.status for w in words if w.word}
+    assert status["plastic"] == "unclear"  # heard as written, probability 0.2
+    assert status["snake"] == "unclear"  # "snack": a near miss in spelling
+    assert [w.heard for w in words if w.word == "a"] == ["a", "the"]
+    assert [w.status for w in words if w.word == "a"] == ["ok", "different"]
+    assert status["frog"] == "missed" and words[-1].start is None and words[-1].confidence is None
+    extra = [i for i, w in enumerate(words) if w.status == "extra"]
+    assert len(extra) == 1 and words[extra[0]].heard == "um"
+    assert words[extra[0] - 1].word == "a" and words[extra[0] + 1].word == "small"  # where it was heard
+    assert (reading.ok, reading.unclear, reading.different, reading.missed, reading.extra) == (8, 2, 1, 1, 1)
+
+
+def test_a_reading_that_stops_half_way_leaves_the_rest_missed() -> None:
+    half = " ".join(PASSAGE.split()[:35])  # ... "her brother Bob. We"
+    words, reading = feedback(heard(half), PASSAGE)
+    assert [w.status for w in words[:35]] == ["ok"] * 35
+    assert [w.status for w in words[35:]] == ["missed"] * 34
+    starts = [w.start for w in words[:35]]
+    assert starts == sorted(starts)
+    assert reading.missed == 34 and reading_warning(reading) is None  # half the text was read
+
+
+def test_a_restart_counts_the_first_attempt_as_extra_and_times_the_second() -> None:
+    first = heard("Please call Stella. Ask her to bring")
+    again = heard(PASSAGE, start=5.0)
+    words, reading = feedback(first + again, PASSAGE)
+    assert reading.ok == 69 and reading.extra == 7
+    assert [w.status for w in words[:7]] == ["extra"] * 7
+    assert all(w.start >= 5.0 for w in words[7:])
+
+
+def test_another_text_is_mostly_not_heard_and_warned_about() -> None:
+    rainbow = "When the sunlight strikes raindrops in the air they act as a prism and form a rainbow"
+    words, reading = feedback(heard(rainbow), PASSAGE)
+    assert reading.ok <= 3 and reading_warning(reading) is not None
+
+
+def test_words_to_practise_other_words_first_then_unclear_then_missed_one_per_spelling() -> None:
+    words = [Word("the", 0, 1, "unclear", 0.3, "the"), Word("snack", 1, 2, "different", 0.9, "snake"),
+             Word("frog", None, None, "missed", None, ""), Word("The", 3, 4, "unclear", 0.4, "the"),
+             Word("Bob", 4, 5, "ok", 0.99, "Bob"), Word("", 5, 6, "extra", 0.5, "um")]
+    assert [w.word for w in practise(words)] == ["snack", "the", "frog"]
+
+
+# --- Whisper base on real readings ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rater(words_weights) -> Rater:
+    return Rater()
+
+
+def test_native_sample_reading_the_passage_is_mostly_ok_and_timed_inside_the_recording(rater: Rater) -> None:
+    clip = SAMPLES / "native_us_english33.opus"
+    result = rater.rate(clip, words=True)
+    plain = rater.rate(clip)
+    assert result.p_native == plain.p_native and plain.words == [] and plain.reading is None
+    passage = [w for w in result.words if w.status != "extra"]
+    assert [w.word for w in passage] == text_words(PASSAGE)
+    assert result.reading.ok >= 0.9 * 69, [w for w in result.words if w.status != "ok"]
+    timed = [w for w in result.words if w.start is not None]
+    assert all(0.0 <= w.start <= w.end <= result.duration_seconds for w in timed)
+    assert [w.start for w in timed] == sorted(w.start for w in timed)
+    assert 120 < result.reading.words_per_minute < 240
+    assert "Stella" in result.transcript and "train station" in result.transcript
+
+
+def test_a_non_native_sample_has_more_words_flagged_than_a_native_one(rater: Rater) -> None:
+    native = rater.rate(SAMPLES / "native_us_english33.opus", words=True).reading
+    other = rater.rate(SAMPLES / "nonnative_mandarin8.opus", words=True).reading
+    assert other.ok < native.ok - 5, (native, other)
+
+
+def test_a_clip_of_part_of_the_passage_aligns_to_one_stretch_of_it(rater: Rater) -> None:
+    result = rater.rate(FIXTURES / "native_us_english5.flac", words=True)
+    passage = [w for w in result.words if w.status != "extra"]
+    heard_at = [i for i, w in enumerate(passage) if w.status != "missed"]
+    assert len(heard_at) >= 12
+    stretch = passage[heard_at[0]: heard_at[-1] + 1]  # the 7 s clip reads one stretch of the passage
+    assert sum(w.status == "ok" for w in stretch) >= 0.85 * len(stretch), stretch
+    assert all(w.status == "missed" for w in passage[: heard_at[0]] + passage[heard_at[-1] + 1:])
+    assert any("words were heard" in w for w in result.warnings)  # most of the text was not read
+
+
+def test_free_speech_gives_a_transcript_and_no_verdicts(rater: Rater) -> None:
+    result = rater.rate(FIXTURES / "nonnative_spanish6.flac", words=True, text=None)
+    assert result.transcript and result.words == [] and result.reading is None
+    assert result.to_dict()["reading"] is None
+
+
+def test_an_unusable_text_is_refused_before_any_audio_work(rater: Rater) -> None:
+    with pytest.raises(TextError):
+        rater.rate(b"not even audio", words=True, text="?!")
+
+
+def test_json_form_of_word_feedback(rater: Rater) -> None:
+    d = rater.rate(FIXTURES / "native_uk_english2.flac", words=True).to_dict()
+    json.dumps(d)
+    assert set(d["words"][0]) == {"word", "start", "end", "status", "confidence", "heard"}
+    assert set(d["reading"]) == {"words", "ok", "unclear", "different", "missed", "extra", "accuracy", "words_per_minute"}
+    assert d["reading"]["words"] == 69
+
+
+def test_cli_words_json_and_table(words_weights) -> None:
+    clip = FIXTURES / "native_us_english5.flac"
+    proc = subprocess.run([*CLI, "rate", str(clip), "--words", "--json", "--text", "Wednesday at the train station."],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert [w["word"] for w in row["words"] if w["status"] != "extra"] == ["Wednesday", "at", "the", "train", "station."]
+    assert row["reading"]["ok"] >= 4 and row["transcript"]
+    proc = subprocess.run([*CLI, "rate", str(clip), "--words"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "of 69 words ok" in proc.stdout and "missed" in proc.stdout
+
+
+def test_without_the_weights_rating_works_and_words_say_how_to_get_them(tmp_path: Path) -> None:
+    env = {**os.environ, "ACCENT_RATER_WEIGHTS": str(tmp_path)}
+    clip = str(FIXTURES / "nonnative_spanish6.flac")
+    plain = subprocess.run([*CLI, "rate", clip, "--json"], capture_output=True, text=True, timeout=300, env=env)
+    assert plain.returncode == 0 and json.loads(plain.stdout)["words"] == []
+    words = subprocess.run([*CLI, "rate", clip, "--words"], capture_output=True, text=True, timeout=300, env=env)
+    assert words.returncode == 2 and "Traceback" not in words.stderr
+    assert "accent-rater fetch-weights --words" in words.stderr and "133 MB" in words.stderr
+
+
+def test_weights_that_are_not_the_verified_files_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "whisper-base-ct2"
+    folder.mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+        (folder / name).write_bytes(b"not the published file")
+    assert check_decoder(weights_dir=tmp_path, verify=False) == folder
+    with pytest.raises(WeightsError, match="does not match its SHA-256"):
+        check_decoder(weights_dir=tmp_path)
+
+
+def test_times_map_back_to_the_original_recording(rater: Rater) -> None:
+    """Two seconds of silence before the reading move every word by two seconds."""
+    wav = audio.load_audio(FIXTURES / "native_uk_english2.flac")
+    base = rater.transcriber(audio.prepare_waveform(wav))
+    late = rater.transcriber(audio.prepare_waveform(np.concatenate([np.zeros(2 * audio.SAMPLE_RATE, np.float32), wav])))
+    assert [h.text for h in late] == [h.text for h in base]
+    assert all(abs(b.start + 2.0 - a.start) <= 0.1 and abs(b.end + 2.0 - a.end) <= 0.1 for a, b in zip(late, base))
