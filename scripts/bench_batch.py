@@ -56,7 +56,7 @@ def main() -> None:
     files = dev_files(args.corpus, args.files)
     results, outputs = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for engine in [Engine(w, ray) for ray in (None, "local") for w in args.workers]:
+        for engine in [Engine(w, ray) for w in args.workers for ray in (None, "local")]:  # each pair back to back
             k = 2 * engine.workers
             short, _ = timed(files[:k], engine, Path(tmp), f"short{len(results)}")
             load_before = os.getloadavg()[0]

@@ -15,8 +15,8 @@ Inputs (``plan``):
 A carried column whose name is an output column is renamed ``input_<name>``.
 
 Output (``RESULT_SCHEMA``, then the carried columns): ``path``, the fields of ``rate --json``
-(``AccentResult.to_dict()``, the same numbers and rounding; ``segments`` and ``l1`` as lists of
-structs), ``model`` (name and version, on failed rows too), ``error_code`` / ``error_message``
+(``AccentResult.to_dict()``, the same numbers and rounding; ``segments``, ``l1`` and ``words`` as
+lists of structs, ``reading`` a struct, null without word feedback (``--words``)), ``model`` (name and version, on failed rows too), ``error_code`` / ``error_message``
 (null when rated). A file that cannot be rated is a row with its error, never an abort.
 JSONL when the name ends in ``.jsonl`` (a line per row, appended as rows arrive), else Parquet: rows go
 to part files in ``<out>.parts/`` as they arrive (at least every ``PART_ROWS`` rows or
@@ -32,6 +32,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -41,6 +42,7 @@ from . import audio
 from .engine import Engine, run_map
 from .errors import AudioError, error_body
 from .rater import Rater
+from .words import Reading, Word, text_words
 
 UNIT_ROWS = 16
 PART_ROWS = 256
@@ -49,7 +51,8 @@ PATH_COLUMNS = ("path", "file", "filepath", "audio", "audio_path")  # a manifest
 
 
 RESULT_COLUMNS = ("path", "p_native", "label", "score", "band", "borderline", "threshold", "speech_seconds",
-                  "duration_seconds", "segments", "model", "profile", "warnings", "l1", "l1_guess", "error_code", "error_message")
+                  "duration_seconds", "segments", "model", "profile", "warnings", "l1", "l1_guess", "words", "transcript",
+                  "reading", "error_code", "error_message")
 
 
 def _result_schema() -> Any:
@@ -58,7 +61,11 @@ def _result_schema() -> Any:
     segment = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("p_native", pa.float64())])
     types = {"p_native": pa.float64(), "score": pa.int64(), "borderline": pa.bool_(), "threshold": pa.float64(),
              "speech_seconds": pa.float64(), "duration_seconds": pa.float64(), "segments": pa.list_(segment),
-             "warnings": pa.list_(pa.string()), "l1": pa.list_(pa.struct([("language", pa.string()), ("p", pa.float64())]))}
+             "warnings": pa.list_(pa.string()), "l1": pa.list_(pa.struct([("language", pa.string()), ("p", pa.float64())])),
+             "words": pa.list_(pa.struct([(f, pa.float64() if f in ("start", "end", "confidence") else pa.string())
+                                          for f in Word._fields])),
+             "reading": pa.struct([(f, pa.float64() if f in ("accuracy", "words_per_minute") else pa.int64())
+                                   for f in Reading._fields])}
     return pa.schema([(c, types.get(c, pa.string())) for c in RESULT_COLUMNS])
 
 
@@ -95,7 +102,7 @@ def _rater(opts: dict[str, Any]) -> Rater:
     key = json.dumps(opts, sort_keys=True)
     if key not in _RATERS:
         _RATERS.clear()
-        _RATERS[key] = rater = Rater(**opts)
+        _RATERS[key] = rater = Rater(**{k: v for k, v in opts.items() if k != "rate"})
         if not rater.backbone:  # the mel-based model computes log-mels with torch
             import torch
 
@@ -106,9 +113,9 @@ def _rater(opts: dict[str, Any]) -> Rater:
 def _rate_unit(opts: dict[str, Any], uid: int, unit: tuple) -> tuple[int, list[dict[str, Any]]]:
     """``("file", key, path)`` or ``("shard", key_prefix, shard_path, row_group, first_row, rows)``
     -> (uid, output rows in the unit's order)."""
-    rater = _rater(opts)
+    rater, options = _rater(opts), opts.get("rate", {})
     if unit[0] == "file":
-        return uid, [flat_row(rate_row(rater, unit[2], unit[1]), rater.name)]
+        return uid, [flat_row(rate_row(rater, unit[2], unit[1], **options), rater.name)]
     import pyarrow.parquet as pq
 
     _, prefix, shard, group, first, rows = unit
@@ -117,7 +124,7 @@ def _rate_unit(opts: dict[str, Any], uid: int, unit: tuple) -> tuple[int, list[d
     for i in rows:
         value = column[i].as_py()
         data = (value.get("bytes") if isinstance(value, dict) else value) or b""
-        out.append(flat_row(rate_row(rater, data, f"{prefix}#{first + i}"), rater.name))
+        out.append(flat_row(rate_row(rater, data, f"{prefix}#{first + i}", **options), rater.name))
     return uid, out
 
 
@@ -145,7 +152,7 @@ def _carried(row: dict[str, Any]) -> dict[str, Any]:
     return {(f"input_{k}" if k in RESULT_COLUMNS else k): v for k, v in row.items()}
 
 
-def plan(source: Path, done: set[str] = frozenset()) -> Plan:
+def plan(source: Path, done: AbstractSet[str] = frozenset()) -> Plan:
     """Work units for ``source`` (see the module docstring), leaving out the paths in ``done``."""
     out = Plan()
     if source.is_dir():
@@ -168,8 +175,7 @@ def plan(source: Path, done: set[str] = frozenset()) -> Plan:
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        names = pq.ParquetFile(source).schema_arrow.names
-        if "audio" in names:
+        if _has_audio_bytes(pq.ParquetFile(source).schema_arrow):
             _plan_shard(source, done, out)
         else:
             _plan_manifest(source, pq.read_table(source).to_pylist(), done, out)
@@ -178,7 +184,7 @@ def plan(source: Path, done: set[str] = frozenset()) -> Plan:
     return out
 
 
-def _plan_manifest(manifest: Path, rows: list[dict[str, Any]], done: set[str], out: Plan) -> None:
+def _plan_manifest(manifest: Path, rows: list[dict[str, Any]], done: AbstractSet[str], out: Plan) -> None:
     column = next((c for c in PATH_COLUMNS if rows and c in rows[0]), None)
     if rows and column is None:
         raise BatchInputError(f"{manifest.name} has no path column (one of {', '.join(PATH_COLUMNS)})")
@@ -189,14 +195,22 @@ def _plan_manifest(manifest: Path, rows: list[dict[str, Any]], done: set[str], o
             out.add(("file", key, str(path.resolve())), [_carried(row)])
 
 
-def _plan_shard(shard: Path, done: set[str], out: Plan) -> None:
+def _has_audio_bytes(schema: Any) -> bool:
+    """Hugging Face audio shards have an ``audio`` column of bytes: a {bytes, path} struct or binary."""
+    import pyarrow as pa
+
+    kind = schema.field("audio").type if "audio" in schema.names else pa.null()
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0)
+
+
+def _plan_shard(shard: Path, done: AbstractSet[str], out: Plan) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(shard)
     schema = pf.schema_arrow
-    if "audio" not in schema.names:
-        raise BatchInputError(f"{shard.name} has no audio column (Hugging Face audio shards have one)")
+    if not _has_audio_bytes(schema):
+        raise BatchInputError(f"{shard.name} has no audio column of bytes (Hugging Face audio shards have one)")
     carried = pf.read(columns=[n for n in schema.names if n != "audio"]).to_pylist()
     atype = schema.field("audio").type
     if pa.types.is_struct(atype) and atype.get_field_index("path") >= 0:
@@ -335,23 +349,28 @@ class Summary:
 
 def rater_options(model: str | None = None, threshold: float | None = None, prior: float | None = None,
                   max_seconds: float = audio.MAX_DURATION_SECONDS, threads: int = 1,
-                  profile: str | Path | None = None) -> dict[str, Any]:
+                  profile: str | Path | None = None, rate: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``Rater`` arguments every worker loads its model with (a bundle directory and a site
-    profile made absolute, so that workers elsewhere find them at the same path)."""
+    profile made absolute, so that workers elsewhere find them at the same path), and under ``rate``
+    the options of ``Rater.rate`` (word feedback: ``words``, ``text``)."""
     if model is not None and Path(model).is_dir():
         model = str(Path(model).resolve())
     return {"model": model, "threshold": threshold, "prior": prior, "max_seconds": max_seconds, "threads": threads,
-            "profile": None if profile is None else str(Path(profile).resolve())}
+            "profile": None if profile is None else str(Path(profile).resolve()), "rate": rate or {}}
 
 
 def run_batch(source: Path, out: Path, engine: Engine, opts: dict[str, Any], *, resume: bool = False,
               progress: bool = True) -> Summary:
     """Rate ``source`` into ``out`` on ``engine``; ``opts`` from ``rater_options``. Raises
-    ``BatchInputError`` / ``FileExistsError`` / ``FileNotFoundError`` / ``ValueError`` (bad model)
-    before any work starts."""
+    ``BatchInputError`` / ``FileExistsError`` / ``FileNotFoundError`` / ``ValueError`` (bad model or
+    text) / ``WeightsError`` (word feedback without its weights) before any work starts."""
     from tqdm import tqdm
 
-    _rater(opts)  # a bad --model or threshold fails here, not in every worker
+    rater, options = _rater(opts), opts.get("rate", {})  # a bad --model or threshold fails here, not in every worker
+    if options.get("words"):
+        if options.get("text"):
+            text_words(options["text"])
+        rater.transcriber  # noqa: B018 - the weights are there and verified
     writer = ResultWriter(out, resume)
     done = writer.done_paths()
     work = plan(source, done)

@@ -88,7 +88,7 @@ class _RayWorker:
         return {"result": [pickle.dumps(self.fn(*pickle.loads(item))) for item in batch["item"]]}
 
 
-def ray_module() -> Any:
+def _ray_module() -> Any:
     """The ``ray`` module, or an ImportError that says how to install it."""
     try:
         import ray
@@ -99,7 +99,7 @@ def ray_module() -> Any:
 
 
 def _ray(engine: Engine, fn: Callable[..., Any], items: Sequence[tuple], setup: Callable[[], Any] | None) -> Iterator[Any]:
-    ray = ray_module()
+    ray = _ray_module()
     started = not ray.is_initialized()
     if started:  # a running Ray (ray.init() called by the caller) is used as it is
         ray.init(address=None if engine.ray == "local" else engine.ray, include_dashboard=False,
