@@ -147,7 +147,7 @@ def servers(tmpdirs):
         ],
         tmpdirs["small"],
         tmpdirs["logs"],
-        env={API_KEY_ENV: API_KEY},
+        env={API_KEY_ENV: API_KEY, "ACCENT_RATER_WEIGHTS": str(tmpdirs["small"])},  # no Whisper base: no word feedback
     )
     try:
         main.wait_ready()
@@ -415,6 +415,35 @@ def test_l1_in_responses_model_card_and_openapi():
     assert "7 s" not in str(schemas["Segment"]) and "3.5 s" not in str(props)
 
 
+def test_word_feedback_by_query_or_form_field(words_weights):
+    """words / text as query parameters or multipart fields (a field wins), the same words as in process,
+    free speech, an unusable text, and the schema of the new fields."""
+    from fastapi.testclient import TestClient
+
+    from accent_rater import Rater, api
+
+    clip = FIXTURES / "native_us_english5.flac"
+    data = clip.read_bytes()
+    end = "Wednesday at the train station."
+    local = Rater().rate(clip, words=True, text=end).to_dict()
+    with TestClient(api.create_app()) as c:
+        plain = c.post("/v1/rate", files={"file": (clip.name, data)}).json()
+        assert plain["words"] == [] and plain["transcript"] == "" and "reading" not in plain
+        by_query = c.post("/v1/rate", params={"words": "true", "text": end}, files={"file": (clip.name, data)}).json()
+        assert by_query["words"] == local["words"] and by_query["reading"] == local["reading"]
+        by_form = c.post("/v1/rate", params={"text": "ignored: the form field wins"}, data={"words": "true", "text": end},
+                         files={"file": (clip.name, data)}).json()
+        assert by_form["words"] == local["words"]
+        free = c.post("/v1/rate", data={"words": "true", "text": ""}, files={"file": (clip.name, data)}).json()
+        assert free["transcript"] and free["words"] == [] and "reading" not in free
+        _assert_error(c.post("/v1/rate?words=true&text=%3F%21", files={"file": (clip.name, data)}), 422, "bad_text")
+        schemas = c.get("/openapi.json").json()["components"]["schemas"]
+    props = schemas["RateResult"]["properties"]
+    assert props["words"]["items"]["$ref"].endswith("/Word") and set(schemas["Word"]["properties"]) == set(local["words"][0])
+    assert props["reading"]["anyOf"][0]["$ref"].endswith("/Reading")
+    assert set(schemas["Reading"]["properties"]) == set(local["reading"])
+
+
 def test_fast_model_has_no_l1_guess(clip_bytes):
     from fastapi.testclient import TestClient
 
@@ -451,7 +480,8 @@ def test_rate_result_schema_is_accent_result(client, rated):
     segment = get_type_hints(Segment, include_extras=True)
     assert {k: v["description"] for k, v in schemas["Segment"]["properties"].items()} == {k: get_args(v)[1] for k, v in segment.items()}
     assert props["label"]["enum"] == ["native", "non_native"] and props["score"]["type"] == "integer"
-    assert set(rated[0]) == set(props) and set(rated[0]["segments"][0]) == set(segment)
+    assert set(rated[0]) == set(props) - {"reading"}  # null (left out) without word feedback
+    assert set(rated[0]["segments"][0]) == set(segment)
 
 
 # --- schemathesis: generated requests against the live OpenAPI document ----------------------------
@@ -494,6 +524,16 @@ def test_small_server_rates_a_short_clip(small_client):
     local = Rater().rate(SHORT_CLIP)
     assert 0.0 < r.json()["p_native"] < 1.0
     assert r.json()["label"] == local.label and r.json()["p_native"] == local.to_dict()["p_native"]
+
+
+def test_word_feedback_without_the_weights_is_501_and_says_how_to_enable_it(small_client):
+    data = SHORT_CLIP.read_bytes()
+    r = small_client.post("/v1/rate?words=true", files={"file": (SHORT_CLIP.name, data, "audio/flac")})
+    error = _assert_error(r, 501, "words_unavailable")
+    assert "accent-rater fetch-weights --words" in error["message"]
+    r = small_client.post("/v1/rate/batch", data={"words": "true"}, files=[("files", ("a.flac", data, "audio/flac"))])
+    assert r.status_code == 200 and r.json()["results"][0]["error"]["code"] == "words_unavailable"
+    assert small_client.post("/v1/rate", files={"file": (SHORT_CLIP.name, data, "audio/flac")}).status_code == 200
 
 
 def test_oversize_body_is_413(small_client):

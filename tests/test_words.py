@@ -176,6 +176,23 @@ def test_cli_words_json_and_table(words_weights) -> None:
     assert "of 69 words ok" in proc.stdout and "missed" in proc.stdout
 
 
+def test_batch_words_columns(words_weights, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.flac").write_bytes((FIXTURES / "native_us_english5.flac").read_bytes())
+    for flag, out in ((["--words"], tmp_path / "words.parquet"), ([], tmp_path / "plain.parquet")):
+        proc = subprocess.run([*CLI, "batch", str(folder), "--out", str(out), "--workers", "1", *flag],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+    row = pq.read_table(tmp_path / "words.parquet").to_pylist()[0]
+    assert len([w for w in row["words"] if w["status"] != "extra"]) == 69 and row["reading"]["words"] == 69
+    assert row["reading"]["ok"] >= 12 and row["transcript"]
+    plain = pq.read_table(tmp_path / "plain.parquet").to_pylist()[0]
+    assert plain["words"] == [] and plain["reading"] is None and plain["p_native"] == row["p_native"]
+
+
 def test_without_the_weights_rating_works_and_words_say_how_to_get_them(tmp_path: Path) -> None:
     env = {**os.environ, "ACCENT_RATER_WEIGHTS": str(tmp_path)}
     clip = str(FIXTURES / "nonnative_spanish6.flac")

@@ -40,11 +40,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
+from .backbones.whisper import WeightsError
 from .errors import AudioError, EmptyAudioError, RequestError, error_body
 from .limits import Settings
 from .rater import AccentResult, Rater
 from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
 from .upload import Upload, mib, read_file, read_files, too_large_error
+from .words import MAX_TEXT_CHARS, PASSAGE, TextError, text_words
 
 log = logging.getLogger("accent_rater.api")
 
@@ -85,11 +87,11 @@ class RatingPool:
         finally:
             self.in_flight -= 1
 
-    async def rate(self, rater: Rater, data: bytes | bytearray) -> AccentResult:
+    async def rate(self, rater: Rater, data: bytes | bytearray, **options: Any) -> AccentResult:
         if not data:
             raise EmptyAudioError("the upload is empty (0 bytes)")
         try:  # on timeout wait_for cancels the wrapper, which cancels the job if it has not started
-            return await asyncio.wait_for(asyncio.wrap_future(self._executor.submit(rater.rate, data)), self.timeout)
+            return await asyncio.wait_for(asyncio.wrap_future(self._executor.submit(rater.rate, data, **options)), self.timeout)
         except TimeoutError:
             raise RequestError(504, "timeout", f"the rating did not finish within {self.timeout:g} s (server busy or "
                                "recording long); try again later") from None
@@ -130,6 +132,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AudioError)
     async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
         return _error(request, exc.http_status, exc.to_dict())
+
+    @app.exception_handler(WeightsError)
+    async def _weights_error(request: Request, exc: WeightsError) -> JSONResponse:
+        return _error(request, 501, error_body("words_unavailable", str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -206,6 +212,26 @@ _PRIOR = Query(
     None, gt=0.0, lt=1.0, description="Share of native speakers where you deploy; shifts p_native by Bayes' rule (default: the training prior)"
 )
 
+_WORDS = Query(False, description="Word feedback on the text read (also a multipart field `words`): `words`, "
+               "`transcript` and `reading` in the result; 501 `words_unavailable` when the server has no Whisper base weights")
+_TEXT = Query(None, max_length=MAX_TEXT_CHARS, description="The text that was read (also a multipart field `text`, "
+              "which wins); default: the Stella passage; empty: free speech (a transcript only)")
+
+
+def word_options(words: bool, text: str | None, form: dict[str, str]) -> dict[str, Any]:
+    """``Rater.rate``'s word-feedback options from the query and the multipart fields (a field
+    wins); an unusable text is a 422 ``bad_text`` before any rating."""
+    if form.get("words", str(words)).strip().lower() not in ("true", "1", "yes", "on"):
+        return {}
+    text = form.get("text", text)
+    text = PASSAGE if text is None else text.strip()
+    try:
+        if text:
+            text_words(text)
+    except TextError as exc:
+        raise RequestError(exc.http_status, exc.code, str(exc)) from None
+    return {"words": True, "text": text}
+
 
 # --- the app -----------------------------------------------------------------------------------------
 def create_app(model: str | Path | None = None, settings: Settings = Settings(), profile: str | Path | None = None) -> FastAPI:
@@ -261,13 +287,16 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         summary="Rate one recording",
         tags=["rating"],
     )
-    async def rate(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR) -> dict[str, Any]:
+    async def rate(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR,
+                   words: bool = _WORDS, text: Optional[str] = _TEXT) -> dict[str, Any]:
         """Rate how native the accent in one recording sounds. Send the file as multipart field `file`, or as
-        the raw request body (a `Content-Disposition: attachment; filename=...` header names it)."""
+        the raw request body (a `Content-Disposition: attachment; filename=...` header names it). With
+        `words=true`, also which words of the text read were heard as written."""
         pool: RatingPool = request.app.state.pool
         with pool.admit():
             upload = await read_file(request, s.max_bytes)
-            result = (await pool.rate(rater_view(rater, threshold, prior), upload.data)).to_dict()
+            options = word_options(words, text, upload.form)
+            result = (await pool.rate(rater_view(rater, threshold, prior), upload.data, **options)).to_dict()
         return {"filename": upload.filename, **result} if upload.filename else result
 
     @app.post(
@@ -278,19 +307,23 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         summary="Rate several recordings",
         tags=["rating"],
     )
-    async def rate_batch(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR) -> dict[str, Any]:
+    async def rate_batch(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR,
+                         words: bool = _WORDS, text: Optional[str] = _TEXT) -> dict[str, Any]:
         """Rate up to `max_batch` recordings sent as repeated multipart field `files`. Each file gets either
-        a result or an `error` entry: one bad file never fails the batch."""
+        a result or an `error` entry: one bad file never fails the batch. `words` / `text` as for one file."""
         pool: RatingPool = request.app.state.pool
         view = rater_view(rater, threshold, prior)
+        options: dict[str, Any] = {}
 
         async def one(upload: Upload) -> dict[str, Any]:
             try:
                 if upload.too_large:
                     raise too_large_error(s.max_bytes, upload.size)
-                return {"filename": upload.filename, **(await pool.rate(view, upload.data)).to_dict()}
+                return {"filename": upload.filename, **(await pool.rate(view, upload.data, **options)).to_dict()}
             except (AudioError, RequestError) as exc:
                 return {"filename": upload.filename, **exc.to_dict()}
+            except WeightsError as exc:
+                return {"filename": upload.filename, **error_body("words_unavailable", str(exc))}
             except Exception as exc:  # a bad file never fails the batch
                 log.exception("rating a batch file failed")
                 return {"filename": upload.filename, **error_body("internal", f"internal error ({type(exc).__name__})")}
@@ -299,6 +332,7 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
 
         with pool.admit():
             uploads = await read_files(request, s.max_bytes, s.max_batch)
+            options = word_options(words, text, uploads[0].form)
             return {"results": list(await asyncio.gather(*map(one, uploads)))}
 
     @app.get("/v1/model", response_model=ModelInfo, responses=auth, summary="The model card", tags=["model"])

@@ -80,7 +80,7 @@ def rate(
         import torch
 
         torch.set_num_threads(1)
-    options = _word_options(rater, words, text, text_file, err) if words else {}
+    options = _word_options(rater, text, text_file, err) if words else {}
     rows: list[dict] = [{"path": str(p), **error_body("not_found", why)} for p, why in missing]
 
     # the model is loaded once; onnxruntime and numpy release the GIL, so threads use every core
@@ -123,15 +123,13 @@ L1_COLUMN = "first language (guess)"
 WORD_STYLES = {"ok": "green", "unclear": "yellow", "different": "bold red", "missed": "dim strike", "extra": "dim italic"}
 
 
-def _word_options(rater, words: bool, text: str | None, text_file: Path | None, err) -> dict:
+def _word_options(rater, text: str | None, text_file: Path | None, err) -> dict:
     """``rate``'s keyword options for word feedback, after checking the text and loading Whisper base
     (a missing weights folder or an unusable text stops here, before any file is rated)."""
     from .backbones.whisper import WeightsError
-    from .words import PASSAGE, TextError, text_words
+    from .words import TextError, text_words
 
-    if text_file is not None:
-        text = text_file.read_text(encoding="utf-8", errors="replace")
-    text = PASSAGE if text is None else text.strip()
+    text = _words_text(text, text_file)
     try:
         if text:
             text_words(text)
@@ -139,7 +137,16 @@ def _word_options(rater, words: bool, text: str | None, text_file: Path | None, 
     except (WeightsError, TextError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    return {"words": words, "text": text}
+    return {"words": True, "text": text}
+
+
+def _words_text(text: str | None, text_file: Path | None) -> str:
+    """The text read: --text-file's content, else --text, else the passage ("" for free speech)."""
+    from .words import PASSAGE
+
+    if text_file is not None:
+        text = text_file.read_text(encoding="utf-8", errors="replace")
+    return PASSAGE if text is None else text.strip()
 
 
 def _print_words(out, row: dict) -> None:
@@ -220,16 +227,21 @@ def batch(
     prior: Optional[float] = typer.Option(None, "--prior", min=0.0, max=1.0, help="Share of native speakers where you deploy (shifts p_native)."),
     max_seconds: float = typer.Option(audio.MAX_DURATION_SECONDS, "--max-seconds", help="Refuse recordings longer than this."),
     profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
+    words: bool = typer.Option(False, "--words", help="Word feedback in the words / transcript / reading columns (as rate --words)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The text every recording read (default: the Stella passage); \"\" for free speech."),
+    text_file: Optional[Path] = typer.Option(None, "--text-file", exists=True, dir_okay=False, help="Read the text from this file."),
 ) -> None:
     """Rate a whole corpus into one table (a row per input, failures included), resumable, on this
     machine's cores or a Ray cluster. Same numbers as `rate --json`."""
+    from .backbones.whisper import WeightsError
     from .batch import run_batch, rater_options
     from .engine import Engine
 
+    rate_opts = {"words": True, "text": _words_text(text, text_file)} if words else {}
     try:
-        summary = run_batch(source, out, Engine(workers, ray, cpus), rater_options(model, threshold, prior, max_seconds, cpus, profile),
-                            resume=resume)
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError, ConnectionError) as exc:
+        summary = run_batch(source, out, Engine(workers, ray, cpus),
+                            rater_options(model, threshold, prior, max_seconds, cpus, profile, rate_opts), resume=resume)
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError, ConnectionError, WeightsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(f"{out}: {summary.text()}", err=True)

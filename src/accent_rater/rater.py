@@ -154,7 +154,7 @@ class Rater:
         self.prior = prior
         self.max_seconds, self.max_bytes = max_seconds, max_bytes
         self.threads = threads or min(2, os.cpu_count() or 1)
-        self._transcriber: Transcriber | None = None
+        self._transcriber: list[Transcriber] = []  # loaded on first use; shared by shallow copies (the API's views)
         self._transcriber_lock = threading.Lock()
         self._members, self._l1 = self._load_members()
         self.backbone: str | None = self.meta.get("backbone")
@@ -291,11 +291,11 @@ class Rater:
     def transcriber(self) -> Transcriber:
         """Whisper base for word feedback, loaded (and verified) on first use, once per Rater."""
         with self._transcriber_lock:
-            if self._transcriber is None:
+            if not self._transcriber:
                 from .words import Transcriber
 
-                self._transcriber = Transcriber(self.threads)
-            return self._transcriber
+                self._transcriber.append(Transcriber(self.threads))
+            return self._transcriber[0]
 
     def add_words(self, result: AccentResult, speech: audio.Speech, text: str | None = PASSAGE) -> AccentResult:
         """``result`` with word feedback on ``speech``: the transcript, and with a ``text`` each of its

@@ -105,10 +105,15 @@ RATE_ERRORS = {
     415: _error("Not a supported audio file, or (batch) not a multipart body"),
     422: _error("Unusable audio (empty, corrupt, silent, too little speech) or invalid request"),
     503: _error("Too many requests waiting: retry after the seconds in the Retry-After header"),
+    501: _error("Word feedback asked for, but the server has no Whisper base weights (`words_unavailable`)"),
     504: _error("The rating did not finish within the server's per-request timeout"),
 }
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+_WORD_FIELDS = {
+    "words": {"type": "boolean", "description": "Word feedback on the text read (as the query parameter `words`)"},
+    "text": {"type": "string", "description": "The text that was read (wins over the query parameter `text`)"},
+}
 RATE_BODY = {
     "requestBody": {
         "required": True,
@@ -117,7 +122,8 @@ RATE_BODY = {
         "OGG (Vorbis/Opus), WebM/Opus, M4A/AAC.",
         "content": {
             "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, **_WORD_FIELDS},
+                           "required": ["file"]}
             },
             "application/octet-stream": _BINARY,
             "audio/*": _BINARY,
@@ -132,7 +138,7 @@ BATCH_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}, **_WORD_FIELDS},
                     "required": ["files"],
                 }
             }

@@ -28,6 +28,7 @@ class Upload:
     data: bytearray = field(default_factory=bytearray)
     size: int = 0
     too_large: bool = False
+    form: dict[str, str] = field(default_factory=dict)  # the request's small text fields (multipart), e.g. "text"
 
 
 def mib(n: float) -> str:
@@ -107,6 +108,7 @@ async def _read_multipart(
         raise RequestError(400, "invalid_multipart", "multipart/form-data without a boundary")
 
     parts: list[Upload] = []
+    plain: dict[str, bytes] = {}  # text fields, kept for every part's ``form``
     state: dict[str, Any] = {"part": None, "name": "", "kept": False, "hname": b"", "hvalue": b"", "headers": {}}
 
     def on_part_begin() -> None:
@@ -131,6 +133,8 @@ async def _read_multipart(
             part.filename = opts[b"filename"].decode("utf-8", "replace")
         state["name"] = opts[b"name"].decode("utf-8", "replace")
         state["kept"] = state["name"] in fields
+        if not state["kept"] and part.filename is None:
+            plain.setdefault(state["name"], b"")  # an empty field is still sent
         if state["kept"]:
             parts.append(part)
             if len(parts) > max_parts:
@@ -144,6 +148,8 @@ async def _read_multipart(
         if not state["kept"]:  # other parts are discarded; plain form fields must be small
             if part.filename is None and part.size > MAX_FIELD_BYTES:
                 raise RequestError(413, "too_large", f"form field {state['name']!r} exceeds {mib(MAX_FIELD_BYTES)}")
+            if part.filename is None:
+                plain[state["name"]] += data[start:end]
         elif part.size > max_part_bytes:
             if not keep_oversize:
                 raise too_large_error(max_part_bytes)
@@ -172,6 +178,8 @@ async def _read_multipart(
         parser.finalize()
     except FormParserError as exc:
         raise RequestError(400, "invalid_multipart", f"malformed multipart body ({exc})") from None
+    for part in parts:
+        part.form = {k: v.decode("utf-8", "replace") for k, v in plain.items()}
     return parts
 
 
