@@ -16,7 +16,7 @@ from conftest import FIXTURES, SAMPLES
 from accent_rater import Rater, audio
 from accent_rater.backbones.whisper import WeightsError, check_decoder
 from accent_rater.words import (MAX_TEXT_CHARS, PASSAGE, Heard, TextError, Word, feedback, normalize, practise,
-                                reading_warning, text_words)
+                                reading_warning, snap_to_speech, text_words)
 
 pytest.importorskip("rapidfuzz", reason="word feedback needs the `words` extra")
 pytest.importorskip("num2words", reason="word feedback needs the `words` extra")
@@ -35,6 +35,7 @@ def heard(text: str, start: float = 0.0, step: float = 0.3, p: float = 0.95, **p
     ("Stella.", ["stella"]), ("store:", ["store"]), ("6", ["six"]), ("21", ["twenty", "one"]),
     ("3rd", ["third"]), ("1,000", ["one", "thousand"]), ("snow-peas", ["snow", "peas"]), ("It's", ["it's"]),
     ("\u201cBob,\u201d", ["bob"]), ("Café", ["cafe"]), ("\u2014", []), ("...", []),
+    ("we'll", ["we", "will"]), ("We\u2019ll", ["we", "will"]), ("won't", ["will", "not"]), ("Bob's", ["bob's"]),
 ])
 def test_normalize(token: str, parts: list[str]) -> None:
     assert normalize(token) == parts
@@ -97,6 +98,20 @@ def test_another_text_is_mostly_not_heard_and_warned_about() -> None:
     rainbow = "When the sunlight strikes raindrops in the air they act as a prism and form a rainbow"
     words, reading = feedback(heard(rainbow), PASSAGE)
     assert reading.ok <= 3 and reading_warning(reading) is not None
+
+
+def test_a_contraction_heard_for_two_written_words_is_both_words() -> None:
+    words, reading = feedback(heard("and we'll go meet her"), "and we will go meet her")
+    assert reading.ok == 6 and [w.heard for w in words[1:3]] == ["we'll", "we'll"]
+
+
+def test_word_edges_at_pauses_snap_out_to_the_speech_regions() -> None:
+    sr = audio.SAMPLE_RATE
+    regions = [(int(0.4 * sr), int(2.1 * sr)), (int(2.9 * sr), int(4.0 * sr))]  # speech 0.5-2.0 s and 3.0-3.9 s
+    got = [Heard("one", 0.45, 0.9, 0.9), Heard("two", 0.9, 1.7, 0.9), Heard("three", 3.0, 3.6, 0.9)]
+    snapped = snap_to_speech(got, regions)
+    assert [(h.start, h.end) for h in snapped] == [(0.5, 0.9), (0.9, 2.0), (3.0, 3.9)]
+    assert snap_to_speech(snapped, regions) == snapped
 
 
 def test_words_to_practise_other_words_first_then_unclear_then_missed_one_per_spelling() -> None:

@@ -16,8 +16,8 @@ A carried column whose name is an output column is renamed ``input_<name>``.
 
 Output (``RESULT_SCHEMA``, then the carried columns): ``path``, the fields of ``rate --json``
 (``AccentResult.to_dict()``, the same numbers and rounding; ``segments``, ``l1`` and ``words`` as
-lists of structs, ``reading`` a struct, null without word feedback (``--words``)), ``model`` (name and version, on failed rows too), ``error_code`` / ``error_message``
-(null when rated). A file that cannot be rated is a row with its error, never an abort.
+lists of structs, ``reading`` a struct, null without word feedback (``--words``)), ``model`` (name
+and version, on failed rows too), ``error_code`` / ``error_message`` (null when rated). A file that cannot be rated is a row with its error, never an abort.
 JSONL when the name ends in ``.jsonl`` (a line per row, appended as rows arrive), else Parquet: rows go
 to part files in ``<out>.parts/`` as they arrive (at least every ``PART_ROWS`` rows or
 ``PART_SECONDS``) and are merged into ``<out>`` at the end. What was written before a crash stays,

@@ -25,6 +25,7 @@ P_OK = 0.5  # a word heard as written with Whisper's probability below this is "
 NEAR_MISS = 0.6  # another word this similar in spelling (normalised Levenshtein similarity) is "unclear"
 BEAM_SIZE = 1  # greedy decoding: within the time budget, and feedback should not guess harder than a listener
 MAX_TEXT_CHARS = 5_000
+SNAP_REACH = 0.2  # s: a word whose middle is this close to a speech region belongs to it
 MOSTLY_UNHEARD = 0.5  # fewer words of the text heard than this share: warn that another text may have been read
 
 Status = Literal["ok", "unclear", "different", "missed", "extra"]
@@ -75,15 +76,20 @@ class TextError(ValueError):
 
 # --- normalisation -----------------------------------------------------------------------------------
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(st|nd|rd|th)?$")
+_CONTRACTIONS = {"won't": "will not", "can't": "can not", "shan't": "shall not", "n't": " not", "'ll": " will",
+                 "'re": " are", "'ve": " have", "'m": " am"}  # not 's and 'd: "Bob's", "he'd" are ambiguous
+_CONTRACTION = re.compile("|".join(re.escape(k) for k in _CONTRACTIONS) + r"(?=\b)")
 
 
 def normalize(token: str) -> list[str]:
     """The comparable parts of one written or heard word: lower case, accents and punctuation
     dropped (inner apostrophes kept), hyphenated and slashed compounds split, numbers spelled out
-    ("21" -> ["twenty", "one"], "3rd" -> ["third"])."""
+    ("21" -> ["twenty", "one"], "3rd" -> ["third"]), contractions expanded ("we'll" -> ["we", "will"])."""
     from num2words import num2words
 
-    text = unicodedata.normalize("NFKD", token).encode("ascii", "ignore").decode().lower().replace("&", " and ")
+    text = re.sub("[\u2018\u2019\u02bc]", "'", token)  # typographic apostrophes
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().replace("&", " and ")
+    text = _CONTRACTION.sub(lambda m: _CONTRACTIONS[m[0]], text)
     out: list[str] = []
     for part in re.split(r"[\s\-/\u2013\u2014]+", re.sub(r"(?<=\d),(?=\d{3})", "", text)):
         part = re.sub(r"[^a-z0-9.']+", "", part).strip(".'")
@@ -233,5 +239,26 @@ class Transcriber:
                                                  int(round(w.end * audio.SAMPLE_RATE)))
                 if w.word.strip():
                     out.append(Heard(w.word.strip(), round(start, 2), round(end, 2), round(float(w.probability), 3)))
-        return out
+        return snap_to_speech(out, speech.regions)
+
+
+def snap_to_speech(heard: list[Heard], regions: list[tuple[int, int]]) -> list[Heard]:
+    """Word edges at pauses moved out to where voice activity detection heard the speech begin and
+    end (``regions``: padded speech regions in samples of the original recording). Whisper puts a
+    phrase's edges early, most of all before a pause (a final /s/ or /z/ has little energy in the
+    4 kHz band): the first word of a region starts no earlier than its speech, the last ends no
+    earlier than its speech. Applying it twice changes nothing."""
+    pad = audio.SPEECH_PAD_SECONDS
+    spans = [(s / audio.SAMPLE_RATE + pad, e / audio.SAMPLE_RATE - pad) for s, e in regions]
+    out = list(heard)
+    for i, h in enumerate(out):
+        mid = (h.start + h.end) / 2
+        span = next(((a, b) for a, b in spans if a - SNAP_REACH <= mid <= b + SNAP_REACH), None)
+        if span is None:
+            continue
+        a, b = span
+        start = max(h.start, a) if i == 0 or out[i - 1].end < a else h.start
+        end = max(h.end, b) if i + 1 == len(out) or out[i + 1].start > b else h.end
+        out[i] = h._replace(start=round(min(start, h.end), 2), end=round(end, 2))
+    return out
 
