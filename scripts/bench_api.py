@@ -52,11 +52,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}
+def start_server(port: int, log_path: Path, options: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``accent-rater serve`` (with ``options``) on 127.0.0.1:``port``, once its /healthz answers."""
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "accent_rater", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "accent_rater", "serve", "--host", "127.0.0.1", "--port", str(port), *options],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

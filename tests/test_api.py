@@ -683,9 +683,9 @@ def test_serve_options_reach_the_server(monkeypatch):
     assert runner.invoke(app, ["serve"]).exit_code == 0
     expected = Settings(max_bytes=1000, max_seconds=5.0, max_batch=3, max_concurrent=4, max_queue=0, timeout=2.5,
                         api_key="from-env", cors_origins=("http://a", "http://b"))
-    assert calls[0] == ("127.0.0.1", 9001, "fast", expected)
+    assert calls[0] == ("127.0.0.1", 9001, "fast", expected, None)  # no --profile
     assert calls[1][3].api_key == "from-flag"
-    assert calls[2] == ("127.0.0.1", 8000, None, Settings())
+    assert calls[2] == ("127.0.0.1", 8000, None, Settings(), None)
     for bad in (["--max-queue", "-1"], ["--max-concurrent", "0"], ["--timeout", "0"], ["--max-bytes", "x"]):
         result = runner.invoke(app, ["serve", *bad])
         assert result.exit_code == 2 and "Traceback" not in result.output

@@ -119,7 +119,7 @@ def rater_view(rater: Rater, threshold: float | None = None, prior: float | None
 # --- errors, access and the request log --------------------------------------------------------------
 def _error(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     request.state.error_code = body["error"]["code"]  # for the request log line
-    if status == 413:  # an early 413 leaves the body unread: the connection will not be reused
+    if status == 413:  # the rest of a body too large to read through (upload.DRAIN_BYTES) is left unread
         headers = {**(headers or {}), "Connection": "close"}
     return JSONResponse(body, status_code=status, headers=headers)
 

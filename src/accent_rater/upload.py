@@ -3,21 +3,27 @@
 Multipart bodies are parsed here (streaming, with python-multipart) rather than by Starlette, whose
 form parser spools files over 1 MiB to disk. Limits are enforced before reading (``Content-Length``)
 and while reading (a chunked body stops at the limit), so an oversize upload is never buffered.
+A request refused part-way is read through (discarded, within ``DRAIN_BYTES`` and ``DRAIN_SECONDS``)
+before the error goes out: closing a connection with unread data resets it, and the client would
+see a dropped connection instead of its 413.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
+import anyio
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from .errors import FileTooLargeError, RequestError
+from .errors import AudioError, FileTooLargeError, RequestError
 
 MULTIPART_OVERHEAD = 64 * 1024  # allowance for boundaries, part headers and small form fields
 MAX_FIELD_BYTES = 64 * 1024  # non-file form fields larger than this are refused
+DRAIN_BYTES = 64 * 2**20  # at most this much of a refused body is read through; larger ones are cut off
+DRAIN_SECONDS = 10.0
 
 
 @dataclass
@@ -44,12 +50,17 @@ def too_large_error(limit: int, size: int | None = None) -> FileTooLargeError:
 async def read_file(request: Request, max_bytes: int) -> Upload:
     """The one recording of a request: multipart field ``file``, or else the raw body (named by a
     ``Content-Disposition: attachment; filename=...`` header)."""
-    if not _is_multipart(request):
-        return Upload(_raw_filename(request), await _read_body(request, max_bytes))
-    parts = await _read_multipart(
-        request, fields=("file",), max_part_bytes=max_bytes, max_total_bytes=max_bytes + MULTIPART_OVERHEAD, max_parts=1,
-        keep_oversize=False,
-    )
+    stream = request.stream()
+    try:
+        if not _is_multipart(request):
+            return Upload(_raw_filename(request), await _read_body(request, stream, max_bytes))
+        parts = await _read_multipart(
+            request, stream, fields=("file",), max_part_bytes=max_bytes, max_total_bytes=max_bytes + MULTIPART_OVERHEAD,
+            max_parts=1, keep_oversize=False,
+        )
+    except (AudioError, RequestError):
+        await _drain(request, stream)
+        raise
     if not parts:
         raise RequestError(422, "missing_file", "multipart body has no field named 'file'")
     return parts[0]
@@ -59,15 +70,33 @@ async def read_files(request: Request, max_bytes: int, max_files: int) -> list[U
     """The recordings of a multipart batch (repeated field ``files``). A file over ``max_bytes`` is
     kept with ``too_large`` set (one bad file never fails the batch); the request as a whole is
     limited to ``max_files`` files of ``max_bytes``."""
-    if not _is_multipart(request):
-        raise RequestError(415, "unsupported_media_type", "send the files as multipart/form-data (field 'files')")
-    parts = await _read_multipart(
-        request, fields=("files", "file"), max_part_bytes=max_bytes,
-        max_total_bytes=max_files * max_bytes + MULTIPART_OVERHEAD, max_parts=max_files, keep_oversize=True,
-    )
+    stream = request.stream()
+    try:
+        if not _is_multipart(request):
+            raise RequestError(415, "unsupported_media_type", "send the files as multipart/form-data (field 'files')")
+        parts = await _read_multipart(
+            request, stream, fields=("files", "file"), max_part_bytes=max_bytes,
+            max_total_bytes=max_files * max_bytes + MULTIPART_OVERHEAD, max_parts=max_files, keep_oversize=True,
+        )
+    except (AudioError, RequestError):
+        await _drain(request, stream)
+        raise
     if not parts:
         raise RequestError(422, "missing_file", "multipart body has no field named 'files'")
     return parts
+
+
+async def _drain(request: Request, stream: AsyncIterator[bytes]) -> None:
+    """Read the rest of a refused body and drop it (not when it is declared larger than DRAIN_BYTES)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > DRAIN_BYTES:
+        return
+    drained = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        async for chunk in stream:
+            drained += len(chunk)
+            if drained > DRAIN_BYTES:
+                return
 
 
 def _declared_size(request: Request, limit: int) -> None:
@@ -81,11 +110,11 @@ def _declared_size(request: Request, limit: int) -> None:
         raise too_large_error(limit, int(value))
 
 
-async def _read_body(request: Request, limit: int) -> bytearray:
+async def _read_body(request: Request, stream: AsyncIterator[bytes], limit: int) -> bytearray:
     """The whole body, refusing (413) as soon as it passes ``limit`` bytes."""
     _declared_size(request, limit)
     buf = bytearray()
-    async for chunk in request.stream():
+    async for chunk in stream:
         buf += chunk
         if len(buf) > limit:
             raise too_large_error(limit)
@@ -93,7 +122,7 @@ async def _read_body(request: Request, limit: int) -> bytearray:
 
 
 async def _read_multipart(
-    request: Request, *, fields: tuple[str, ...], max_part_bytes: int, max_total_bytes: int, max_parts: int,
+    request: Request, stream: AsyncIterator[bytes], *, fields: tuple[str, ...], max_part_bytes: int, max_total_bytes: int, max_parts: int,
     keep_oversize: bool,
 ) -> list[Upload]:
     """Stream-parse a multipart body, keeping only the parts named in ``fields``.
@@ -170,7 +199,7 @@ async def _read_multipart(
     )
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             received += len(chunk)
             if received > max_total_bytes:
                 raise too_large_error(max_total_bytes)
