@@ -119,6 +119,8 @@ def test_words_to_practise_other_words_first_then_unclear_then_missed_one_per_sp
              Word("frog", None, None, "missed", None, ""), Word("The", 3, 4, "unclear", 0.4, "the"),
              Word("Bob", 4, 5, "ok", 0.99, "Bob"), Word("", 5, 6, "extra", 0.5, "um")]
     assert [w.word for w in practise(words)] == ["snack", "the", "frog"]
+    unread = words + [Word("kids.", None, None, "missed", None, "")]  # after the last word heard: not read
+    assert [w.word for w in practise(unread)] == ["snack", "the", "frog"]
 
 
 # --- Whisper base on real readings ----------------------------------------------------------------------

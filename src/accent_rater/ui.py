@@ -15,6 +15,7 @@ import html
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -65,21 +66,25 @@ WORDS_CSS = """
 .wf .legend span { margin-right: 0.6em; }
 .wf audio { width: 100%; margin: 0.4em 0; }
 """
-# A click on a timed word plays its span of the recording (the page's own copy, embedded as a data URL).
+# A click on a timed word plays its span of the recording (the page's own copy, embedded as a data URL):
+# the stop is timed from when playback really starts. Media events do not bubble, hence the capture.
 WORDS_JS = """
-let stop = null;
+let stop = null, until = null;
+const arm = (player) => {
+  clearTimeout(stop);
+  stop = setTimeout(() => { player.pause(); until = null; }, Math.max(0, until - player.currentTime) * 1000);
+};
 element.addEventListener('click', (event) => {
   const word = event.target.closest('[data-start]');
   const player = element.querySelector('audio');
   if (!word || !player) return;
-  const start = parseFloat(word.dataset.start), end = parseFloat(word.dataset.end);
-  clearTimeout(stop);
   element.querySelectorAll('.playing').forEach((w) => w.classList.remove('playing'));
   word.classList.add('playing');
-  player.currentTime = Math.max(0, start - 0.05);
-  player.play().catch(() => {});
-  stop = setTimeout(() => player.pause(), (end - start + 0.15) * 1000);
+  until = parseFloat(word.dataset.end) + 0.1;
+  player.currentTime = Math.max(0, parseFloat(word.dataset.start) - 0.05);
+  if (player.paused) player.play().catch(() => {}); else arm(player);
 });
+element.addEventListener('playing', (event) => { if (until !== null) arm(event.target); }, true);
 """
 INTERNAL_ERROR_MESSAGE = "Something went wrong while rating this recording. Please try again, or try another file."
 
@@ -162,6 +167,9 @@ def words_html(result: AccentResult, audio_path: str | None = None) -> str:
                 "<p><small>No text was given, so no word is marked: this is what was heard.</small></p></div>")
     r = result.reading
     todo = practise(result.words)
+    written = [w for w in result.words if w.status != "extra"]
+    last = max((i for i, w in enumerate(written) if w.status != "missed"), default=-1)
+    unread = len(written) - 1 - last
     parts = [
         '<div class="wf">',
         f"<p><b>Reading:</b> {r.ok} of {r.words} words heard as written ({100 * r.accuracy:.0f}%), "
@@ -171,7 +179,9 @@ def words_html(result: AccentResult, audio_path: str | None = None) -> str:
         '<p class="legend"><small>' + "".join(f'<span class="w {s}">{s}</span>' for s in STATUS_TEXT) + "</small></p>",
         "<p><b>Words to practise:</b> " + (", ".join(
             _span(w) + (f" (heard \u201c{html.escape(w.heard)}\u201d)" if w.status == "different" else "") for w in todo)
-            if todo else "none: every word was heard as written") + "</p>",
+            if todo else "none") + "</p>",
+        (f"<p>The reading stops after \u201c{html.escape(written[last].word)}\u201d (not heard: the last {unread} of "
+         f"the text's {len(written)} words).</p>" if 0 <= last and unread > 0 else ""),
         "<p><small>Heard by Whisper base, on this machine. A word is marked when the recogniser was unsure "
         "of it or heard another word: a hint about what to practise, not a verdict.</small></p>",
         "</div>",
@@ -308,6 +318,13 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
     return app
 
 
+def _load_words(rater: Rater) -> None:
+    try:
+        rater.transcriber  # noqa: B018 - loads and verifies the weights
+    except WeightsError as exc:
+        log.warning("word feedback unavailable: %s", exc)
+
+
 def main(host: str = "127.0.0.1", port: int = 7860, model: str | Path | None = None, profile: str | Path | None = None) -> None:
     """Load the model once and serve the page (blocks until interrupted)."""
     import torch
@@ -315,6 +332,8 @@ def main(host: str = "127.0.0.1", port: int = 7860, model: str | Path | None = N
     torch.set_num_threads(1)
     rater = Rater(model, profile=profile)
     app = build_app(rater)
+    if words_available():  # Whisper base loads while the page starts, so the first word feedback is quick
+        threading.Thread(target=_load_words, args=(rater,), daemon=True).start()
     app.queue(default_concurrency_limit=1).launch(
         server_name=host,
         server_port=port,

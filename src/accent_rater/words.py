@@ -191,11 +191,15 @@ def reading_warning(reading: Reading) -> str | None:
 
 def practise(words: list[Word], limit: int = 8) -> list[Word]:
     """The words to practise: written words not heard as ok, one per spelling; those heard as
-    another word first, then unclear ones, then missed ones, in reading order within each."""
+    another word first, then unclear ones, then missed ones, in reading order within each. Words
+    missed before the first or after the last word heard were not read, so they are left out."""
     order = {"different": 0, "unclear": 1, "missed": 2}
+    written = [w for w in words if w.status != "extra"]
+    heard_at = [i for i, w in enumerate(written) if w.status != "missed"]
+    read = written[heard_at[0]: heard_at[-1] + 1] if heard_at else []
     seen: set[str] = set()
     out = []
-    for w in sorted((w for w in words if w.status in order), key=lambda w: order[w.status]):
+    for w in sorted((w for w in read if w.status in order), key=lambda w: order[w.status]):
         key = " ".join(normalize(w.word))
         if key not in seen:
             seen.add(key)

@@ -10,8 +10,8 @@
 // error toast. Prints one JSON object on stdout:
 //   {outcome: "result"|"error"|"timeout", score, label, summary, error, words, external_requests, page_errors}
 // With E2E_WORDS=1 it also reads the word-feedback panel (statuses, words to practise), clicks a
-// flagged word (else the first timed one) and reports the player's state while and after it plays
-// (`words`); E2E_SCREENSHOT=<png> saves the whole page then.
+// flagged word (else the first timed one) and reports the player's events with its position
+// (`words.player_events`: [["playing", s], ["pause", s]]); E2E_SCREENSHOT=<png> saves the whole page then.
 // Exit code 0 whenever the page could be driven (the caller asserts on the JSON), 2 otherwise.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -92,16 +92,18 @@ try {
     const end = Number(await word.getAttribute('data-end'));
     const player = panel.locator('audio');
     await player.evaluate((a) => (a.readyState >= 1 ? null : new Promise((ok) => a.addEventListener('loadedmetadata', ok, { once: true }))));
+    // the player's own events, with its position when each fired (robust to a slow machine)
+    await player.evaluate((a) => {
+      a.eventLog = [];
+      for (const name of ['playing', 'pause']) a.addEventListener(name, () => a.eventLog.push([name, a.currentTime]));
+    });
     await word.click();
-    await page.waitForTimeout(100);
-    const during = await player.evaluate((a) => ({ time: a.currentTime, paused: a.paused }));
-    await page.waitForTimeout((end - start) * 1000 + 800);
-    const after = await player.evaluate((a) => ({ time: a.currentTime, paused: a.paused }));
+    await page.waitForFunction(() => document.querySelector('#result-words audio').eventLog.some((e) => e[0] === 'pause'),
+      null, { timeout: 30000 }).catch(() => {});
     words = {
       statuses,
       clicked: { text: (await word.innerText()).trim(), start, end, playing_class: await word.evaluate((e) => e.classList.contains('playing')) },
-      during,
-      after,
+      player_events: await player.evaluate((a) => a.eventLog),
       text: (await panel.innerText()).trim(),
     };
     if (process.env.E2E_SCREENSHOT) await page.screenshot({ path: process.env.E2E_SCREENSHOT, fullPage: true });
