@@ -14,6 +14,8 @@ import string
 import unicodedata
 from typing import Annotated, Literal, NamedTuple, Optional
 
+import numpy as np
+
 from . import audio
 
 # The Speech Accent Archive paragraph: what the model was trained on and the default text.
@@ -124,14 +126,7 @@ def feedback(heard: list[Heard], text: str) -> tuple[list[Word], Reading]:
     written = text_words(text)
     ref = [(i, p) for i, w in enumerate(written) for p in normalize(w)]
     hyp = [(j, p) for j, h in enumerate(heard) for p in normalize(h.text)]
-    # aligned back to front: among equally good alignments the later occurrence is matched
-    ops = Levenshtein.opcodes([p for _, p in reversed(ref)], [p for _, p in reversed(hyp)])
-    n, m = len(ref), len(hyp)
-    match: dict[int, int] = {}  # ref part -> hyp part
-    for op in ops:
-        if op.tag in ("equal", "replace"):
-            for k in range(op.src_end - op.src_start):
-                match[n - 1 - (op.src_start + k)] = m - 1 - (op.dest_start + k)
+    match = align([p for _, p in ref], [p for _, p in hyp])  # ref part -> hyp part
     used = {hyp[k][0] for k in match.values()}
 
     by_word: dict[int, list[tuple[str, int | None]]] = {}  # written word -> (part status, heard word)
@@ -161,6 +156,46 @@ def feedback(heard: list[Heard], text: str) -> tuple[list[Word], Reading]:
                           min(heard[j].probability for j in js) if js else None, " ".join(_bare(heard[j].text) for j in js)))
     words += [_extra(heard[j]) for j in extras]
     return words, summarize(words, heard)
+
+
+def align(ref: list[str], hyp: list[str]) -> dict[int, int]:
+    """Edit-distance alignment (unit costs) of two word lists: {ref index: hyp index} for the pairs
+    matched or substituted. Among equally good alignments, the one with the fewest gaps (runs of
+    skipped words) wins, so a reading that stops leaves one run of missed words at the end; then the
+    latest pairs (traced back from the end, pairing before skipping), so the first attempt of a
+    restarted sentence is the one left over as extra words."""
+    n, m = len(ref), len(hyp)
+    ids = {w: k for k, w in enumerate(dict.fromkeys(ref + hyp))}
+    cost = (np.array([ids[w] for w in ref], int)[:, None] != np.array([ids[w] for w in hyp], int)[None, :]).astype(np.int32)
+    d = np.zeros((n + 1, m + 1), np.int32)
+    d[0] = np.arange(m + 1)
+    steps = np.arange(m + 1)
+    for i in range(1, n + 1):
+        row = np.empty(m + 1, np.int32)
+        row[0] = i
+        row[1:] = np.minimum(d[i - 1, 1:] + 1, d[i - 1, :-1] + cost[i - 1])
+        d[i] = np.minimum.accumulate(row - steps) + steps  # then insertions, left to right
+
+    def trace(pair_first: bool) -> tuple[int, dict[int, int]]:
+        out: dict[int, int] = {}
+        i, j, gaps, skipping = n, m, 0, False
+        while i > 0 or j > 0:
+            pair = i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + cost[i - 1, j - 1]
+            if pair and (pair_first or not (i > 0 and d[i, j] == d[i - 1, j] + 1 or j > 0 and d[i, j] == d[i, j - 1] + 1)):
+                i, j = i - 1, j - 1
+                out[i] = j
+                skipping = False
+                continue
+            gaps += not skipping
+            skipping = True
+            if i > 0 and d[i, j] == d[i - 1, j] + 1 and not (pair_first and j > 0 and d[i, j] == d[i, j - 1] + 1):
+                i -= 1
+            else:
+                j -= 1
+        return gaps, out
+
+    (gaps_late, late), (gaps_skip, skip) = trace(True), trace(False)
+    return late if gaps_late <= gaps_skip else skip
 
 
 def _extra(h: Heard) -> Word:
