@@ -258,9 +258,10 @@ def calibrate(
     jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", "-j", min=1, help="Files rated in parallel (threads)."),
 ) -> None:
     """Fit a site profile: rate recordings of speakers whose status you know, made with your own
-    microphones, rooms and prompts, and adjust the model's calibration to them (natives only: a
-    shift; with non-natives: Platt refitted around the bundled fit). Use it with `rate`, `batch`,
-    `serve` and `ui --profile`. At least 10 recordings of each group are recommended."""
+    microphones, rooms and prompts, and map their scores onto those of the speakers the model was
+    validated on (natives only: a shift; with non-natives: a scale and a shift), as far as the
+    recordings show beyond chance. Use it with `rate`, `batch`, `serve` and `ui --profile`. At
+    least 10 recordings of each group are recommended."""
     from .profile import calibrate as fit
     from .rater import Rater
 

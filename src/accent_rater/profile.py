@@ -8,18 +8,18 @@ normalisation habit of speaker verification.
 
 A profile is an affine map of the calibrated logit, applied after the bundle's Platt calibration
 and before a deployment ``prior``: ``logit' = a * logit + b``; the bundle's threshold and bands then
-apply to ``p_native = sigmoid(logit')``. Both fits are maximum a posteriori with the bundle's own
-calibration (``a = 1, b = 0``) as the prior mean, so a few recordings move it a little and many
-move it as far as they say:
+apply to ``p_native = sigmoid(logit')``. The target is the bundle's ``reference``: the median
+logits of its natives and non-natives, out of fold (what the model gives speakers it never saw,
+recorded like its training data). The site's medians are mapped onto them (cohort normalisation),
+but only as far as the recordings show beyond chance: each group's median moves by its gap to the
+reference less ``CONFIDENCE_Z`` standard errors (a median of ``k`` logits scattering with the
+reference's ``sd`` has one of ``sqrt(pi / 2) * sd / sqrt(k)``), so a profile from a site like the
+training data is the identity, and a few recordings correct only a large shift:
 
-- natives only (``method = "shift"``): ``a = 1``; ``b`` moves the median logit of the site's
-  natives towards that of the natives the model was validated on (the bundle's ``reference``:
-  out-of-fold scores of its training speakers), by the fraction ``k / (k + (sd / SHIFT_PRIOR_SD)^2)``
-  for ``k`` recordings (the posterior mean of a shift with prior N(0, SHIFT_PRIOR_SD^2) when natives
-  scatter with the reference's ``sd``). A shift cannot undo a channel that squeezes both groups
-  towards the middle; natives and non-natives together can;
-- natives and non-natives (``method = "platt"``): logistic regression of the labels on the site's
-  logits with the priors a ~ N(1, SCALE_PRIOR_SD^2), b ~ N(0, SHIFT_PRIOR_SD^2), a > 0.
+- natives only (``method = "shift"``): ``a = 1``, ``b`` moves the site natives' median towards the
+  reference natives'. A shift cannot undo a setup that squeezes both groups towards the middle;
+- natives and non-natives (``method = "scale+shift"``): the line that moves both groups' medians
+  towards the reference's (a scale and a shift).
 
 A profile moves where the site's scores fall relative to the threshold; it never changes their
 order (a > 0), so it cannot make the model hear an accent it does not hear. What it gains on
@@ -45,10 +45,10 @@ if TYPE_CHECKING:
     from .rater import Rater
 
 PROFILE_FORMAT = 1
-SHIFT_PRIOR_SD = 2.0  # logits: a site rarely moves scores by more than twice this
-SCALE_PRIOR_SD = 0.5
-MIN_SCALE = 0.1  # a > 0 keeps the order of the scores
+CONFIDENCE_Z = 1.96  # an adjustment is what the recordings show at 95% confidence, no more
+MEDIAN_SE = math.sqrt(math.pi / 2)  # standard error of a median of k normal values: this * sd / sqrt(k)
 MIN_PER_GROUP = 10  # recordings per group below which a profile warns (reports/site_calibration)
+METHODS = ("shift", "scale+shift")
 GROUPS = ("native", "non_native")
 
 
@@ -63,7 +63,7 @@ class SiteProfile:
     name: str
     model: str  # "<name> <version>" of the bundle it was fitted with
     model_sha256: str  # the bundle's model.safetensors digest ("" when the bundle lists none)
-    method: Literal["shift", "platt"]
+    method: Literal["shift", "scale+shift"]
     a: float
     b: float
     groups: dict[str, dict[str, Any]]  # per group: n, and p_native before / after (quartiles, share native)
@@ -105,10 +105,10 @@ class SiteProfile:
         for key, typ in types.items():
             if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
                 raise ProfileError(f"{where}: field {key!r} is missing or not a {getattr(typ, '__name__', 'number')}")
-        if d["method"] not in ("shift", "platt"):
-            raise ProfileError(f"{where}: unknown method {d['method']!r} (expected 'shift' or 'platt')")
-        if not (math.isfinite(d["a"]) and math.isfinite(d["b"]) and d["a"] >= MIN_SCALE):
-            raise ProfileError(f"{where}: adjustment a={d['a']!r}, b={d['b']!r} is not usable (a >= {MIN_SCALE}, finite)")
+        if d["method"] not in METHODS:
+            raise ProfileError(f"{where}: unknown method {d['method']!r} (expected one of {', '.join(METHODS)})")
+        if not (math.isfinite(d["a"]) and math.isfinite(d["b"]) and d["a"] > 0):
+            raise ProfileError(f"{where}: adjustment a={d['a']!r}, b={d['b']!r} is not usable (a > 0, both finite)")
         return cls(**{k: d[k] for k in (*types, "format")})
 
 
@@ -130,49 +130,49 @@ def load_profile(profile: str | Path | SiteProfile, meta: Mapping[str, Any]) -> 
 # --- fitting ---------------------------------------------------------------------------------------
 def reference_scores(p_native: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float]]:
     """Per group, the count, median and standard deviation of out-of-fold calibrated logits: what a
-    bundle stores as ``reference`` (the natives' are the target of a natives-only profile)."""
+    bundle stores as ``reference``, the target of site profiles."""
     z, y = logit(p_native), np.asarray(y)
     return {g: {"n": int((y == lab).sum()), "median": float(np.median(z[y == lab])), "sd": float(np.std(z[y == lab]))}
             for g, lab in zip(GROUPS, (1, 0))}
 
 
-def fit_shift(natives: np.ndarray, reference: Mapping[str, Any]) -> float:
-    """``b`` of a natives-only profile (``a = 1``): the shrunk gap between the reference natives'
-    median logit and the site natives'."""
-    k = len(natives)
-    ref = reference["native"]
-    return float(k / (k + (ref["sd"] / SHIFT_PRIOR_SD) ** 2) * (ref["median"] - np.median(natives)))
+def _towards_zero(x: float, se: float) -> float:
+    """``x`` moved ``CONFIDENCE_Z`` standard errors towards 0 (0 when it is within them)."""
+    return math.copysign(max(0.0, abs(x) - CONFIDENCE_Z * se), x)
 
 
-def fit_platt(natives: np.ndarray, non_natives: np.ndarray) -> tuple[float, float]:
-    """(a, b) of a two-group profile: Platt scaling of the site's logits, maximum a posteriori
-    around the identity."""
-    from scipy.optimize import minimize
-    from scipy.special import log_expit
-
-    x = np.concatenate([natives, non_natives])
-    sign = np.concatenate([np.ones(len(natives)), -np.ones(len(non_natives))])
-
-    def loss(v: np.ndarray) -> float:  # negative log posterior
-        return float(-log_expit(sign * (v[0] * x + v[1])).sum() + (v[0] - 1) ** 2 / (2 * SCALE_PRIOR_SD**2)
-                     + v[1] ** 2 / (2 * SHIFT_PRIOR_SD**2))
-
-    res = minimize(loss, np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(MIN_SCALE, None), (None, None)])
-    return float(res.x[0]), float(res.x[1])
+def detectable_shift(k: int, sd: float) -> float:
+    """The smallest gap between a site's median of ``k`` logits and the reference that a profile
+    acts on (logits)."""
+    return CONFIDENCE_Z * MEDIAN_SE * sd / math.sqrt(k)
 
 
 def fit_adjustment(natives: np.ndarray, non_natives: np.ndarray | None = None,
-                   reference: Mapping[str, Any] | None = None) -> tuple[Literal["shift", "platt"], float, float]:
-    """(method, a, b) from the site's calibrated logits: Platt with both groups, a shift with natives only."""
-    natives = np.asarray(natives, dtype=np.float64)
-    if len(natives) == 0:
+                   reference: Mapping[str, Any] | None = None) -> tuple[Literal["shift", "scale+shift"], float, float]:
+    """(method, a, b) from the site's calibrated logits per group and the bundle's ``reference``:
+    each group's median moves towards the reference's by the part of the gap beyond chance; one
+    group gives a shift, two give the line through both moves (the identity where the site's
+    natives do not score above its non-natives)."""
+    nat = np.asarray(natives, dtype=np.float64)
+    non = np.asarray(() if non_natives is None else non_natives, dtype=np.float64)
+    if len(nat) == 0:
         raise ProfileError("a site profile needs at least one rated native recording")
-    if non_natives is not None and len(non_natives):
-        return ("platt", *fit_platt(natives, np.asarray(non_natives, dtype=np.float64)))
     if not reference:
-        raise ProfileError("this model bundle has no reference scores of its training natives, so it cannot be "
-                           "calibrated from natives alone: give --non-natives too")
-    return "shift", 1.0, fit_shift(natives, reference)
+        raise ProfileError("this model bundle has no reference scores of its training speakers (bundles exported "
+                           "before site profiles), so it cannot be calibrated; use a bundle exported by this version")
+
+    def target(z: np.ndarray, group: str) -> tuple[float, float]:  # (site median, where it moves)
+        m, ref = float(np.median(z)), reference[group]
+        return m, m + _towards_zero(ref["median"] - m, MEDIAN_SE * ref["sd"] / math.sqrt(len(z)))
+
+    m_n, t_n = target(nat, "native")
+    if len(non) == 0:
+        return "shift", 1.0, t_n - m_n
+    m_x, t_x = target(non, "non_native")
+    if m_n <= m_x or t_n <= t_x:
+        return "scale+shift", 1.0, 0.0
+    a = (t_n - t_x) / (m_n - m_x)
+    return "scale+shift", a, t_n - a * m_n
 
 
 def _spread(z: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -190,9 +190,13 @@ def make_profile(name: str, meta: Mapping[str, Any], threshold: float, logits: M
     method, a, b = fit_adjustment(nat, non, meta.get("reference"))
     groups = {g: {"n": len(z), "p_native_before": _spread(z, threshold), "p_native_after": _spread(a * z + b, threshold)}
               for g, z in zip(GROUPS, (nat, non)) if len(z)}
-    warnings = [f"only {len(z)} {g.replace('_', '-')} recordings: with fewer than {MIN_PER_GROUP} per group the adjustment "
-                "stays close to the bundle's calibration, and a few unusual speakers can still move it the wrong way"
-                for g, z in zip(GROUPS, (nat, non)) if 0 < len(z) < MIN_PER_GROUP]
+    sd = {g: meta["reference"][g]["sd"] for g in GROUPS}  # fit_adjustment checked that there is a reference
+    warnings = [f"only {len(z)} {g.replace('_', '-')} recordings: the profile acts only where their median score is more "
+                f"than {detectable_shift(len(z), sd[g]):.1f} logits from the reference's ({detectable_shift(MIN_PER_GROUP, sd[g]):.1f} "
+                f"with {MIN_PER_GROUP}, the recommended minimum per group)" for g, z in zip(GROUPS, (nat, non)) if 0 < len(z) < MIN_PER_GROUP]
+    if a == 1.0 and b == 0.0:
+        warnings.append("these recordings score like the speakers the model was validated on (within chance): the profile "
+                        "leaves ratings unchanged")
     if method == "shift":
         warnings.append("natives only: the profile shifts every score by the same amount; add non-natives recorded the "
                         "same way to correct a setup that also squeezes scores towards the middle")
