@@ -4,6 +4,7 @@ normalisation habit of speaker verification.
 
     accent-rater calibrate --natives natives/ [--non-natives others/] --out site.json
     accent-rater rate --profile site.json speech.webm
+    calibrate(Rater(), native_paths, non_native_paths, name="lab").save("site.json")
     Rater(profile="site.json")
 
 A profile is an affine map of the calibrated logit, applied after the bundle's Platt calibration
