@@ -29,7 +29,7 @@ from accent_rater import audio, data
 from accent_rater.calibration import sigmoid
 from accent_rater.features import Features
 from accent_rater.metrics import bootstrap_ci
-from accent_rater.report import compare_members, member_logits, members_table
+from accent_rater.compare import compare_members, member_logits, members_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAA = ROOT.parent / "shared" / "data" / "saa"

@@ -396,7 +396,7 @@ def compare(runs: List[Path] = typer.Argument(..., exists=True, file_okay=False,
     """Score every stacking combination of the runs' members from their saved out-of-fold logits
     (nothing is retrained): ROC-AUC with a 95% speaker-bootstrap interval, and balanced accuracy at
     a threshold chosen on the other folds. Prints a Markdown table."""
-    from .report import compare_members, members_table
+    from .compare import compare_members, members_table
 
     try:
         rows = compare_members(runs)

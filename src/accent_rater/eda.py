@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from .data import LABELS, NATIVE, NON_NATIVE, Recording, speaker_subset
+from .plots import figure, save
+from .report import md_table
 
 log = logging.getLogger(__name__)
 _COLORS = {NATIVE: "#1f77b4", NON_NATIVE: "#ff7f0e"}
@@ -65,23 +67,7 @@ def _analyse(recordings: Sequence[Recording]) -> _AudioStats:
     return st
 
 
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path.name
 
-
-def _figure(width: float = 7.0, height: float = 4.0):
-    from matplotlib.figure import Figure  # the OO API renders PNGs with Agg; pyplot is never used
-
-    return Figure(figsize=(width, height))
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _counts_plot(meta, column: str, title: str, path: Path) -> tuple[str, str]:
@@ -90,7 +76,7 @@ def _counts_plot(meta, column: str, title: str, path: Path) -> tuple[str, str]:
     table["total"] = table.sum(axis=1)
     table = table.sort_values(["total"], ascending=False)
     top = table.head(TOP_N).iloc[::-1]
-    fig = _figure(7, max(3.0, 0.28 * len(top) + 1))
+    fig = figure(7, max(3.0, 0.28 * len(top) + 1))
     ax = fig.add_subplot()
     left = np.zeros(len(top))
     for lab in LABELS:
@@ -100,7 +86,7 @@ def _counts_plot(meta, column: str, title: str, path: Path) -> tuple[str, str]:
     ax.set_title(title + (f" (top {TOP_N} of {len(table)})" if len(table) > TOP_N else ""))
     ax.legend()
     rows = [(str(i), int(t[NATIVE]), int(t[NON_NATIVE]), int(t["total"])) for i, t in table.head(TOP_N).iterrows()]
-    return _save(fig, path), _md_table([column, NATIVE, NON_NATIVE, "total"], rows)
+    return save(fig, path), md_table([column, NATIVE, NON_NATIVE, "total"], rows)
 
 
 def write_report(
@@ -141,7 +127,7 @@ def write_report(
            + f"; {len(st.failures)} failed the front-end; {len(skipped)} rows were skipped by the loader.", ""]
 
     # --- class balance
-    fig = _figure(9, 3.5)
+    fig = figure(9, 3.5)
     for i, (series, name) in enumerate([(n_spk, "speakers"), (n_rec, "recordings"), (seg, "7-s segments")]):
         ax = fig.add_subplot(1, 3, i + 1)
         ax.bar(list(LABELS), series.to_numpy(), color=[_COLORS[k] for k in LABELS])
@@ -149,8 +135,8 @@ def write_report(
         for x, v in enumerate(series.to_numpy()):
             ax.text(x, v, str(int(v)), ha="center", va="bottom")
     share = lambda s: f"{100 * s[NATIVE] / max(1, s.sum()):.1f}%"  # noqa: E731
-    md += ["## Class balance", "", f"![class balance]({_save(fig, out / 'class_balance.png')})", "",
-           _md_table(["", NATIVE, NON_NATIVE, "native share"],
+    md += ["## Class balance", "", f"![class balance]({save(fig, out / 'class_balance.png')})", "",
+           md_table(["", NATIVE, NON_NATIVE, "native share"],
                      [("speakers", int(n_spk[NATIVE]), int(n_spk[NON_NATIVE]), share(n_spk)),
                       ("recordings", int(n_rec[NATIVE]), int(n_rec[NON_NATIVE]), share(n_rec)),
                       (f"7-s segments ({audio.SEGMENT_SECONDS:g} s windows, {audio.SEGMENT_HOP_SECONDS:g} s hop, "
@@ -165,7 +151,7 @@ def write_report(
     measured = dict(zip(res.path, res.duration))
     meta["dur"] = [d if d is not None and not pd.isna(d) else measured.get(p) for d, p in zip(meta.duration, meta.path)]
     dur = meta.dropna(subset=["dur"])
-    fig = _figure()
+    fig = figure(7, 4)
     ax = fig.add_subplot()
     if len(dur):
         bins = np.linspace(dur.dur.min(), dur.dur.max() + 1e-6, 30)
@@ -178,12 +164,12 @@ def write_report(
     for lab in LABELS:
         d = dur.dur[dur.label == lab].astype(float)
         stats.append((lab, len(d), *((d.min(), d.median(), d.max()) if len(d) else ("-",) * 3)))
-    md += ["## Durations", "", f"![durations]({_save(fig, out / 'durations.png')})", "",
-           _md_table(["label", "recordings", "min s", "median s", "max s"], stats), ""]
+    md += ["## Durations", "", f"![durations]({save(fig, out / 'durations.png')})", "",
+           md_table(["label", "recordings", "min s", "median s", "max s"], stats), ""]
 
     # --- speech / silence ratio
     res["ratio"] = res.speech / res.duration.clip(lower=1e-6)
-    fig = _figure()
+    fig = figure(7, 4)
     ax = fig.add_subplot()
     for lab in LABELS:
         ax.hist(res.ratio[res.label == lab], bins=np.linspace(0, 1, 26), alpha=0.6, color=_COLORS[lab], label=lab)
@@ -194,11 +180,11 @@ def write_report(
     for lab in LABELS:
         sel = res[res.label == lab]
         rows.append((lab, len(sel), *((sel.ratio.mean(), sel.speech.mean()) if len(sel) else ("-", "-"))))
-    md += ["## Speech / silence ratio", "", f"![speech ratio]({_save(fig, out / 'speech_ratio.png')})", "",
-           _md_table(["label", "files", "mean speech ratio", "mean speech s"], rows), ""]
+    md += ["## Speech / silence ratio", "", f"![speech ratio]({save(fig, out / 'speech_ratio.png')})", "",
+           md_table(["label", "files", "mean speech ratio", "mean speech s"], rows), ""]
 
     # --- log-mel statistics
-    fig = _figure(9, 3.8)
+    fig = figure(9, 3.8)
     ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for lab in LABELS:
         if st.band_means[lab]:
@@ -214,14 +200,14 @@ def write_report(
     ax2.set_yscale("log")
     ax2.set_xlabel("log-mel value (dB)")
     ax2.set_title("all frames, all bands")
-    md += ["## Log-mel statistics", "", f"![mel statistics]({_save(fig, out / 'mel_stats.png')})", ""]
+    md += ["## Log-mel statistics", "", f"![mel statistics]({save(fig, out / 'mel_stats.png')})", ""]
     total = int(st.db_hist.sum())
     if total:
         cdf = np.cumsum(st.db_hist) / total
         q = {p: float(_DB_EDGES[1:][np.searchsorted(cdf, p / 100)]) for p in (1, 50, 99)}
         md += [f"Features: {audio.N_MELS} mels, n_fft {audio.N_FFT}, hop {audio.HOP_LENGTH}, "
                f"f_max {audio.F_MAX:.0f} Hz, speech level-normalised to {audio.TARGET_SPEECH_DBFS:g} dBFS.", "",
-               _md_table(["min dB", "p1 dB", "median dB", "p99 dB", "max dB"],
+               md_table(["min dB", "p1 dB", "median dB", "p99 dB", "max dB"],
                          [(st.db_min, q[1], q[50], q[99], st.db_max)]), ""]
         means = [m for lab in LABELS for m in st.band_means[lab]]
         floor = 10 * np.log10(audio.DB_FLOOR) + 0.5
@@ -232,10 +218,10 @@ def write_report(
 
     # --- problems
     md += ["## Files that failed the audio front-end", ""]
-    md += [_md_table(["file", "error", "message"], [(Path(p).name, c, m) for p, c, m in st.failures]) if st.failures
+    md += [md_table(["file", "error", "message"], [(Path(p).name, c, m) for p, c, m in st.failures]) if st.failures
            else "None.", ""]
     md += ["## Rows skipped by the loader", ""]
-    md += [_md_table(["row", "reason"], list(skipped)) if skipped else "None.", ""]
+    md += [md_table(["row", "reason"], list(skipped)) if skipped else "None.", ""]
     readme = out / "README.md"
     readme.write_text("\n".join(md), encoding="utf-8")
     return readme

@@ -1,7 +1,6 @@
 """Evaluation report of a training run: per-group error analysis, fold summary, plots, Markdown
-(``write_report``, ``report_run``, ``l1_report``), and ``compare_members`` (every stacking
-combination of saved members, ``accent-rater compare``). The metrics come from ``metrics``; plots
-use matplotlib's object API (Agg canvas, pyplot is never touched).
+(``write_report``, ``report_run``, ``l1_report``). The metrics come from ``metrics``, the plots
+from ``plots``; ``compare`` scores stacking combinations of saved members.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ import numpy as np
 
 from .calibration import nested_threshold_decisions
 from .data import AGE_BANDS, VARIETIES, age_band, native_variety
-from .metrics import ECE_BINS, as_arrays, bin_index, bootstrap_ci, ece, load_table, metrics, speaker_table, wilson_ci
+from .metrics import ECE_BINS, bootstrap_ci, ece, load_table, metrics, speaker_table, wilson_ci
+from .plots import figure, plot_confusion, plot_pr, plot_reliability, plot_roc, save
 
 MIN_GROUP = 5  # groups smaller than this are never flagged
 FLAG_RATIO = 2.0  # flag: group error rate > FLAG_RATIO x the overall rate
@@ -148,114 +148,6 @@ def fold_summary(df, thresholds: Mapping[str, float] | float | None = None):
 
 
 
-# --- plots ---------------------------------------------------------------------------------------
-def _figure(width: float = 6.0, height: float = 4.5):
-    from matplotlib.figure import Figure  # OO API: renders with Agg, leaves pyplot's backend alone
-
-    return Figure(figsize=(width, height))
-
-
-def _save(fig, path: Path) -> str:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path.name
-
-
-def _by_model(df) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {m: (sub["label"].to_numpy(), sub["p_native"].to_numpy()) for m, sub in df.groupby("model", sort=False)}
-
-
-def plot_roc(df, path, title: str = "ROC (speaker level)") -> str:
-    """ROC curves of every model in ``df`` (speaker rows) in one figure; returns the file name."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    fig = _figure()
-    ax = fig.add_subplot()
-    for m, (y, p) in _by_model(df).items():
-        if 0 < y.sum() < len(y):
-            fpr, tpr, _ = roc_curve(y, p)
-            ax.plot(fpr, tpr, label=f"{m} (AUC {roc_auc_score(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1)
-    ax.set_xlabel("false native rate (non-native rated native)")
-    ax.set_ylabel("true native rate")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    return _save(fig, path)
-
-
-def plot_pr(df, path, title: str = "Precision-recall, native = positive (speaker level)") -> str:
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    fig = _figure()
-    ax = fig.add_subplot()
-    base = None
-    for m, (y, p) in _by_model(df).items():
-        if y.sum() > 0:
-            prec, rec, _ = precision_recall_curve(y, p)
-            ax.step(rec, prec, where="post", label=f"{m} (AP {average_precision_score(y, p):.3f})")
-            base = y.mean()
-    if base is not None:
-        ax.axhline(base, ls="--", color="gray", lw=1, label=f"chance ({base:.2f})")
-    ax.set_xlabel("recall (native)")
-    ax.set_ylabel("precision (native)")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title)
-    ax.legend(loc="lower left")
-    return _save(fig, path)
-
-
-def plot_reliability(df, path, n_bins: int = ECE_BINS, title: str = "Reliability (speaker level)") -> str:
-    """Observed native share against mean predicted p_native per equal-width bin, every model; below,
-    the histogram of predictions."""
-    fig = _figure(6, 6)
-    ax = fig.add_subplot(3, 1, (1, 2))
-    ax2 = fig.add_subplot(3, 1, 3)
-    edges = np.linspace(0, 1, n_bins + 1)
-    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
-    for m, (y, p) in _by_model(df).items():
-        b = bin_index(p, n_bins)
-        cnt = np.bincount(b, minlength=n_bins)
-        keep = cnt > 0
-        mp = np.bincount(b, weights=p, minlength=n_bins)[keep] / cnt[keep]
-        my = np.bincount(b, weights=y.astype(float), minlength=n_bins)[keep] / cnt[keep]
-        line, = ax.plot(mp, my, marker="o", label=f"{m} (ECE {ece(y, p, n_bins):.3f})")
-        ax2.hist(p, bins=edges, histtype="step", color=line.get_color())
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("observed native share")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize="small")
-    ax2.set_xlim(0, 1)
-    ax2.set_xlabel(f"predicted p_native ({n_bins} equal-width bins)")
-    ax2.set_ylabel("speakers")
-    return _save(fig, path)
-
-
-def plot_confusion(y, p, threshold: float, path, title: str = "Confusion matrix") -> str:
-    """2 x 2 counts (rows: true, columns: predicted; native first) with row percentages."""
-    y, p = as_arrays(y, p)
-    pred = (p >= threshold).astype(int)
-    cm = np.array([[np.sum((y == t) & (pred == q)) for q in (1, 0)] for t in (1, 0)])
-    fig = _figure(4.6, 4)
-    ax = fig.add_subplot()
-    rows = cm.sum(1, keepdims=True)
-    share = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    for i in range(2):
-        for j in range(2):
-            ax.text(j, i, f"{cm[i, j]}\n{100 * share[i, j]:.1f}%", ha="center", va="center",
-                    color="white" if share[i, j] > 0.6 else "black")
-    names = ["native", "non_native"]
-    ax.set_xticks([0, 1], names)
-    ax.set_yticks([0, 1], names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title} (threshold {threshold:.3f})")
-    return _save(fig, path)
-
-
 def plot_group_errors(table, path, top: int = 20, title: str | None = None) -> str:
     """Horizontal bars of per-group error rates with Wilson intervals; flagged groups in red, the
     reference rate and ``ratio`` x it as vertical lines. Groups below ``min_group`` speakers are
@@ -265,7 +157,7 @@ def plot_group_errors(table, path, top: int = 20, title: str | None = None) -> s
     if len(t) > top:
         t = t[t["n_speakers"] >= a.get("min_group", MIN_GROUP)].head(top)
     t = t.iloc[::-1]
-    fig = _figure(6.5, max(2.5, 0.32 * len(t) + 1.3))
+    fig = figure(6.5, max(2.5, 0.32 * len(t) + 1.3))
     ax = fig.add_subplot()
     if len(t):
         rate = t["error_rate"].to_numpy()
@@ -283,11 +175,13 @@ def plot_group_errors(table, path, top: int = 20, title: str | None = None) -> s
     ax.set_xlabel(f"{what} (95% Wilson CI)")
     ax.set_title(title or f"{_VIEW_TITLES.get(a.get('by'), a.get('by'))}: {a.get('model', '')}")
     ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # --- report --------------------------------------------------------------------------------------
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -297,7 +191,7 @@ def _num(v: float, digits: int = 3) -> str:
     return "n/a" if v is None or v != v else f"{v:.{digits}f}"
 
 
-def _ci(t: tuple[float, float, float], digits: int = 3) -> str:
+def ci_text(t: tuple[float, float, float], digits: int = 3) -> str:
     point, lo, hi = t
     if point != point:
         return "n/a"
@@ -353,7 +247,7 @@ def _group_md(table, show_small: bool) -> str:
              "n/a" if not math.isfinite(r["ratio"]) else f"{r['ratio']:.2f}", "**yes**" if r["flag"] else "",
              *((_num(r["auc_vs_non_native"]),) if auc else ()))
             for _, r in t.iterrows()]
-    md = _md_table(["group", "speakers", "native", "errors", "error rate", "95% Wilson CI", "x overall", "flag",
+    md = md_table(["group", "speakers", "native", "errors", "error rate", "95% Wilson CI", "x overall", "flag",
                     *(("ROC-AUC vs all non-natives",) if auc else ())], rows)
     if auc:
         md += ("\n\nThe last column does not depend on the threshold: the chance that a native speaker of that variety "
@@ -439,18 +333,18 @@ def write_report(
     # --- speaker-level tables
     head = ["model", "threshold", "n", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
     rows = [(f"**{m}**" if m == primary else m, f"{thr[m]:.3f}", int(level[m]["n"][0]),
-             *(_ci(level[m][k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
+             *(ci_text(level[m][k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
             for m in models]
-    md += ["## Speaker-level metrics", "", _md_table(head, rows), "",
+    md += ["## Speaker-level metrics", "", md_table(head, rows), "",
            "PR-AUC is average precision with native as the positive class (chance = native share "
            f"{n_native / max(1, len(n_spk)):.2f}). ECE uses {ECE_BINS} equal-width bins; it is biased upward "
            "on small samples, so its bootstrap interval can sit above the point value.", ""]
     head = ["model", "precision native", "recall native", "F1 native", "precision non-native",
             "recall non-native", "F1 non-native"]
-    rows = [(m, *(_ci(level[m][k]) for k in ("precision_native", "recall_native", "f1_native",
+    rows = [(m, *(ci_text(level[m][k]) for k in ("precision_native", "recall_native", "f1_native",
                                                "precision_non_native", "recall_non_native", "f1_non_native")))
             for m in models]
-    md += ["### Per class", "", _md_table(head, rows), ""]
+    md += ["### Per class", "", md_table(head, rows), ""]
     nested: dict[str, dict] = {}
     if "fold" in spk.columns and spk["fold"].nunique() > 1:
         rows = []
@@ -458,12 +352,12 @@ def write_report(
             yy, dec = nested_threshold_decisions(spk, m)
             b = bootstrap_ci(yy, dec.astype(float), 0.5, n_boot=n_boot, seed=seed)
             nested[m] = {k: b[k] for k in ("accuracy", "balanced_accuracy")}
-            rows.append((m, _ci(b["accuracy"]), _ci(b["balanced_accuracy"])))
+            rows.append((m, ci_text(b["accuracy"]), ci_text(b["balanced_accuracy"])))
         md += ["### Threshold chosen on the other folds", "",
                "The thresholds above are chosen on all out-of-fold predictions, so accuracy and balanced "
                "accuracy are slightly optimistic. Here each fold is decided by a threshold chosen on the other "
                "folds only (ROC-AUC, Brier and ECE do not depend on the threshold).", "",
-               _md_table(["model", "accuracy", "balanced acc."], rows), ""]
+               md_table(["model", "accuracy", "balanced acc."], rows), ""]
 
     # --- folds
     folds = fold_summary(spk, thr) if "fold" in spk.columns else None
@@ -476,7 +370,7 @@ def write_report(
         md += ["### Across CV folds", "",
                "Metric within each test fold: mean ± sd across folds [95% t-interval of the mean; folds share "
                "training data, so this interval is optimistic - prefer the bootstrap above].", "",
-               _md_table(["model", "folds", "ROC-AUC", "balanced accuracy"], rows), ""]
+               md_table(["model", "folds", "ROC-AUC", "balanced accuracy"], rows), ""]
 
     # --- segment level
     seg_level: dict[str, dict] = {}
@@ -489,12 +383,12 @@ def write_report(
         head = ["model", "threshold", "segments", "speakers", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
         rows = [(m, f"{_threshold(thresholds, m):.3f}", int(v["n"][0]),
                  seg[seg["model"] == m]["speaker_id"].nunique(),
-                 *(_ci(v[k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
+                 *(ci_text(v[k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
                 for m, v in seg_level.items()]
         md += ["## Segment-level metrics", "",
                "Each 7-s segment scored on its own (the speaker threshold reused); the bootstrap resamples "
                "speakers and takes all of their segments, so intervals are not narrowed by the many segments "
-               "per speaker.", "", _md_table(head, rows), ""]
+               "per speaker.", "", md_table(head, rows), ""]
 
     # --- curves
     plots: list[str] = []
@@ -625,7 +519,7 @@ def l1_report(path: Path, out: Path, *, n_boot: int = 1000, seed: int = 0) -> tu
     # English vs the rest: how often a non-native's top class overall is English
     if "english" in df.columns:
         res["english_top_share_non_natives"] = float((nn[[*langs, "english"]].to_numpy(float).argmax(1) == len(langs)).mean())
-    fig = _figure(6.5, 5.5)
+    fig = figure(6.5, 5.5)
     ax = fig.add_subplot()
     ax.imshow(conf / np.maximum(conf.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(langs)), langs, rotation=45, ha="right")
@@ -636,85 +530,16 @@ def l1_report(path: Path, out: Path, *, n_boot: int = 1000, seed: int = 0) -> tu
     ax.set_xlabel("guessed (top-1)")
     ax.set_ylabel("first language")
     ax.set_title(f"First-language guess, {len(nn)} non-native speakers (out of fold)")
-    img = _save(fig, out / "l1_confusion.png")
-    rows = [(name, f"{_ci((res[k]['point'], res[k]['lo'], res[k]['hi']))}") for k, name in
+    img = save(fig, out / "l1_confusion.png")
+    rows = [(name, f"{ci_text((res[k]['point'], res[k]['lo'], res[k]['hi']))}") for k, name in
             (("top1", "top-1 accuracy"), ("top3", "top-3 accuracy"), ("macro_recall", "macro recall (top-1)"))]
     recall = [(lang, int(conf[i].sum()), f"{conf[i, i] / max(conf[i].sum(), 1):.3f}") for i, lang in enumerate(langs)]
     md = "\n".join([
         "## First-language guess", "",
         f"Out-of-fold, over the {len(nn)} non-native speakers, among {len(langs)} languages (the product shows the guess "
         "only for speech rated non-native); 95% bootstrap intervals over speakers.", "",
-        _md_table(["measure", "value [95% CI]"], rows), "",
-        _md_table(["first language", "speakers", "recall (top-1)"], recall), "",
+        md_table(["measure", "value [95% CI]"], rows), "",
+        md_table(["first language", "speakers", "recall (top-1)"], recall), "",
         f"![confusion]({img})", "",
     ])
     return res, md
-
-
-# --- member comparison ---------------------------------------------------------------------------
-def member_logits(run: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str]]:
-    """(member -> out-of-fold logits, labels, fold ids, speaker ids) of a training run directory,
-    from its ``folds.json``, ``predictions.csv`` and saved folds ``folds/{member}_fold{k}.npz``;
-    rows in ``folds.json`` order."""
-    run = Path(run)
-    for name in ("folds.json", "predictions.csv"):
-        if not (run / name).is_file():
-            raise FileNotFoundError(f"{run / name} not found: is {run} a training run directory?")
-    folds = json.loads((run / "folds.json").read_text())
-    ids = list(folds)
-    fold = np.array([folds[i] for i in ids])
-    label = load_table(run / "predictions.csv").drop_duplicates("speaker_id").set_index("speaker_id")["label"]
-    y = label.loc[ids].to_numpy()
-    names = sorted({p.name.split("_fold")[0] for p in (run / "folds").glob("*_fold0.npz")})
-    if not names:
-        raise FileNotFoundError(f"no saved member folds (*_fold0.npz) in {run / 'folds'}")
-    logits = {}
-    for n in names:
-        v = np.zeros(len(ids))
-        for k in np.unique(fold):
-            v[fold == k] = np.load(run / "folds" / f"{n}_fold{k}.npz", allow_pickle=False)["logits"]
-        logits[n] = v
-    return logits, y, fold, ids
-
-
-def compare_members(runs: Sequence[str | Path], *, extra: Mapping[str, np.ndarray] | None = None,
-                    n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """Every stacking combination of the members of one or more runs on the same speakers and folds
-    (a further run's members are named ``RUN:member``; ``extra``: more out-of-fold logits, in the
-    first run's ``folds.json`` order), scored from saved out-of-fold logits without retraining:
-    stacked as ``train`` stacks (``fit_stacker``, cross-fitted by fold), the threshold chosen on the
-    other folds (``nested_decisions``). One row per combination: ``members``, ``roc_auc`` (point,
-    lo, hi; 95 % speaker bootstrap) and ``balanced_accuracy``."""
-    from itertools import combinations
-
-    from sklearn.metrics import balanced_accuracy_score
-
-    from .calibration import fit_stacker, nested_decisions, sigmoid
-
-    first = Path(runs[0])
-    logits, y, fold, ids = member_logits(first)
-    for run in map(Path, runs[1:]):
-        more, y2, fold2, ids2 = member_logits(run)
-        if ids2 != ids or not np.array_equal(fold2, fold) or not np.array_equal(y2, y):
-            raise ValueError(f"{run} has other speakers or folds than {first}")
-        logits.update({f"{run.name}:{m}": v for m, v in more.items()})
-    logits.update(extra or {})
-    rows = []
-    for r in range(1, len(logits) + 1):
-        for combo in combinations(logits, r):
-            M = np.stack([logits[m] for m in combo], 1)
-            z = M[:, 0].copy()
-            if r > 1:
-                for k in np.unique(fold):
-                    te = fold == k
-                    z[te] = fit_stacker(M[~te], y[~te]).decision_function(M[te])
-            p = sigmoid(z)
-            rows.append({"members": list(combo), "roc_auc": bootstrap_ci(y, p, n_boot=n_boot, seed=seed)["roc_auc"],
-                         "balanced_accuracy": float(balanced_accuracy_score(y, nested_decisions(p, y, fold)))})
-    return rows
-
-
-def members_table(rows: Sequence[Mapping]) -> str:
-    """``compare_members`` rows as a Markdown table."""
-    return _md_table(["members", "ROC-AUC [95% CI]", "balanced accuracy"],
-                     [(" + ".join(r["members"]), _ci(r["roc_auc"]), f"{r['balanced_accuracy']:.3f}") for r in rows])
