@@ -108,7 +108,21 @@ def decode(
     max_bytes: int = MAX_FILE_BYTES,
     info: dict | None = None,
 ) -> np.ndarray:
-    """Decode any supported file or bytes to mono float32 at BAND_RATE (8 kHz), band-limited.
+    """Decode any supported file or bytes to mono float32 at BAND_RATE (8 kHz), band-limited (see
+    ``decode_rates``, which this calls)."""
+    return decode_rates(source, (BAND_RATE,), max_seconds=max_seconds, max_bytes=max_bytes, info=info)[0]
+
+
+def decode_rates(
+    source: Source,
+    rates: tuple[int, ...],
+    *,
+    max_seconds: float = MAX_DURATION_SECONDS,
+    max_bytes: int = MAX_FILE_BYTES,
+    info: dict | None = None,
+) -> list[np.ndarray]:
+    """Decode any supported file or bytes to mono float32, resampled in one pass to each of
+    ``rates`` (the model's 8 kHz band, and for word feedback also 16 kHz with the input's full band).
 
     Decoding stops as soon as the audio passes ``max_seconds``, so a huge or malformed input never
     takes unbounded time or memory. Raises a subclass of ``AudioError`` with a readable message.
@@ -132,9 +146,9 @@ def decode(
         declared = _declared_seconds(container, stream)
         if declared is not None and declared > max_seconds + 1.0:
             raise AudioTooLongError(f"{name} lasts {declared / 60:.1f} min; the limit is {max_seconds / 60:.1f} min")
-        resampler: soxr.ResampleStream | None = None
+        resamplers: list[soxr.ResampleStream] = []
         in_rate = 0
-        chunks: list[np.ndarray] = []
+        chunks: list[list[np.ndarray]] = [[] for _ in rates]
         pending: list[np.ndarray] = []  # raw frames, converted and resampled in ~1 s blocks
         pending_key: tuple | None = None
         pending_n = 0
@@ -146,18 +160,20 @@ def decode(
             if pending:
                 mono, n_clipped = _to_mono(np.concatenate(pending, axis=1), *pending_key[:2])
                 clipped += n_clipped
-                chunks.append(resampler.resample_chunk(mono, last=last))
-            elif last and resampler is not None:
-                chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+                for out, resampler in zip(chunks, resamplers):
+                    out.append(resampler.resample_chunk(mono, last=last))
+            elif last:
+                for out, resampler in zip(chunks, resamplers):
+                    out.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
             pending, pending_n = [], 0
 
         try:
             for frame in container.decode(stream):
                 if frame.samples == 0:
                     continue
-                if resampler is None:
+                if not resamplers:
                     in_rate = int(frame.sample_rate)
-                    resampler = soxr.ResampleStream(in_rate, BAND_RATE, 1, dtype="float32", quality="HQ")
+                    resamplers = [soxr.ResampleStream(in_rate, r, 1, dtype="float32", quality="HQ") for r in rates]
                 elif int(frame.sample_rate) != in_rate:
                     raise CorruptAudioError(f"{name} changes sample rate mid-stream")
                 fmt = frame.format  # a change of format, layout or sample type starts a new block
@@ -180,7 +196,7 @@ def decode(
             raise CorruptAudioError(
                 f"{name} is damaged after {decoded_seconds:.1f} s of audio ({_short(exc)})"
             ) from None
-        if resampler is None:
+        if not resamplers:
             raise EmptyAudioError(f"{name} contains no audio samples")
         flush(last=True)
         if declared is not None and declared > 2.0 and decoded_seconds < 0.9 * declared - 0.5:
@@ -194,10 +210,10 @@ def decode(
                 codec=stream.codec_context.name,
                 clipped_fraction=clipped / max(1.0, decoded_seconds * in_rate * max(1, stream.codec_context.channels)),
             )
-    wav = np.concatenate(chunks).astype(np.float32, copy=False)
-    if not np.all(np.isfinite(wav)):
+    wavs = [np.concatenate(c).astype(np.float32, copy=False) for c in chunks]
+    if not all(np.all(np.isfinite(w)) for w in wavs):
         raise CorruptAudioError(f"{name} decodes to non-finite samples")
-    return wav
+    return wavs
 
 
 def _short(exc: BaseException) -> str:
@@ -355,6 +371,7 @@ class Speech:
     speech_seconds: float = 0.0  # VAD speech, before padding
     rms_dbfs: float = 0.0
     peak: float = 0.0
+    wide: np.ndarray | None = None  # ``audio`` with the input's full band (up to 8 kHz), kept for word feedback
 
     def span_seconds(self, start: int, end: int) -> tuple[float, float]:
         """A window [start, end) of ``audio`` as (start_s, end_s) in the original recording."""
@@ -427,15 +444,25 @@ def prepare(
     max_bytes: int = MAX_FILE_BYTES,
     min_speech_seconds: float = MIN_SPEECH_SECONDS,
     info: dict | None = None,
+    wide: bool = False,
 ) -> Speech:
-    """Decode, band-limit, check level and run VAD: the speech every model rates."""
-    wav = load_audio(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
-    return prepare_waveform(wav, min_speech_seconds=min_speech_seconds)
+    """Decode, band-limit, check level and run VAD: the speech every model rates. With ``wide`` the
+    speech also keeps the input's full band (``Speech.wide``, for the speech recogniser of word
+    feedback; the accent models never see it)."""
+    if not wide:
+        wav = load_audio(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
+        return prepare_waveform(wav, min_speech_seconds=min_speech_seconds)
+    narrow, full = decode_rates(source, (BAND_RATE, SAMPLE_RATE), max_seconds=max_seconds, max_bytes=max_bytes, info=info)
+    wav = band_limit(narrow, BAND_RATE)
+    full = np.pad(full[: len(wav)], (0, max(0, len(wav) - len(full))))  # the two resamplers may differ by a sample
+    return prepare_waveform(wav, min_speech_seconds=min_speech_seconds, wide=full)
 
 
-def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_SECONDS) -> Speech:
+def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_SECONDS,
+                     wide: np.ndarray | None = None) -> Speech:
     """Band-limited 16 kHz audio (``load_audio``'s output) -> speech: the level checks, VAD, pause
     trimming and level normalisation of ``prepare`` (augmented training copies enter here).
+    ``wide``: the same recording with its full band, trimmed and scaled as ``wav`` is.
 
     Digital silence (peak below ``SILENCE_PEAK_DBFS``) and recordings without any speech are
     ``silent``; quiet speech is not: it is amplified before voice detection and rated (the rater
@@ -464,15 +491,21 @@ def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_
             f"only {speech_s:.1f} s of speech found in {duration:.1f} s; at least {min_speech_seconds:.0f} s is needed"
         )
     audio, pieces = trim_pauses(wav, regions)
-    audio = normalize_level(audio)
-    return Speech(audio, regions, pieces, duration, speech_s, level, peak)
+    gain = level_gain(audio)
+    if wide is not None:
+        wide = (trim_pauses(wide, regions)[0] * gain).astype(np.float32, copy=False)
+    return Speech((audio * gain).astype(np.float32, copy=False), regions, pieces, duration, speech_s, level, peak, wide)
+
+
+def level_gain(audio: np.ndarray, target_dbfs: float = TARGET_SPEECH_DBFS) -> float:
+    """The gain that brings the speech-band RMS (above LEVEL_HIGHPASS_HZ, so low-frequency rumble
+    does not set it) to ``target_dbfs``: recording gain must not change features."""
+    return 10.0 ** ((target_dbfs - speech_band_dbfs(audio)) / 20.0)
 
 
 def normalize_level(audio: np.ndarray, target_dbfs: float = TARGET_SPEECH_DBFS) -> np.ndarray:
-    """Scale so the speech-band RMS (above LEVEL_HIGHPASS_HZ, so low-frequency rumble does not set
-    the gain) is ``target_dbfs``: recording gain must not change features."""
-    gain = 10.0 ** ((target_dbfs - speech_band_dbfs(audio)) / 20.0)
-    return (audio * gain).astype(np.float32, copy=False)
+    """``audio`` scaled by ``level_gain``."""
+    return (audio * level_gain(audio, target_dbfs)).astype(np.float32, copy=False)
 
 
 # --- segmentation --------------------------------------------------------------------------------

@@ -278,12 +278,13 @@ class Rater:
         """Rate a file path, bytes or binary file object. Raises ``AudioError`` for unusable input.
 
         ``words``: add word feedback on the reading of ``text`` (default: the passage the model was
-        trained on; None or "" for free speech: a transcript only). It needs the Whisper base weights
+        trained on; None or "" for free speech: a transcript only), heard on the recording's full band
+        (the accent models see the 4 kHz band either way). It needs the Whisper base weights
         (``WeightsError`` says how to get them); ``TextError`` for an unusable text."""
         if words and text:
             text_words(text)  # an unusable text is refused before any audio work
         info: dict[str, Any] = {}
-        speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info)
+        speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info, wide=words)
         result = self.rate_features(self.features(speech), quality_warnings(speech, info))
         return self.add_words(result, speech, text) if words else result
 

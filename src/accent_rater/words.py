@@ -247,9 +247,31 @@ def transcript(heard: list[Heard]) -> str:
 
 
 # --- transcription -----------------------------------------------------------------------------------
+WINDOW_SECONDS = 30.0  # Whisper's window; speech is cut into windows at its pauses
+TOKENS_PER_SECOND = 8  # decoding stops after this many tokens per second of speech (a passage needs ~2.5)
+PUNCTUATION_BEFORE = "\"'\u201c\u00bf([{-"  # faster-whisper's defaults: attached to the next word
+PUNCTUATION_AFTER = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"  # ... to the previous word
+
+
+def windows(speech: audio.Speech, seconds: float = WINDOW_SECONDS) -> list[tuple[int, int]]:
+    """[start, end) sample spans of ``speech.audio``, each at most ``seconds`` long, cut in the
+    middle of a (shortened) pause where one falls in the window, else at the window's end."""
+    size, n = int(seconds * audio.SAMPLE_RATE), len(speech.audio)
+    starts = {s for s, _ in speech.regions}
+    cuts = [t0 + length // 2 for t0, orig, length in speech.pieces if orig not in starts]  # mid-pause
+    out, start = [], 0
+    while n - start > size:
+        end = max((c for c in cuts if start < c <= start + size), default=start + size)
+        out.append((start, end))
+        start = end
+    return out + [(start, n)]
+
+
 class Transcriber:
     """Whisper base (encoder and decoder) in CTranslate2 int8 on the CPU, from ``check_decoder``'s
-    verified directory. Thread-safe; raises ``WeightsError`` (with how to fetch them) without weights."""
+    verified directory. Each window of speech is encoded once, decoded greedily as text only, and
+    its words timed by the decoder's cross-attention alignment (faster-whisper's, with word
+    probabilities). Thread-safe; raises ``WeightsError`` (with how to fetch them) without weights."""
 
     def __init__(self, threads: int = 2) -> None:
         from .backbones.whisper import check_decoder
@@ -257,6 +279,7 @@ class Transcriber:
         path = check_decoder("base")
         try:
             from faster_whisper import WhisperModel
+            from faster_whisper.tokenizer import Tokenizer
         except ImportError:
             from .backbones.whisper import WeightsError
 
@@ -264,20 +287,42 @@ class Transcriber:
                                "'accent-rater[words]'") from None
         self.model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads,
                                   local_files_only=True)
+        self.tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
+                                   language="en")
 
     def __call__(self, speech: audio.Speech) -> list[Heard]:
-        """The words of the speech (``audio.prepare``'s pause-trimmed audio), timed in seconds of
-        the original recording."""
-        segments, _ = self.model.transcribe(
-            speech.audio, language="en", beam_size=BEAM_SIZE, temperature=0.0, word_timestamps=True,
-            vad_filter=False, condition_on_previous_text=False)
+        """The words of the speech (``audio.prepare``'s pause-trimmed audio, its full band where it was
+        kept), timed in seconds of the original recording."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        from .backbones.whisper import log_mel
+
+        wav = speech.wide if speech.wide is not None else speech.audio
+        spans = windows(speech)
+        size = int(WINDOW_SECONDS * audio.SAMPLE_RATE)
+        mel = log_mel(np.stack([np.pad(wav[a:b], (0, size - (b - a))) for a, b in spans]))
+        encoded = self.model.encode(mel)
+        longest = max(b - a for a, b in spans) / audio.SAMPLE_RATE
+        prompt = self.tokenizer.sot_sequence + [self.tokenizer.no_timestamps]
+        results = self.model.model.generate(
+            encoded, [prompt] * len(spans), beam_size=BEAM_SIZE, max_length=min(448, len(prompt) + 16 + int(
+                TOKENS_PER_SECOND * longest)), suppress_blank=True, suppress_tokens=[-1])
+        tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
+        keep = [i for i, t in enumerate(tokens) if t]
+        if not keep:
+            return []
+        if len(keep) < len(spans):  # the alignment takes one encoded window per token list
+            encoded = self.model.encode(mel[keep])
+        frames = [(b - a) // audio.HOP_LENGTH for a, b in spans]
         out = []
-        for seg in segments:
-            for w in seg.words or []:
-                start, end = speech.span_seconds(int(round(w.start * audio.SAMPLE_RATE)),
-                                                 int(round(w.end * audio.SAMPLE_RATE)))
-                if w.word.strip():
-                    out.append(Heard(w.word.strip(), round(start, 2), round(end, 2), round(float(w.probability), 3)))
+        for i, alignment in zip(keep, self.model.find_alignment(self.tokenizer, [tokens[i] for i in keep], encoded,
+                                                                 [frames[i] for i in keep])):
+            merge_punctuations(alignment, PUNCTUATION_BEFORE, PUNCTUATION_AFTER)
+            for w in alignment:
+                if w["word"].strip():
+                    start, end = speech.span_seconds(spans[i][0] + int(round(w["start"] * audio.SAMPLE_RATE)),
+                                                     spans[i][0] + int(round(w["end"] * audio.SAMPLE_RATE)))
+                    out.append(Heard(w["word"].strip(), round(start, 2), round(end, 2), round(float(w["probability"]), 3)))
         return snap_to_speech(out, speech.regions)
 
 
