@@ -6,7 +6,8 @@ constants, so the model can never see features computed differently at serving t
 Pipeline: ``decode`` (PyAV, any container, size/duration limits) -> mono -> band limit (soxr to
 8 kHz and back up to 16 kHz: the training corpus is 8 kHz-band, so every input is made so) ->
 ``detect_speech`` (silero-vad ONNX) -> ``trim_pauses`` -> ``make_segments`` (7 s windows) ->
-``log_mel`` (80 mels, n_fft 400, hop 160, f_max at the band limit, dB).
+``log_mel`` (80 mels, n_fft 400, hop 160, f_max at the band limit, dB). Word feedback's speech
+recogniser alone may also hear the input's full band (``prepare(..., wide=True)``: ``Speech.wide``).
 """
 
 from __future__ import annotations
