@@ -379,7 +379,8 @@ def main() -> None:
     speech = [r["speech_s"] for v in recs.values() for r in v]
     results["speed"] = {"recordings": len(secs), "median_seconds": float(np.median(secs)),
                         "median_speech_s": float(np.median(speech)),
-                        "median_seconds_per_30s_speech": float(np.median(np.array(secs) / np.array(speech) * 30)),
+                        "median_seconds_25_to_30s_speech": float(np.median([t for t, x in zip(secs, speech) if 25 <= x <= 30])),
+                        "recordings_25_to_30s_speech": sum(25 <= x <= 30 for x in speech),
                         "median_load_average": float(np.median([r["load"] for v in recs.values() for r in v])),
                         "cpus": os.cpu_count()}
     OUT.mkdir(parents=True, exist_ok=True)
@@ -488,7 +489,8 @@ def tables(r: dict) -> str:
              f"({r['tune_timing']['words']} words).", "",
              f"Transcription + alignment, median per recording ({r['speed']['recordings']} recordings, median speech "
              f"{r['speed']['median_speech_s']:.1f} s): {r['speed']['median_seconds']:.2f} s, "
-             f"{r['speed']['median_seconds_per_30s_speech']:.2f} s per 30 s of speech (load average "
+             f"{r['speed']['median_seconds_25_to_30s_speech']:.2f} s for the {r['speed']['recordings_25_to_30s_speech']} "
+             f"with 25-30 s of speech (one Whisper window) (load average "
              f"{r['speed']['median_load_average']:.1f} on {r['speed']['cpus']} CPUs).",
              "", "Hostile input (means over the hostile speakers):", "", "| case | measure | value |", "|---|---|---|"]
     names = {"ok_share": "words ok", "warned": "warning given", "agree": "same status as the clean reading",
