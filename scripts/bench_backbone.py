@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from accent_rater import Rater, audio
+from accent_rater import Rater, audio, logmel
 from accent_rater.models.resnet import SeedResNet18
 from bench_rate import make_clip  # scripts/ is on sys.path when this script runs
 
@@ -56,13 +56,13 @@ def main() -> None:
         @torch.inference_mode()
         def seed() -> None:
             windows, _ = audio.make_segments(audio.prepare(c30).audio)
-            resnet(audio.log_mel(windows))
+            resnet(logmel.log_mel(windows))
 
         @torch.inference_mode()
         def seed_model_only() -> None:
             resnet(mels)
 
-        mels = audio.log_mel(audio.make_segments(audio.prepare(c30).audio)[0])
+        mels = logmel.log_mel(audio.make_segments(audio.prepare(c30).audio)[0])
         ref = timed(seed, args.runs)
         rows.append(("seed recipe: front-end + ResNet18 per 7 s window (3.5 s hop)", ref))
         rows.append((f"  of which ResNet18 on {len(mels)} windows", timed(seed_model_only, args.runs)))

@@ -1,5 +1,5 @@
 """Benchmark the audio front-end: decode + band limit + VAD + trimming + log-mel segments
-(``audio.prepare`` followed by ``audio.segment_features``) on a 30 s recording.
+(``audio.prepare`` followed by ``logmel.segment_features``) on a 30 s recording.
 
 The 30 s clip is real Speech Accent Archive speech: the bundled sample clips
 (src/accent_rater/assets/samples) concatenated and cut to exactly 30.000 s, written into a temporary
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accent_rater import audio
+from accent_rater import audio, logmel
 
 SAMPLES = Path(audio.__file__).resolve().parent / "assets" / "samples"
 TARGET_MS = 150.0
@@ -57,7 +57,7 @@ def stages(path: Path) -> dict[str, float]:
     trimmed, _ = audio.trim_pauses(wav, regions)
     trimmed = audio.normalize_level(trimmed)
     windows, _ = audio.make_segments(trimmed)
-    audio.log_mel(windows)
+    logmel.log_mel(windows)
     t3 = time.perf_counter()
     return {"decode+band": t1 - t0, "vad": t2 - t1, "features": t3 - t2}
 
@@ -66,7 +66,7 @@ def total(path: Path) -> tuple[float, float, int]:
     """(wall seconds, process CPU seconds, windows) for prepare + segment_features."""
     t0, c0 = time.perf_counter(), time.process_time()
     speech = audio.prepare(path)
-    feats, _ = audio.segment_features(speech)
+    feats, _ = logmel.segment_features(speech)
     return time.perf_counter() - t0, time.process_time() - c0, int(feats.shape[0])
 
 

@@ -1,6 +1,6 @@
 """Audio front-end: container parity, band invariance, hostile inputs, segmentation.
 
-Feature-distance measures used below (all in dB, on ``audio.log_mel`` output):
+Feature-distance measures used below (all in dB, on ``logmel.log_mel`` output):
 
 * frame distance (container parity): decode both signals with ``audio.load_audio``, align the test
   signal to the reference by waveform cross-correlation (codec priming/delay, at most 0.25 s), then
@@ -24,7 +24,7 @@ import pytest
 import soxr
 from conftest import FIXTURES, SAMPLES, encode, encode_soundfile, read_fixture, write_wav
 
-from accent_rater import audio
+from accent_rater import audio, logmel
 from accent_rater.errors import (
     AudioError,
     AudioTooLongError,
@@ -56,7 +56,7 @@ TOL_LTAS_LOSSY_DB = 0.5
 
 # --- helpers -------------------------------------------------------------------------------------
 def ltas(speech: audio.Speech) -> np.ndarray:
-    mel = audio.log_mel(speech.audio)[0].numpy().astype(np.float64)
+    mel = logmel.log_mel(speech.audio)[0].numpy().astype(np.float64)
     return 10.0 * np.log10(np.mean(10.0 ** (mel[1:] / 10.0), axis=1))
 
 
@@ -78,8 +78,8 @@ def frame_distance(ref: np.ndarray, x: np.ndarray) -> tuple[float, int]:
     lag = best_lag(ref, x, int(MAX_CODEC_DELAY_S * SR))
     a, b = (ref, x[lag:]) if lag >= 0 else (ref[-lag:], x)
     n = min(len(a), len(b))
-    A = audio.log_mel(a[:n])[0].numpy()
-    B = audio.log_mel(b[:n])[0].numpy()
+    A = logmel.log_mel(a[:n])[0].numpy()
+    B = logmel.log_mel(b[:n])[0].numpy()
     active = A > A.max() - ACTIVE_RANGE_DB
     return float(np.abs(A - B)[active].mean()), lag
 
@@ -164,7 +164,7 @@ def test_container_parity(codec_spec, rate, channels, parity_source, parity_refe
     tol_ltas = TOL_LTAS_LOSSLESS_DB if kind == LOSSLESS else TOL_LTAS_LOSSY_DB
     assert d_ltas < tol_ltas, f"{path.name}: LTAS distance {d_ltas:.3f} dB after prepare exceeds {tol_ltas}"
     assert abs(speech.speech_seconds - ref_speech.speech_seconds) < 0.5
-    feats, _ = audio.segment_features(speech)
+    feats, _ = logmel.segment_features(speech)
     assert feats.shape[1:] == (audio.N_MELS, audio.SEGMENT_FRAMES)
 
 
@@ -363,8 +363,8 @@ def test_96khz_six_channel_wav_matches_mono(tmp_path, parity_source, parity_refe
     assert lag == 0 and dist < TOL_LOSSLESS_DB, dist
     speech = audio.prepare(p)  # level-normalised: the mixdown gain does not matter
     assert ltas_distance(speech, ref_speech) < TOL_LTAS_LOSSLESS_DB
-    feats, _ = audio.segment_features(speech)
-    ref_feats, _ = audio.segment_features(ref_speech)
+    feats, _ = logmel.segment_features(speech)
+    ref_feats, _ = logmel.segment_features(ref_speech)
     assert feats.shape == ref_feats.shape
 
 
@@ -493,7 +493,7 @@ def test_make_segments_rejects_empty():
 @pytest.mark.parametrize("name", ["native_us_english33.opus", "native_uk_english38.opus", "nonnative_mandarin8.opus"])
 def test_segment_feature_spans(name):
     speech = audio.prepare(SAMPLES / name)
-    feats, spans = audio.segment_features(speech)
+    feats, spans = logmel.segment_features(speech)
     assert feats.shape == (len(spans), audio.N_MELS, audio.SEGMENT_FRAMES)
     assert bool(np.isfinite(feats.numpy()).all())
     assert len(spans) >= 3
@@ -509,7 +509,7 @@ def test_segment_feature_spans(name):
 
 def test_segment_feature_spans_short_speech():
     speech = audio.prepare(FIXTURES / "native_uk_english2.flac")  # 7 s clip, < 7 s after trimming
-    feats, spans = audio.segment_features(speech)
+    feats, spans = logmel.segment_features(speech)
     assert feats.shape == (1, audio.N_MELS, audio.SEGMENT_FRAMES) and len(spans) == 1
     a, b = spans[0]
     assert 0.0 <= a < b <= speech.duration_seconds + 1e-6

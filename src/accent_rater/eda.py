@@ -2,7 +2,7 @@
 
 Metadata plots (speakers per class, languages, countries, durations) use every recording; audio
 statistics (7-s segments, speech/silence ratio, log-mel statistics) come from running each file
-through the real front-end (``audio.prepare`` -> ``audio.make_segments`` / ``audio.log_mel``), on
+through the real front-end (``audio.prepare`` -> ``audio.make_segments`` / ``logmel.log_mel``), on
 all files or on those of ``max_files`` speakers, half of each label (``data.speaker_subset``,
 seed 0). Files the front-end refuses (``AudioError``) or cannot find are listed in the report (so is
 any other exception a file raises, marked "unexpected": a long run is never lost to one file).
@@ -41,7 +41,7 @@ def _analyse(recordings: Sequence[Recording]) -> _AudioStats:
     import torch
     from tqdm import tqdm
 
-    from . import audio
+    from . import audio, logmel
     from .errors import AudioError
 
     st = _AudioStats()
@@ -57,7 +57,7 @@ def _analyse(recordings: Sequence[Recording]) -> _AudioStats:
             continue
         windows, _ = audio.make_segments(speech.audio)
         with torch.inference_mode():
-            mel = audio.log_mel(speech.audio)[0].numpy()  # (N_MELS, frames) of the speech itself
+            mel = logmel.log_mel(speech.audio)[0].numpy()  # (N_MELS, frames) of the speech itself
         st.band_means[r.label].append(mel.mean(axis=1))
         st.db_hist += np.histogram(np.clip(mel, _DB_EDGES[0], _DB_EDGES[-1] - 1e-3), _DB_EDGES)[0]
         st.db_min, st.db_max = min(st.db_min, float(mel.min())), max(st.db_max, float(mel.max()))

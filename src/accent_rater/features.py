@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from . import audio
+from . import audio, logmel
 from .engine import Engine, run_map
 from .errors import AudioError
 from .backbones import speaker
@@ -89,8 +89,8 @@ def prosody(speech: audio.Speech) -> np.ndarray:
     runs = regions[:, 1] - regions[:, 0]
     spoken = max(speech.speech_seconds, 1e-3)
     # intensity contour (300-2500 Hz) of the trimmed speech, 10 ms frames
-    mel = audio.log_mel(speech.audio)[0]
-    fb_freqs = audio.mel_centres()
+    mel = logmel.log_mel(speech.audio)[0]
+    fb_freqs = logmel.mel_centres()
     band = (fb_freqs >= 300) & (fb_freqs <= 2500)
     env = 10 * np.log10(np.maximum(10 ** (mel[band].numpy() / 10).mean(axis=0), 1e-10))
     env = np.convolve(env, np.ones(5) / 5, mode="same")
@@ -117,7 +117,7 @@ def extract(speech: audio.Speech, encoder_model: "speaker.VoiceEncoder | speaker
     """Log-mel segments, speaker-encoder statistics (per segment and per utterance) and prosody.
     Training runs the encoder in PyTorch; serving passes the bundle's ONNX copy (parity-tested)."""
     windows, spans_samples = audio.make_segments(speech.audio)
-    mels = audio.log_mel(windows).numpy()
+    mels = logmel.log_mel(windows).numpy()
     spans = np.array(
         [speech.span_seconds(s, e) for s, e in spans_samples],
         dtype=np.float32,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import audio
+from .. import audio, logmel
 
 MEL_CHANNELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s
@@ -86,8 +86,8 @@ def load_encoder() -> VoiceEncoder:
 
 def encoder_mels(wav: np.ndarray) -> torch.Tensor:
     """Speaker-encoder input: (frames, 40) Slaney mel power of 16 kHz audio."""
-    fb = audio.mel_filterbank(MEL_CHANNELS, 0.0, audio.SAMPLE_RATE / 2, slaney=True)
-    return audio.mel_power(torch.as_tensor(wav, dtype=torch.float32)[None], fb)[0].T
+    fb = logmel.mel_filterbank(MEL_CHANNELS, 0.0, audio.SAMPLE_RATE / 2, slaney=True)
+    return logmel.mel_power(torch.as_tensor(wav, dtype=torch.float32)[None], fb)[0].T
 
 
 def partial_slices(n_frames: int) -> list[slice]:

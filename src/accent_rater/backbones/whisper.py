@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import audio
+from .. import audio, logmel
 
 # --- Whisper's own front-end constants (openai-whisper/whisper/audio.py) ---------------------------
 N_FFT = 400
@@ -80,7 +80,7 @@ class WeightsError(RuntimeError):
 def mel_filters() -> np.ndarray:
     """Whisper's 80 filters (librosa Slaney scale and norm, 0-8 kHz): (n_fft/2 + 1, 80). Matches
     ``mel_filters.npz`` of openai-whisper within 1e-6 (checked by ``fetch`` and the tests)."""
-    return audio.mel_filterbank_np(N_MELS, 0.0, MEL_F_MAX, N_FFT, audio.SAMPLE_RATE, slaney=True)
+    return logmel.mel_filterbank_np(N_MELS, 0.0, MEL_F_MAX, N_FFT, audio.SAMPLE_RATE, slaney=True)
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kurtosis, skew
 
-from .. import audio
+from .. import logmel
 from .base import Family
 
 
@@ -49,7 +49,7 @@ def segment_features(mel_db: np.ndarray) -> np.ndarray:
     b8 = [x[i * 10:(i + 1) * 10].mean() for i in range(8)]
     f += b4 + [b4[i + 1] - b4[0] for i in range(3)] + b8 + [b8[i + 1] - b8[0] for i in range(7)]
     power = 10 ** (x / 10)
-    freqs = audio.mel_centres()[:, None]
+    freqs = logmel.mel_centres()[:, None]
     total = power.sum(axis=0) + 1e-12
     centroid = (freqs * power).sum(axis=0) / total
     bandwidth = np.sqrt(((freqs - centroid) ** 2 * power).sum(axis=0) / total)
@@ -68,7 +68,7 @@ def segment_features(mel_db: np.ndarray) -> np.ndarray:
     spectrum = x.mean(axis=1)
     peaks = [i for i in range(1, len(spectrum) - 1) if spectrum[i] >= spectrum[i - 1] and spectrum[i] >= spectrum[i + 1]]
     peaks = (peaks + [len(spectrum) - 1] * 3)[:3]
-    fr = audio.mel_centres()[peaks]
+    fr = logmel.mel_centres()[peaks]
     f += [fr[0], fr[1], fr[2], fr[1] / max(fr[0], 1.0)]
     low = x[:8]  # < ~250 Hz: voicing energy as a pitch-like proxy
     f += [low.mean(), low.mean(axis=0).std()]
