@@ -36,13 +36,17 @@ def clip_wav(path: Path, seconds: float) -> bytes:
     wav = audio.load_audio(path)
     n = int(seconds * audio.SAMPLE_RATE)
     wav = np.tile(wav, int(np.ceil(n / len(wav))))[:n]
-    pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype("<i2")
+    return wav_bytes((np.clip(wav, -1.0, 1.0) * 32767).astype("<i2"), audio.SAMPLE_RATE)
+
+
+def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
+    """Mono 16-bit samples as a WAV file in memory."""
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(audio.SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
+        w.setframerate(rate)
+        w.writeframes(np.asarray(pcm, "<i2").tobytes())
     return buf.getvalue()
 
 

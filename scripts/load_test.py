@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import io
 import json
 import os
 import random
@@ -30,14 +29,14 @@ import statistics
 import sys
 import tempfile
 import time
-import wave
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
-from bench_api import free_port, start_server
+from bench_api import free_port, start_server, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SAA = Path(os.environ.get("ACCENT_RATER_DATA", ROOT.parent / "shared" / "data")) / "saa"
@@ -63,16 +62,6 @@ class Stats:
     total: int = 0  # requests sent
     measured: int = 0  # requests of the measured phase
     measuring: bool = False
-
-
-def silence_wav(seconds: float, rate: int = 16_000) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\0\0" * int(seconds * rate))
-    return buf.getvalue()
 
 
 def valid_files(n_saa: int) -> list[Path]:
@@ -182,7 +171,7 @@ def pct(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace, url: str, server: psutil.Process) -> dict:
     """Warm-up load, then the measured load; RSS and open fds are compared with the server idle after each."""
     clips = [(p.name, p.read_bytes()) for p in valid_files(args.saa)]
-    big, silence = os.urandom(MAX_BYTES + 1_000_000), silence_wav(180)
+    big, silence = os.urandom(MAX_BYTES + 1_000_000), wav_bytes(np.zeros(180 * 16_000, np.int16), 16_000)
     rngs = [random.Random(i) for i in range(args.clients)]
     stats, rss, stop = Stats(), [], asyncio.Event()
     sampler = asyncio.create_task(sample_rss(server, rss, stop, stats))

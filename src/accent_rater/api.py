@@ -41,12 +41,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .backbones.whisper import WeightsError
-from .errors import AudioError, EmptyAudioError, RequestError, error_body
+from .errors import AudioError, RequestError, error_body
 from .limits import Settings
 from .rater import AccentResult, Rater
 from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
 from .upload import Upload, mib, read_file, read_files, too_large_error
-from .words import MAX_TEXT_CHARS, PASSAGE, TextError, text_words
+from .words import MAX_TEXT_CHARS, TextError, reading_text, text_words
 
 log = logging.getLogger("accent_rater.api")
 
@@ -88,8 +88,6 @@ class RatingPool:
             self.in_flight -= 1
 
     async def rate(self, rater: Rater, data: bytes | bytearray, **options: Any) -> AccentResult:
-        if not data:
-            raise EmptyAudioError("the upload is empty (0 bytes)")
         try:  # on timeout wait_for cancels the wrapper, which cancels the job if it has not started
             return await asyncio.wait_for(asyncio.wrap_future(self._executor.submit(rater.rate, data, **options)), self.timeout)
         except TimeoutError:
@@ -133,9 +131,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
         return _error(request, exc.http_status, exc.to_dict())
 
+    @app.exception_handler(TextError)
+    async def _text_error(request: Request, exc: TextError) -> JSONResponse:
+        return _error(request, exc.http_status, error_body(exc.code, str(exc)))
+
     @app.exception_handler(WeightsError)
     async def _weights_error(request: Request, exc: WeightsError) -> JSONResponse:
-        return _error(request, 501, error_body("words_unavailable", str(exc)))
+        return _error(request, 501, words_unavailable(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -223,14 +225,15 @@ def word_options(words: bool, text: str | None, form: dict[str, str]) -> dict[st
     wins); an unusable text is a 422 ``bad_text`` before any rating."""
     if form.get("words", str(words)).strip().lower() not in ("true", "1", "yes", "on"):
         return {}
-    text = form.get("text", text)
-    text = PASSAGE if text is None else text.strip()
-    try:
-        if text:
-            text_words(text)
-    except TextError as exc:
-        raise RequestError(exc.http_status, exc.code, str(exc)) from None
+    text = reading_text(form.get("text", text))
+    if text:
+        text_words(text)  # TextError: a 422 through its handler
     return {"words": True, "text": text}
+
+
+def words_unavailable(exc: WeightsError) -> dict[str, Any]:
+    """The error body of word feedback asked of a server without the Whisper base weights (501)."""
+    return error_body("words_unavailable", str(exc))
 
 
 # --- the app -----------------------------------------------------------------------------------------
@@ -313,9 +316,8 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         a result or an `error` entry: one bad file never fails the batch. `words` / `text` as for one file."""
         pool: RatingPool = request.app.state.pool
         view = rater_view(rater, threshold, prior)
-        options: dict[str, Any] = {}
 
-        async def one(upload: Upload) -> dict[str, Any]:
+        async def one(upload: Upload, options: dict[str, Any]) -> dict[str, Any]:
             try:
                 if upload.too_large:
                     raise too_large_error(s.max_bytes, upload.size)
@@ -323,7 +325,7 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
             except (AudioError, RequestError) as exc:
                 return {"filename": upload.filename, **exc.to_dict()}
             except WeightsError as exc:
-                return {"filename": upload.filename, **error_body("words_unavailable", str(exc))}
+                return {"filename": upload.filename, **words_unavailable(exc)}
             except Exception as exc:  # a bad file never fails the batch
                 log.exception("rating a batch file failed")
                 return {"filename": upload.filename, **error_body("internal", f"internal error ({type(exc).__name__})")}
@@ -333,7 +335,7 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         with pool.admit():
             uploads = await read_files(request, s.max_bytes, s.max_batch)
             options = word_options(words, text, uploads[0].form)
-            return {"results": list(await asyncio.gather(*map(one, uploads)))}
+            return {"results": list(await asyncio.gather(*(one(u, options) for u in uploads)))}
 
     @app.get("/v1/model", response_model=ModelInfo, responses=auth, summary="The model card", tags=["model"])
     async def model_info() -> dict[str, Any]:

@@ -42,7 +42,7 @@ from . import audio
 from .engine import Engine, run_map
 from .errors import AudioError, error_body
 from .rater import Rater
-from .words import Reading, Word, text_words
+from .words import Reading, Word
 
 UNIT_ROWS = 16
 PART_ROWS = 256
@@ -368,9 +368,7 @@ def run_batch(source: Path, out: Path, engine: Engine, opts: dict[str, Any], *, 
 
     rater, options = _rater(opts), opts.get("rate", {})  # a bad --model or threshold fails here, not in every worker
     if options.get("words"):
-        if options.get("text"):
-            text_words(options["text"])
-        rater.transcriber  # noqa: B018 - the weights are there and verified
+        rater.check_words(options.get("text"))
     writer = ResultWriter(out, resume)
     done = writer.done_paths()
     work = plan(source, done)

@@ -127,13 +127,11 @@ def _word_options(rater, text: str | None, text_file: Path | None, err) -> dict:
     """``rate``'s keyword options for word feedback, after checking the text and loading Whisper base
     (a missing weights folder or an unusable text stops here, before any file is rated)."""
     from .backbones.whisper import WeightsError
-    from .words import TextError, text_words
+    from .words import TextError
 
     text = _words_text(text, text_file)
     try:
-        if text:
-            text_words(text)
-        rater.transcriber  # noqa: B018 - loads and verifies the weights once, up front
+        rater.check_words(text)
     except (WeightsError, TextError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
@@ -142,11 +140,11 @@ def _word_options(rater, text: str | None, text_file: Path | None, err) -> dict:
 
 def _words_text(text: str | None, text_file: Path | None) -> str:
     """The text read: --text-file's content, else --text, else the passage ("" for free speech)."""
-    from .words import PASSAGE
+    from .words import reading_text
 
     if text_file is not None:
         text = text_file.read_text(encoding="utf-8", errors="replace")
-    return PASSAGE if text is None else text.strip()
+    return reading_text(text)
 
 
 def _print_words(out, row: dict) -> None:

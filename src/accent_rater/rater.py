@@ -288,6 +288,13 @@ class Rater:
         result = self.rate_features(self.features(speech), quality_warnings(speech, info))
         return self.add_words(result, speech, text) if words else result
 
+    def check_words(self, text: str | None) -> None:
+        """Refuse up front what would stop word feedback later: an unusable ``text`` (``TextError``)
+        or missing Whisper base weights (``WeightsError``; they are loaded and verified here once)."""
+        if text:
+            text_words(text)
+        self.transcriber  # noqa: B018
+
     @property
     def transcriber(self) -> Transcriber:
         """Whisper base for word feedback, loaded (and verified) on first use, once per Rater."""

@@ -105,6 +105,12 @@ def normalize(token: str) -> list[str]:
     return out
 
 
+def reading_text(text: str | None) -> str:
+    """The text a reading is compared with: the passage when none is given, else ``text`` without
+    outer whitespace ("" means free speech: a transcript only)."""
+    return PASSAGE if text is None else text.strip()
+
+
 def text_words(text: str) -> list[str]:
     """The written words of ``text`` (whitespace-separated, keeping their punctuation) that hold at
     least one comparable part; ``TextError`` for a text too long to be a reading or without words."""
