@@ -167,9 +167,10 @@ def test_free_speech_gives_a_transcript_and_no_verdicts(rater: Rater) -> None:
     assert result.to_dict()["reading"] is None
 
 
-def test_an_unusable_text_is_refused_before_any_audio_work(rater: Rater) -> None:
+def test_an_unusable_text_is_refused_before_any_audio_work() -> None:
+    """No Whisper weights needed: the text is checked first."""
     with pytest.raises(TextError):
-        rater.rate(b"not even audio", words=True, text="?!")
+        Rater().rate(b"not even audio", words=True, text="?!")
 
 
 def test_json_form_of_word_feedback(rater: Rater) -> None:

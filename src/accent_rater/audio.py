@@ -262,6 +262,15 @@ def load_audio(source: Source, *, max_seconds: float = MAX_DURATION_SECONDS, max
     return band_limit(decode(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info), BAND_RATE)
 
 
+def load_audio_wide(source: Source, *, max_seconds: float = MAX_DURATION_SECONDS, max_bytes: int = MAX_FILE_BYTES,
+                    info: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``load_audio``'s band-limited audio and, from the same decoding pass, the input's full band at
+    SAMPLE_RATE, sample for sample."""
+    narrow, full = decode_rates(source, (BAND_RATE, SAMPLE_RATE), max_seconds=max_seconds, max_bytes=max_bytes, info=info)
+    wav = band_limit(narrow, BAND_RATE)
+    return wav, np.pad(full[: len(wav)], (0, max(0, len(wav) - len(full))))  # the two resamplers may differ by a sample
+
+
 # --- voice activity ------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _vad_session():
@@ -451,9 +460,7 @@ def prepare(
     if not wide:
         wav = load_audio(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
         return prepare_waveform(wav, min_speech_seconds=min_speech_seconds)
-    narrow, full = decode_rates(source, (BAND_RATE, SAMPLE_RATE), max_seconds=max_seconds, max_bytes=max_bytes, info=info)
-    wav = band_limit(narrow, BAND_RATE)
-    full = np.pad(full[: len(wav)], (0, max(0, len(wav) - len(full))))  # the two resamplers may differ by a sample
+    wav, full = load_audio_wide(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
     return prepare_waveform(wav, min_speech_seconds=min_speech_seconds, wide=full)
 
 

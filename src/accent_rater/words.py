@@ -319,7 +319,9 @@ class Transcriber:
         if not keep:
             return []
         if len(keep) < len(spans):  # the alignment takes one encoded window per token list
-            encoded = self.model.encode(mel[keep])
+            import ctranslate2
+
+            encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[keep]))
         frames = [(b - a) // audio.HOP_LENGTH for a, b in spans]
         out = []
         for i, alignment in zip(keep, self.model.find_alignment(self.tokenizer, [tokens[i] for i in keep], encoded,
