@@ -168,3 +168,9 @@ def test_report_modules_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
+
+
+def test_md_table_rounds_floats_and_escapes_pipes():
+    """EDA tables pass raw floats: they print to 3 significant digits; text and ints as they are."""
+    md = rp.md_table(["a", "b", "c"], [(np.float64(12.345678912), 0.000123456, "x|y"), (np.float32(2.5), 7, "z")])
+    assert md.splitlines()[2:] == ["| 12.3 | 0.000123 | x\\|y |", "| 2.5 | 7 | z |"]

@@ -12,6 +12,7 @@ import numpy as np
 from .metrics import bootstrap_ci, load_table
 from .report import ci_text, md_table
 
+
 def member_logits(run: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str]]:
     """(member -> out-of-fold logits, labels, fold ids, speaker ids) of a training run directory,
     from its ``folds.json``, ``predictions.csv`` and saved folds ``folds/{member}_fold{k}.npz``;

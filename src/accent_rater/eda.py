@@ -67,9 +67,6 @@ def _analyse(recordings: Sequence[Recording]) -> _AudioStats:
     return st
 
 
-
-
-
 def _counts_plot(meta, column: str, title: str, path: Path) -> tuple[str, str]:
     table = meta.pivot_table(index=column, columns="label", values="speaker_id", aggfunc="nunique", fill_value=0)
     table = table.reindex(columns=list(LABELS), fill_value=0)

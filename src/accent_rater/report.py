@@ -42,7 +42,6 @@ def _threshold(thresholds: Mapping[str, float] | float | None, model: str) -> fl
     return float(thresholds.get(model, 0.5))
 
 
-
 def _group_column(df, by: str):
     if by == "age_band":
         return df["age"].map(age_band) if "age" in df.columns else np.full(len(df), "unknown")
@@ -147,7 +146,6 @@ def fold_summary(df, thresholds: Mapping[str, float] | float | None = None):
     return pd.DataFrame(rows)
 
 
-
 def plot_group_errors(table, path, top: int = 20, title: str | None = None) -> str:
     """Horizontal bars of per-group error rates with Wilson intervals; flagged groups in red, the
     reference rate and ``ratio`` x it as vertical lines. Groups below ``min_group`` speakers are
@@ -182,8 +180,12 @@ def plot_group_errors(table, path, top: int = 20, title: str | None = None) -> s
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table; floats to 3 significant digits, everything else as ``str`` gives it."""
+    def cell(v: object) -> str:
+        return (f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)).replace("|", "\\|")
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -219,8 +221,6 @@ def _jsonable(obj):
 
 def _ci_dict(ci: Mapping[str, tuple[float, float, float]]) -> dict[str, dict[str, float]]:
     return {k: {"point": v[0], "lo": v[1], "hi": v[2]} for k, v in ci.items()}
-
-
 
 
 def _flag_sentences(table, what: str = "error rate") -> list[str]:
