@@ -109,7 +109,7 @@ def write_report(args: argparse.Namespace, results: list[dict], max_delta: float
 Measured by `scripts/bench_batch.py` ({args.files} dev files of `{args.corpus.name}`, spread evenly over its
 manifest; the default model, one model and one onnxruntime thread per worker; Parquet output) on
 `{platform.node()}`: {os.cpu_count()} CPU cores, shared with other jobs. Load = the 1-minute load
-average before / after the configuration; with 2 cores, a load above 2 means other processes took
+average before / after the configuration; with {os.cpu_count()} cores, a load above {os.cpu_count()} means other processes took
 CPU time from the benchmark and every figure is pessimistic.
 
 | engine | workers | files | wall s | start-up s | files/s | x real time | steady files/s | steady x real time | CPU s / file | load |
@@ -138,7 +138,7 @@ off when the work spans machines.
 
 A core that only rates: {cpu['cpu_per_file']:.2f} CPU-seconds per recording of {cpu['audio_per_file']:.1f} s (the
 costlier pool run above, its driver included), i.e. {per_core:.0f} s of audio per CPU-second, whatever
-else the host runs (the wall-time rates above are lower because this host's 2 cores were shared).
+else the host runs (the wall-time rates above are lower because this host's {os.cpu_count()} cores were shared).
 {TARGET_HOURS:,} h of audio then takes {core_hours:,.0f} core-hours. On N nodes of 16 cores (one worker per core, `--workers` = 16 N), at an assumed
 ${args.usd_per_core_hour} per core-hour (substitute your provider's price):
 
@@ -146,8 +146,8 @@ ${args.usd_per_core_hour} per core-hour (substitute your provider's price):
 |---|---|---|---|
 {estimate}
 
-Add the start-up above once per run (a minute at most) and the reading of the audio from shared
-storage, which these figures include only from a local disk. Recordings here average 26 s; part of
+Add the start-up above once per run (at most {max(r['startup'] for r in results):.0f} s here) and the reading of the audio from shared
+storage, which these figures include only from a local disk. Recordings here average {cpu['audio_per_file']:.0f} s; part of
 the cost is per file, so a corpus of shorter recordings rates fewer seconds of audio per second.
 """
     args.out.write_text(text)

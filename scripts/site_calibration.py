@@ -45,6 +45,7 @@ from accent_rater.calibration import Calibrator, logit, sigmoid
 from accent_rater.metrics import ece
 from accent_rater.models import get_family
 from accent_rater.profile import CONFIDENCE_Z, MIN_PER_GROUP, detectable_shift, fit_adjustment, reference_scores
+from accent_rater.report import md_table
 from accent_rater.train import Config, family_params, member_name
 
 KS = (3, 5, 10, 20)
@@ -183,10 +184,6 @@ def cell(v: list[float], signed: bool = False) -> str:
     return f"{v[0]:{f}} [{v[1]:{f}}, {v[2]:{f}}]"
 
 
-def table(header: list[str], rows: list[list[object]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(map(str, r)) + " |" for r in rows)])
-
-
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -291,7 +288,7 @@ def report(r: dict) -> str:
         "cells: mean over draws [95% percentile interval]. The profile's target is the reference stored in the bundle: "
         f"median calibrated logit {ref['native']['median']:+.2f} (sd {ref['native']['sd']:.2f}) for natives and "
         f"{ref['non_native']['median']:+.2f} (sd {ref['non_native']['sd']:.2f}) for non-natives, out of fold (these "
-        "include the test speakers' clean recordings, 1 in 435 each). A profile moves a median only beyond "
+        f"include the test speakers' clean recordings, 1 in {ref['native']['n']} or {ref['non_native']['n']} each). A profile moves a median only beyond "
         f"{r['confidence_z']:g} standard errors of chance: for natives, a gap of more than {detect} logits.",
         "",
         "![bacc and ECE against k per site](site_calibration.png)",
@@ -300,7 +297,7 @@ def report(r: dict) -> str:
         "",
         "## The sites without a profile",
         "",
-        table(["site", "speakers", "natives", "bacc", "best bacc, threshold fitted on the site (in-sample)", "ECE", "ROC-AUC",
+        md_table(["site", "speakers", "natives", "bacc", "best bacc, threshold fitted on the site (in-sample)", "ECE", "ROC-AUC",
                "median logit natives / non-natives"], rows),
         "",
         "The best-threshold column is an optimistic ceiling for what moving the threshold can gain. Channel kinds: "
@@ -314,13 +311,13 @@ def report(r: dict) -> str:
     for metric, title in (("bacc", "Balanced accuracy"), ("ece", "ECE")):
         rows = [[site, f"{s['uncalibrated'][metric]:.3f}"] + [cell(s["profiles"][kind][PROFILE][str(k)][metric]) for kind in FITS
                                                               for k in r["ks"]] for site, s in sites.items()]
-        md += [f"## {title} with a profile", "", table(header, rows), "",
+        md += [f"## {title} with a profile", "", md_table(header, rows), "",
                "`no profile`: all the site's speakers (the differences below compare on the same test speakers).", ""]
     for metric, title in (("delta_bacc", "Balanced accuracy: with profile − without, same test speakers"),
                           ("delta_ece", "ECE: with profile − without, same test speakers (negative: better calibrated)")):
         rows = [[site] + [cell(s["profiles"][kind][PROFILE][str(k)][metric], signed=True) for kind in FITS for k in r["ks"]]
                 for site, s in sites.items()]
-        md += [f"## {title}", "", table(header[:1] + header[2:], rows), ""]
+        md += [f"## {title}", "", md_table(header[:1] + header[2:], rows), ""]
     alt = [(kind, name) for kind, fits in FITS.items() for name in fits]
     rows = [[site] + [" / ".join(f"{s['profiles'][kind][name][str(k)][m][0]:+.3f}" for m in ("delta_bacc", "delta_ece"))
                       for kind, name in alt for k in r["ks"][-2:]] for site, s in sites.items()]
@@ -328,7 +325,7 @@ def report(r: dict) -> str:
            "`profile` is the shipped fit; `shrunk shift`: the natives' gap shrunk by a N(0, 2²) prior on the shift; "
            "`Platt (MAP)`: Platt scaling refitted on the site's speakers by maximum a posteriori around the bundled fit "
            "(a ~ N(1, 0.5²), b ~ N(0, 2²)).", "",
-           table(["site"] + [f"{kind}: {name}, k = {k}" for kind, name in alt for k in r["ks"][-2:]], rows), "",
+           md_table(["site"] + [f"{kind}: {name}, k = {k}" for kind, name in alt for k in r["ks"][-2:]], rows), "",
            f"`accent-rater calibrate` warns below {MIN_PER_GROUP} recordings per group.", ""]
     return "\n".join(md)
 

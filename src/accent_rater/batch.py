@@ -40,7 +40,7 @@ from typing import Any
 
 from . import audio
 from .engine import Engine, run_map
-from .errors import AudioError, error_body
+from .errors import error_of
 from .rater import Rater
 from .words import Reading, Word
 
@@ -78,12 +78,8 @@ def rate_row(rater: Rater, source: audio.Source, path: str, **options: Any) -> d
     message}}``; never raises for a bad input. ``options`` go to ``Rater.rate`` (word feedback)."""
     try:
         return {"path": path, **rater.rate(source, **options).to_dict()}
-    except AudioError as exc:
-        return {"path": path, **exc.to_dict()}
-    except FileNotFoundError as exc:
-        return {"path": path, **error_body("not_found", str(exc))}
     except Exception as exc:  # a bad file never stops a batch
-        return {"path": path, **error_body("internal", f"{type(exc).__name__}: {exc}")}
+        return {"path": path, **error_of(exc)}
 
 
 def flat_row(row: dict[str, Any], model: str) -> dict[str, Any]:

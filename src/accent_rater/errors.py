@@ -9,6 +9,16 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
+def error_of(exc: Exception) -> dict[str, dict[str, str]]:
+    """The error body of a recording that could not be rated: its ``AudioError``'s, ``not_found``
+    for a file that is not there, else ``internal`` (for a batch or a calibration that goes on)."""
+    if isinstance(exc, AudioError):
+        return exc.to_dict()
+    if isinstance(exc, FileNotFoundError):
+        return error_body("not_found", str(exc))
+    return error_body("internal", f"{type(exc).__name__}: {exc}")
+
+
 class AudioError(ValueError):
     """Base class: the input cannot be rated. ``str(err)`` is a message meant for the user."""
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .calibration import Calibrator, logit
+from .calibration import Calibrator, logit, sigmoid
 
 if TYPE_CHECKING:
     from .rater import Rater
@@ -177,7 +177,7 @@ def fit_adjustment(natives: np.ndarray, non_natives: np.ndarray | None = None,
 
 
 def _spread(z: np.ndarray, threshold: float) -> dict[str, Any]:
-    p = 1.0 / (1.0 + np.exp(-z))
+    p = sigmoid(z)
     q = np.quantile(p, [0.0, 0.25, 0.5, 0.75, 1.0])
     return {**{k: round(float(v), 4) for k, v in zip(("min", "q1", "median", "q3", "max"), q)},
             "rated_native": round(float(np.mean(p >= threshold)), 4)}
@@ -213,14 +213,12 @@ def make_profile(name: str, meta: Mapping[str, Any], threshold: float, logits: M
 
 def _logit_or_error(rater: Rater, path: str) -> tuple[float | None, dict[str, str] | None]:
     """The calibrated logit of one recording (its full-precision ``p_native``), or its error body."""
-    from .errors import AudioError, error_body
+    from .errors import error_of
 
     try:
         return float(logit(rater.rate(path).p_native)), None
-    except AudioError as exc:
-        return None, exc.to_dict()["error"]
-    except OSError as exc:
-        return None, error_body("not_found", str(exc))["error"]
+    except Exception as exc:  # a recording that cannot be rated is skipped, never an abort
+        return None, error_of(exc)["error"]
 
 
 def calibrate(rater: Rater, natives: Sequence[str | Path], non_natives: Sequence[str | Path] = (), name: str = "site",
