@@ -368,10 +368,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, model: str | Path | None = 
     import uvicorn
 
     app = create_app(model, settings, profile)
-    if not app.state.rater.backbone:  # the mel-based model computes log-mels with torch: one thread per rating
-        import torch
-
-        torch.set_num_threads(1)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)  # uvicorn's format, plus our own logger
     log_config["loggers"]["accent_rater"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     uvicorn.run(app, host=host, port=port, log_config=log_config, access_log=False,

@@ -92,17 +92,14 @@ def flat_row(row: dict[str, Any], model: str) -> dict[str, Any]:
 
 # --- work units: run in the workers --------------------------------------------------------------
 _RATERS: dict[str, Rater] = {}  # one model per worker process
+_ROW_GROUP: dict[str, Any] = {}  # the last row group's audio column read by this worker
 
 
 def _rater(opts: dict[str, Any]) -> Rater:
     key = json.dumps(opts, sort_keys=True)
     if key not in _RATERS:
         _RATERS.clear()
-        _RATERS[key] = rater = Rater(**{k: v for k, v in opts.items() if k != "rate"})
-        if not rater.backbone:  # the mel-based model computes log-mels with torch
-            import torch
-
-            torch.set_num_threads(rater.threads)
+        _RATERS[key] = Rater(**{k: v for k, v in opts.items() if k != "rate"})
     return _RATERS[key]
 
 
@@ -115,7 +112,9 @@ def _rate_unit(opts: dict[str, Any], uid: int, unit: tuple) -> tuple[int, list[d
     import pyarrow.parquet as pq
 
     _, prefix, shard, group, first, rows = unit
-    column = pq.ParquetFile(shard).read_row_group(group, columns=["audio"]).column("audio")
+    if _ROW_GROUP.get("key") != (shard, group):  # a row group's units come in a row: read it once per worker
+        _ROW_GROUP.update(key=(shard, group), column=pq.ParquetFile(shard).read_row_group(group, columns=["audio"]).column("audio"))
+    column = _ROW_GROUP["column"]
     out = []
     for i in rows:
         value = column[i].as_py()

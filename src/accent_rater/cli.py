@@ -76,10 +76,6 @@ def rate(
         hint = f" (bundled models: {', '.join(BUNDLED_MODELS)})" if isinstance(exc, FileNotFoundError) and model else ""
         err.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    if not rater.backbone:  # the mel-based model computes log-mels with torch: per-file work is small
-        import torch
-
-        torch.set_num_threads(1)
     options = _word_options(rater, text, text_file, err) if words else {}
     rows: list[dict] = [{"path": str(p), **error_body("not_found", why)} for p, why in missing]
 

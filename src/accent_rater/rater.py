@@ -135,8 +135,9 @@ class Rater:
         threads: int | None = None,
         profile: str | Path | SiteProfile | None = None,
     ) -> None:
-        """``threads``: onnxruntime threads per model call; default: up to 2 (lowest latency for one
-        request at a time). Pass 1 when several files or requests are rated in parallel threads.
+        """``threads``: onnxruntime threads per model call (and torch's, process-wide, for a mel-based
+        model); default: up to 2 (lowest latency for one request at a time). Pass 1 when several files
+        or requests are rated in parallel threads.
         ``profile``: a site profile (``accent-rater calibrate``) for this model, applied after its
         calibration; ``ProfileError`` for one made for another model or not a profile."""
         self.model_dir = _model_dir(model)
@@ -163,8 +164,11 @@ class Rater:
 
             self._encoder = OnnxWhisper(self.model_dir / self.meta["encoder"], threads=self.threads)
         else:
+            import torch
+
             from .backbones.speaker import OnnxEncoder
 
+            torch.set_num_threads(self.threads)  # the mel-based models compute log-mels with torch
             self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
 
     @property

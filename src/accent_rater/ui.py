@@ -327,9 +327,6 @@ def _load_words(rater: Rater) -> None:
 
 def main(host: str = "127.0.0.1", port: int = 7860, model: str | Path | None = None, profile: str | Path | None = None) -> None:
     """Load the model once and serve the page (blocks until interrupted)."""
-    import torch
-
-    torch.set_num_threads(1)
     rater = Rater(model, profile=profile)
     app = build_app(rater)
     if words_available():  # Whisper base loads while the page starts, so the first word feedback is quick
