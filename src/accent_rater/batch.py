@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import audio
+from .data import PATH_COLUMNS, audio_bytes, manifest_path
 from .engine import Engine, run_map
 from .errors import error_of
 from .rater import Rater
@@ -47,7 +47,6 @@ from .words import Reading, Word
 UNIT_ROWS = 16
 PART_ROWS = 256
 PART_SECONDS = 30.0
-PATH_COLUMNS = ("path", "file", "filepath", "audio", "audio_path")  # a manifest's path column (first found)
 
 
 RESULT_COLUMNS = ("path", "p_native", "label", "score", "band", "borderline", "threshold", "speech_seconds",
@@ -117,8 +116,7 @@ def _rate_unit(opts: dict[str, Any], uid: int, unit: tuple) -> tuple[int, list[d
     column = _ROW_GROUP["column"]
     out = []
     for i in rows:
-        value = column[i].as_py()
-        data = (value.get("bytes") if isinstance(value, dict) else value) or b""
+        data = audio_bytes(column[i].as_py()) or b""
         out.append(flat_row(rate_row(rater, data, f"{prefix}#{first + i}", **options), rater.name))
     return uid, out
 
@@ -186,7 +184,7 @@ def _plan_manifest(manifest: Path, rows: list[dict[str, Any]], done: AbstractSet
     for row in rows:
         key = str(row.pop(column) or "")
         if key not in done:
-            path = Path(key) if os.path.isabs(key) else manifest.parent / key
+            path = manifest_path(manifest, key)
             out.add(("file", key, str(path.resolve())), [_carried(row)])
 
 

@@ -187,6 +187,19 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+PATH_COLUMNS = ("path", "file", "filepath", "audio", "audio_path")  # a manifest's path column (first found)
+
+
+def manifest_path(manifest: Path, rel: str) -> Path:
+    """A path written in a manifest: as it is when absolute, else relative to the manifest's folder."""
+    return Path(rel) if os.path.isabs(rel) else manifest.parent / rel
+
+
+def audio_bytes(cell: object) -> bytes | None:
+    """The audio of a Hugging Face parquet cell: a ``{bytes, path}`` struct or the bytes themselves."""
+    return cell.get("bytes") if isinstance(cell, dict) else cell  # type: ignore[return-value]
+
+
 def _get(row: Mapping[str, str], *names: str) -> str:
     for n in names:
         if row.get(n):
@@ -305,15 +318,14 @@ def load_folder_per_label(root: str | os.PathLike) -> LoadReport:
 def load_csv_manifest(csv_path: str | os.PathLike) -> LoadReport:
     """Generic CSV (path, label, optional speaker_id/native_language/country/sex/age/duration)."""
     csv_path = Path(csv_path)
-    base = csv_path.parent
     report = LoadReport()
     for i, row in enumerate(_read_csv(csv_path), start=2):
-        rel = _get(row, "path", "file", "filepath", "audio", "audio_path")
+        rel = _get(row, *PATH_COLUMNS)
         rid = f"{csv_path.name}:{i} {rel}".strip()
         if not rel:
             report.skipped.append((rid, "missing path"))
             continue
-        path = Path(rel) if os.path.isabs(rel) else base / rel
+        path = manifest_path(csv_path, rel)
         raw = _get(row, "label", "class", "target")
         lang = row.get("native_language", "")
         label = parse_label(raw) if raw else (native_label(lang) if lang else None)
@@ -383,7 +395,7 @@ def load_hf_parquet(
             for item_id, audio in zip(batch.column("id").to_pylist(), batch.column("audio").to_pylist()):
                 rid = f"{shard.name}[{row_no}] {item_id}"
                 row_no += 1
-                data = audio.get("bytes") if isinstance(audio, dict) else audio
+                data = audio_bytes(audio)
                 if not item_id:
                     report.skipped.append((rid, "missing id"))
                     continue
