@@ -4,10 +4,10 @@ features, speaker-disjoint CV.
     pip install -c constraints.txt -e ".[pron]"
     nice -n 10 .venv/bin/python experiments/probe_pronunciation.py [N [RUN_DIR]]   (default 300; resumable)
 
-N speakers (each label's share kept; ``data.split_speakers``) of those with cached encoder features
+N speakers (each label's share kept; ``splits.split_speakers``) of those with cached encoder features
 (``cache/features/saa``, built by ``accent-rater train --config configs/fast.toml``). Caches each
 speaker's vector in cache/pron/{speaker_id}.npy (+ .json with seconds/cpu), then reports 5-fold
-``data.speaker_folds`` ROC-AUC / balanced accuracy at logit 0 (95 % bootstrap intervals over
+``splits.speaker_folds`` ROC-AUC / balanced accuracy at logit 0 (95 % bootstrap intervals over
 speakers) for (a) pron, (b) encoder stats+embedding, (c) both, (d) stacking of (a),(b) out-of-fold
 logits; plus CPU s per 30 s of audio and the alignment failure rate. With RUN_DIR (a training run
 over the same corpus, e.g. runs/fast), the pronunciation features are also cross-validated on that
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pronunciation import PRON_NAMES, pron_features
 
-from accent_rater import audio, data
+from accent_rater import audio, data, splits
 from accent_rater.calibration import sigmoid
 from accent_rater.features import Features
 from accent_rater.metrics import bootstrap_ci
@@ -64,7 +64,7 @@ def main() -> None:
     text = (SAA / "PASSAGE.txt").read_text()
     recs = [r for r in data.load_saa(SAA).recordings if (FEAT / f"{r.speaker_id}.npz").exists()]
     if n < len(recs):
-        recs = data.select(recs, data.split_speakers(recs, val=0.0, test=n / len(recs), seed=0)["test"])
+        recs = splits.select(recs, splits.split_speakers(recs, val=0.0, test=n / len(recs), seed=0)["test"])
     CACHE.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
@@ -97,7 +97,7 @@ def main() -> None:
     ok = P[:, PRON_NAMES.index("align_ok")]
     print(f"speakers {len(done)} (native {y.sum()}), pron dim {P.shape[1]}")
     print(f"CPU {cpu * 30 / max(sec, 1e-9):.2f} s per 30 s of (prepared) audio; alignment failures {np.mean(ok < 0.5):.1%}")
-    fold = np.array(data.speaker_folds(done, k=5, seed=0))
+    fold = np.array(splits.speaker_folds(done, k=5, seed=0))
     a = cv_scores(P, y, fold)
     b = cv_scores(E, y, fold)
     c = cv_scores(np.hstack([P, E]), y, fold)

@@ -13,6 +13,7 @@ import pytest
 
 from accent_rater import data
 from accent_rater.data import NATIVE, NON_NATIVE, Recording
+from accent_rater.splits import assert_disjoint, read_splits, select, speaker_folds, speaker_subset, split_speakers, write_splits
 
 # <repo>/../shared/data, overridable with ACCENT_RATER_DATA
 DATA_ROOT = Path(os.environ.get("ACCENT_RATER_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -243,7 +244,7 @@ def test_age_band_and_variety():
 # --- splits -----------------------------------------------------------------------------------------
 def test_speaker_folds_real(saa):
     recs = saa.recordings
-    folds = np.array(data.speaker_folds(recs, k=5, seed=0))
+    folds = np.array(speaker_folds(recs, k=5, seed=0))
     assert set(folds.tolist()) == set(range(5))
     owner: dict[str, int] = {}
     for r, f in zip(recs, folds):
@@ -251,66 +252,66 @@ def test_speaker_folds_real(saa):
     y = np.array([r.label == NATIVE for r in recs])
     for k in range(5):
         assert abs(y[folds == k].mean() - y.mean()) < 0.05
-    assert data.speaker_folds(recs, k=5, seed=0) == folds.tolist()  # deterministic
+    assert speaker_folds(recs, k=5, seed=0) == folds.tolist()  # deterministic
 
 
 def test_speaker_folds_keep_multi_recording_speakers_together():
     recs = [Recording(f"s{i}", f"/a/s{i}_{j}.wav", NATIVE if i % 2 else NON_NATIVE) for i in range(20) for j in range(3)]
-    folds = data.speaker_folds(recs, k=4, seed=1)
+    folds = speaker_folds(recs, k=4, seed=1)
     for i in range(20):
         assert len({folds[3 * i + j] for j in range(3)}) == 1
     with pytest.raises(ValueError):
-        data.speaker_folds(recs[:3], k=2)
+        speaker_folds(recs[:3], k=2)
 
 
 def test_split_speakers_real(saa, tmp_path):
-    splits = data.split_speakers(saa.recordings, val=0.15, test=0.15, seed=0)
-    data.assert_disjoint(splits)
+    splits = split_speakers(saa.recordings, val=0.15, test=0.15, seed=0)
+    assert_disjoint(splits)
     assert sum(len(v) for v in splits.values()) == 875
     assert set().union(*map(set, splits.values())) == set(saa.speakers)
     assert abs(len(splits["test"]) - 0.15 * 875) <= 2 and abs(len(splits["val"]) - 0.15 * 875) <= 2
     label = {r.speaker_id: r.label for r in saa.recordings}
     for ids in splits.values():
         assert abs(np.mean([label[s] == NATIVE for s in ids]) - 435 / 875) < 0.02
-    path = data.write_splits(tmp_path / "splits.json", splits)
-    assert data.read_splits(path) == splits
-    assert data.split_speakers(saa.recordings, seed=0) == splits
-    assert data.split_speakers(saa.recordings, seed=1) != splits
-    assert len(data.select(saa.recordings, splits["test"])) == len(splits["test"])
+    path = write_splits(tmp_path / "splits.json", splits)
+    assert read_splits(path) == splits
+    assert split_speakers(saa.recordings, seed=0) == splits
+    assert split_speakers(saa.recordings, seed=1) != splits
+    assert len(select(saa.recordings, splits["test"])) == len(splits["test"])
     with pytest.raises(ValueError, match="val \\+ test < 1"):
-        data.split_speakers(saa.recordings, val=0.5, test=0.5)
+        split_speakers(saa.recordings, val=0.5, test=0.5)
 
 
 def test_split_speakers_keeps_speakers_whole_and_validates_each_label():
     """The early-stopping split (test=0): a speaker's recordings stay on one side, and even a tiny
     fraction puts at least one speaker of each label in validation."""
     recs = [Recording(f"s{i}", f"/a/s{i}_{j}.wav", NATIVE if i % 2 else NON_NATIVE) for i in range(10) for j in range(3)]
-    splits = data.split_speakers(recs, val=0.01, test=0.0, seed=4)
+    splits = split_speakers(recs, val=0.01, test=0.0, seed=4)
     assert splits["test"] == [] and len(splits["val"]) == 2
     assert {int(s[1:]) % 2 for s in splits["val"]} == {0, 1}
-    val = data.select(recs, splits["val"])
+    val = select(recs, splits["val"])
     assert len(val) == 6 and {r.speaker_id for r in val} == set(splits["val"])
 
 
 def test_speaker_subset_is_balanced_seeded_and_keeps_speakers_whole(saa):
-    sub = data.speaker_subset(saa.recordings, 120, seed=0)
+    sub = speaker_subset(saa.recordings, 120, seed=0)
     assert len(sub) == 120 and sum(r.label == NATIVE for r in sub) == 60
-    assert data.speaker_subset(saa.recordings, 120, seed=0) == sub
-    assert {r.speaker_id for r in data.speaker_subset(saa.recordings, 120, seed=1)} != {r.speaker_id for r in sub}
+    assert speaker_subset(saa.recordings, 120, seed=0) == sub
+    assert {r.speaker_id for r in speaker_subset(saa.recordings, 120, seed=1)} != {r.speaker_id for r in sub}
     recs = [Recording(f"s{i}", f"/a/s{i}_{j}.wav", NATIVE if i < 3 else NON_NATIVE) for i in range(12) for j in range(2)]
-    small = data.speaker_subset(recs, 10, seed=0)  # 5 per label asked, only 3 natives exist
+    small = speaker_subset(recs, 10, seed=0)  # 5 per label asked, only 3 natives exist
     assert sum(r.label == NATIVE for r in small) == 6 and sum(r.label == NON_NATIVE for r in small) == 10
     assert all(sum(r.speaker_id == s.speaker_id for r in small) == 2 for s in small)
 
 
 def test_assert_disjoint_names_the_leak(tmp_path):
     with pytest.raises(ValueError, match="english12"):
-        data.assert_disjoint({"train": ["a1", "english12"], "test": ["english12"]})
+        assert_disjoint({"train": ["a1", "english12"], "test": ["english12"]})
     with pytest.raises(ValueError, match="english12"):
-        data.write_splits(tmp_path / "s.json", {"train": ["english12"], "val": ["english12"]})
+        write_splits(tmp_path / "s.json", {"train": ["english12"], "val": ["english12"]})
     (tmp_path / "bad.json").write_text('{"train": ["x1"], "test": ["x1"]}')
     with pytest.raises(ValueError, match="x1"):
-        data.read_splits(tmp_path / "bad.json")
+        read_splits(tmp_path / "bad.json")
 
 
 # --- EDA --------------------------------------------------------------------------------------------

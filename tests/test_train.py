@@ -351,6 +351,7 @@ def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
 
 
 def data_recordings(cfg: Config):
-    from accent_rater.data import load_corpus, speaker_subset
+    from accent_rater.data import load_corpus
+    from accent_rater.splits import speaker_subset
 
     return speaker_subset(load_corpus(cfg.corpus).recordings, cfg.max_speakers, cfg.seed)

@@ -3,7 +3,7 @@
 Metadata plots (speakers per class, languages, countries, durations) use every recording; audio
 statistics (7-s segments, speech/silence ratio, log-mel statistics) come from running each file
 through the real front-end (``audio.prepare`` -> ``audio.make_segments`` / ``logmel.log_mel``), on
-all files or on those of ``max_files`` speakers, half of each label (``data.speaker_subset``,
+all files or on those of ``max_files`` speakers, half of each label (``splits.speaker_subset``,
 seed 0). Files the front-end refuses (``AudioError``) or cannot find are listed in the report (so is
 any other exception a file raises, marked "unexpected": a long run is never lost to one file).
 """
@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import LABELS, NATIVE, NON_NATIVE, Recording, speaker_subset
+from .data import LABELS, NATIVE, NON_NATIVE, Recording
+from .splits import speaker_subset
 from .plots import figure, save
 from .report import md_table
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import audio, data, features
+from . import audio, data, features, splits
 from .engine import Engine
 from .features import Features
 from .models import Family, family_class, get_family
@@ -182,7 +182,7 @@ def with_copies(recs, feats, y, weights, aug) -> tuple[list, list, np.ndarray, n
 def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndarray | None = None) -> tuple[Family, dict]:
     fam = get_family(spec["family"], **family_params(spec))
     if fam.neural:  # early stopping on a speaker-disjoint validation split
-        val = set(data.split_speakers(recs, val=float(spec.get("val_fraction", 0.15)), test=0.0, seed=seed)["val"])
+        val = set(splits.split_speakers(recs, val=float(spec.get("val_fraction", 0.15)), test=0.0, seed=seed)["val"])
         tr = [i for i, r in enumerate(recs) if r.speaker_id not in val]
         va = [i for i, r in enumerate(recs) if r.speaker_id in val]
         w = None if weights is None else weights[tr]
@@ -220,10 +220,10 @@ def run(cfg: Config) -> dict[str, Any]:
         print(f"skipped {row}: {why}")
     recs = report.recordings
     if cfg.max_speakers:
-        recs = data.speaker_subset(recs, cfg.max_speakers, cfg.seed)
+        recs = splits.speaker_subset(recs, cfg.max_speakers, cfg.seed)
     recs, feats, aug = load_features(cfg, recs)
     y = np.array([r.label == "native" for r in recs], dtype=int)
-    fold_of = np.array(data.speaker_folds(recs, k=cfg.folds, seed=cfg.seed))
+    fold_of = np.array(splits.speaker_folds(recs, k=cfg.folds, seed=cfg.seed))
     sample_w = group_weights(recs, cfg.group_weighting) if cfg.group_weighting else None
     (out / "folds.json").write_text(json.dumps({r.speaker_id: int(f) for r, f in zip(recs, fold_of)}, indent=0))
 
@@ -463,7 +463,7 @@ def leakage_demo(cfg: Config, spec: dict[str, Any], test_size: float = 0.2) -> d
 
     recs = data.load_corpus(cfg.corpus).recordings
     if cfg.max_speakers:
-        recs = data.speaker_subset(recs, cfg.max_speakers, cfg.seed)
+        recs = splits.speaker_subset(recs, cfg.max_speakers, cfg.seed)
     cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
     errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
     recs = [r for r in recs if r.speaker_id not in errors]
@@ -494,7 +494,7 @@ def leakage_demo(cfg: Config, spec: dict[str, Any], test_size: float = 0.2) -> d
     # the seed: train_test_split on segment rows, stratified by label, random_state=42
     tr, te = train_test_split(np.arange(len(rows)), test_size=test_size, stratify=row_y, random_state=42)
     random_split = score(rows[tr], rows[te])
-    fold = np.array(data.speaker_folds(recs, k=int(round(1 / test_size)), seed=cfg.seed))
+    fold = np.array(splits.speaker_folds(recs, k=int(round(1 / test_size)), seed=cfg.seed))
     te_rec = fold[rows[:, 0]] == 0
     speaker_split = score(rows[~te_rec], rows[te_rec])
     return {"random segment split (seed)": random_split, "speaker-disjoint split": speaker_split}
