@@ -66,6 +66,17 @@ def fit_stacker(M: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
     return LogisticRegression(C=1.0, max_iter=1000).fit(M, y, sample_weight=weights)
 
 
+def cross_fit_stacker(M: np.ndarray, y: np.ndarray, fold: np.ndarray, weights: np.ndarray | None = None):
+    """Out-of-fold fused logits, each fold's rows by a stacker fitted on the other folds, and those
+    stackers by fold (``train`` fuses each fold's segments with its own)."""
+    z, stackers = np.zeros(len(y)), {}
+    for k in np.unique(fold):
+        te = fold == k
+        stackers[int(k)] = fit_stacker(M[~te], y[~te], None if weights is None else weights[~te])
+        z[te] = stackers[int(k)].decision_function(M[te])
+    return z, stackers
+
+
 def choose_threshold(p: np.ndarray, y: np.ndarray) -> float:
     """Threshold maximising balanced accuracy on (validation) probabilities; ties -> nearest 0.5."""
     from sklearn.metrics import roc_curve

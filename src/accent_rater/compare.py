@@ -43,14 +43,14 @@ def compare_members(runs: Sequence[str | Path], *, extra: Mapping[str, np.ndarra
     """Every stacking combination of the members of one or more runs on the same speakers and folds
     (a further run's members are named ``RUN:member``; ``extra``: more out-of-fold logits, in the
     first run's ``folds.json`` order), scored from saved out-of-fold logits without retraining:
-    stacked as ``train`` stacks (``fit_stacker``, cross-fitted by fold), the threshold chosen on the
+    stacked as ``train`` stacks (``cross_fit_stacker``), the threshold chosen on the
     other folds (``nested_decisions``). One row per combination: ``members``, ``roc_auc`` (point,
     lo, hi; 95 % speaker bootstrap) and ``balanced_accuracy``."""
     from itertools import combinations
 
     from sklearn.metrics import balanced_accuracy_score
 
-    from .calibration import fit_stacker, nested_decisions, sigmoid
+    from .calibration import cross_fit_stacker, nested_decisions, sigmoid
 
     first = Path(runs[0])
     logits, y, fold, ids = member_logits(first)
@@ -64,12 +64,7 @@ def compare_members(runs: Sequence[str | Path], *, extra: Mapping[str, np.ndarra
     for r in range(1, len(logits) + 1):
         for combo in combinations(logits, r):
             M = np.stack([logits[m] for m in combo], 1)
-            z = M[:, 0].copy()
-            if r > 1:
-                for k in np.unique(fold):
-                    te = fold == k
-                    z[te] = fit_stacker(M[~te], y[~te]).decision_function(M[te])
-            p = sigmoid(z)
+            p = sigmoid(cross_fit_stacker(M, y, fold)[0] if r > 1 else M[:, 0])
             rows.append({"members": list(combo), "roc_auc": bootstrap_ci(y, p, n_boot=n_boot, seed=seed)["roc_auc"],
                          "balanced_accuracy": float(balanced_accuracy_score(y, nested_decisions(p, y, fold)))})
     return rows

@@ -206,7 +206,7 @@ def check_members(cfg: Config) -> None:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Cross-validate every member, fuse, calibrate, report, and optionally export the bundle."""
-    from .calibration import Calibrator, choose_threshold, fit_stacker
+    from .calibration import Calibrator, choose_threshold, cross_fit_stacker, fit_stacker
     from .profile import reference_scores
 
     if cfg.bundle_dir and cfg.window_seconds != audio.CHUNK_SECONDS:
@@ -279,13 +279,10 @@ def run(cfg: Config) -> dict[str, Any]:
     # fusion: logistic regression on members' out-of-fold logits, itself cross-fitted by fold
     if cfg.fusion and len(names) > 1:
         M = np.stack([oof[n] for n in names], 1)
-        oof["fusion"] = np.zeros(len(recs))
+        oof["fusion"], stackers = cross_fit_stacker(M, y, fold_of, sample_w)
         oof_seg["fusion"] = [np.zeros(0)] * len(recs)
-        for k in range(cfg.folds):
-            te = fold_of == k
-            fold_stacker = fit_stacker(M[~te], y[~te], None if sample_w is None else sample_w[~te])
-            oof["fusion"][te] = fold_stacker.decision_function(M[te])
-            for i in np.flatnonzero(te):  # segments too are fused by the stacker that never saw the speaker
+        for k, fold_stacker in stackers.items():
+            for i in np.flatnonzero(fold_of == k):  # segments too are fused by the stacker that never saw the speaker
                 oof_seg["fusion"][i] = np.stack([oof_seg[n][i] for n in names], 1) @ fold_stacker.coef_[0] + fold_stacker.intercept_[0]
         stacker = fit_stacker(M, y, sample_w)
         weights = {"coef": stacker.coef_[0].tolist(), "intercept": float(stacker.intercept_[0])}
