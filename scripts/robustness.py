@@ -62,6 +62,23 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(map(str, r)) + " |" for r in rows)])
 
 
+def fold_calibrators(run: Path, logit: np.ndarray, y: np.ndarray, fold: np.ndarray, k: int) -> list[Calibrator]:
+    """Each fold's calibration as the run fitted it: on the other folds' out-of-fold logits, of every
+    corpus with each (corpus, label) cell weighing the same when the run had several
+    (``corpora_predictions.csv``), else of the archive's."""
+    path = run / "corpora_predictions.csv"
+    if not path.exists():
+        return [Calibrator.fit(logit[fold != f], y[fold != f]) for f in range(k)]
+    from accent_rater.multicorpus import cell_weights_of
+
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    col = {c: np.array([r[c] for r in rows]) for c in ("corpus", "label", "speaker_id", "fold", "logit")}
+    lg, lab, fo = col["logit"].astype(float), col["label"].astype(int), col["fold"].astype(int)
+    w = cell_weights_of(col["corpus"], lab, col["speaker_id"])
+    return [Calibrator.fit(lg[fo != f], lab[fo != f], w[fo != f]) for f in range(k)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", type=Path, default=Path("configs/default.toml"))
@@ -92,7 +109,7 @@ def main() -> None:
         models.append(fam)
     clean = {s: whisper.WhisperFeatures.load(features.cache_path(cache / corpus, s)) for s in sid}
     logit = np.array([models[f].recording_logit(clean[s]) for s, f in zip(sid, fold)])
-    cals = [Calibrator.fit(logit[fold != k], y[fold != k]) for k in range(cfg.folds)]
+    cals = fold_calibrators(run, logit, y, fold, cfg.folds)
     p_clean = np.array([float(cals[f].apply(lg)) for lg, f in zip(logit, fold)])
     t = float(summary["threshold"])
     report: dict[str, object] = {"run": str(run), "model": primary, "threshold": t}
@@ -151,50 +168,54 @@ def main() -> None:
                f"{dp.mean():.3f} (max {dp.max():.3f}), same label for {100 * agree:.1f}%, correlation "
                f"{report['band_invariance']['pearson']:.3f}. (The copies are separate encodings, sometimes of a different take.)", ""]
 
-    # 4. leave-text-out: halves of the passage by time
-    def half_rows(f, part: int) -> np.ndarray:
-        centre = f.spans.mean(1)
-        mid = (f.spans[0, 0] + f.spans[-1, 1]) / 2
-        keep = (centre < mid) if part == 0 else (centre >= mid)
-        return np.flatnonzero(keep)
+    if "recipe" in summary:  # multi-corpus recipe: its own leave-text-out (scripts/cross_corpus.py)
+        md += ["## Leave-text-out", "", "Measured for this recipe by `scripts/cross_corpus.py`: "
+               "[reports/cross_corpus/](../cross_corpus/README.md).", ""]
+    else:
+        # 4. leave-text-out: halves of the passage by time (a multi-corpus recipe: scripts/cross_corpus.py)
+        def half_rows(f, part: int) -> np.ndarray:
+            centre = f.spans.mean(1)
+            mid = (f.spans[0, 0] + f.spans[-1, 1]) / 2
+            keep = (centre < mid) if part == 0 else (centre >= mid)
+            return np.flatnonzero(keep)
 
-    import dataclasses
+        import dataclasses
 
-    def sub(f, idx):
-        return dataclasses.replace(f, spans=f.spans[idx], stats=f.stats[idx], frames=None, n_frames=None)
+        def sub(f, idx):
+            return dataclasses.replace(f, spans=f.spans[idx], stats=f.stats[idx], frames=None, n_frames=None)
 
-    usable = np.array([len(half_rows(clean[s], 0)) > 0 and len(half_rows(clean[s], 1)) > 0 for s in sid])
-    res = {}
-    for train_part in (0, 1):
+        usable = np.array([len(half_rows(clean[s], 0)) > 0 and len(half_rows(clean[s], 1)) > 0 for s in sid])
+        res = {}
+        for train_part in (0, 1):
+            for test_part in (0, 1):
+                lg = np.full(len(sid), np.nan)
+                for k in range(cfg.folds):
+                    tr = np.flatnonzero((fold != k) & usable)
+                    fam = get_family(spec["family"], **family_params(spec))
+                    fam.fit([sub(clean[sid[i]], half_rows(clean[sid[i]], train_part)) for i in tr], y[tr])
+                    for i in np.flatnonzero((fold == k) & usable):
+                        lg[i] = fam.recording_logit(sub(clean[sid[i]], half_rows(clean[sid[i]], test_part)))
+                ok = np.flatnonzero(usable)
+                dec = np.zeros(len(sid), bool)
+                for k in range(cfg.folds):  # cross-fitted calibration, threshold chosen on the other folds
+                    te, oth = ok[fold[ok] == k], ok[fold[ok] != k]
+                    cal = Calibrator.fit(lg[oth], y[oth])
+                    dec[te] = cal.apply(lg[te]) >= choose_threshold(cal.apply(lg[oth]), y[oth])
+                res[(train_part, test_part)] = (lg, dec)
+        ok = np.flatnonzero(usable)
+        rows = []
         for test_part in (0, 1):
-            lg = np.full(len(sid), np.nan)
-            for k in range(cfg.folds):
-                tr = np.flatnonzero((fold != k) & usable)
-                fam = get_family(spec["family"], **family_params(spec))
-                fam.fit([sub(clean[sid[i]], half_rows(clean[sid[i]], train_part)) for i in tr], y[tr])
-                for i in np.flatnonzero((fold == k) & usable):
-                    lg[i] = fam.recording_logit(sub(clean[sid[i]], half_rows(clean[sid[i]], test_part)))
-            ok = np.flatnonzero(usable)
-            dec = np.zeros(len(sid), bool)
-            for k in range(cfg.folds):  # cross-fitted calibration, threshold chosen on the other folds
-                te, oth = ok[fold[ok] == k], ok[fold[ok] != k]
-                cal = Calibrator.fit(lg[oth], y[oth])
-                dec[te] = cal.apply(lg[te]) >= choose_threshold(cal.apply(lg[oth]), y[oth])
-            res[(train_part, test_part)] = (lg, dec)
-    ok = np.flatnonzero(usable)
-    rows = []
-    for test_part in (0, 1):
-        same, other = res[(test_part, test_part)], res[(1 - test_part, test_part)]
-        d = boot(lambda b: bacc(y[ok][b], other[1][ok][b].astype(float), 0.5) - bacc(y[ok][b], same[1][ok][b].astype(float), 0.5), len(ok))
-        rows.append([f"{'first' if test_part == 0 else 'second'} half", len(ok),
-                     f"{balanced_accuracy_score(y[ok], same[1][ok]):.3f} / {roc_auc_score(y[ok], same[0][ok]):.3f}",
-                     f"{balanced_accuracy_score(y[ok], other[1][ok]):.3f} / {roc_auc_score(y[ok], other[0][ok]):.3f}", fmt(d)])
-        report.setdefault("leave_text_out", {})[f"test_half_{test_part}"] = {"delta_bacc": d}
-    md += ["## Leave-text-out", "",
-           "Each recording is cut at the middle of its speech; heads are trained on one half of the passage for the "
-           "training speakers and tested on a half of the held-out speakers (thresholds chosen on the other folds).", "",
-           table(["tested on", "speakers", "trained on the same half: bacc / ROC-AUC", "trained on the other half: bacc / ROC-AUC",
-                  "Δ bacc (other − same)"], rows), ""]
+            same, other = res[(test_part, test_part)], res[(1 - test_part, test_part)]
+            d = boot(lambda b: bacc(y[ok][b], other[1][ok][b].astype(float), 0.5) - bacc(y[ok][b], same[1][ok][b].astype(float), 0.5), len(ok))
+            rows.append([f"{'first' if test_part == 0 else 'second'} half", len(ok),
+                         f"{balanced_accuracy_score(y[ok], same[1][ok]):.3f} / {roc_auc_score(y[ok], same[0][ok]):.3f}",
+                         f"{balanced_accuracy_score(y[ok], other[1][ok]):.3f} / {roc_auc_score(y[ok], other[0][ok]):.3f}", fmt(d)])
+            report.setdefault("leave_text_out", {})[f"test_half_{test_part}"] = {"delta_bacc": d}
+        md += ["## Leave-text-out", "",
+               "Each recording is cut at the middle of its speech; heads are trained on one half of the passage for the "
+               "training speakers and tested on a half of the held-out speakers (thresholds chosen on the other folds).", "",
+               table(["tested on", "speakers", "trained on the same half: bacc / ROC-AUC", "trained on the other half: bacc / ROC-AUC",
+                      "Δ bacc (other − same)"], rows), ""]
 
     # 5. validity: age of onset among non-natives
     onset = {}

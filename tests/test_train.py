@@ -313,10 +313,12 @@ def test_encoder_reads_the_embedding_alone_when_asked(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def whisper_run(shared_data: Path, tmp_path_factory) -> tuple[Config, dict]:
-    """The default's recipe (Whisper features, augmented copies, accent + first-language heads,
-    novelty check) on 10 speakers, 2 folds, with the bundled encoder (no download)."""
+    """The default's recipe (Whisper features of all three corpora, augmented copies and 3 s windows,
+    accent head with the corpus projection, first-language head, novelty check) on 10 archive
+    speakers and 5 of each other corpus, 2 folds, with the bundled encoder (no download)."""
     tmp = tmp_path_factory.mktemp("whisper")
     cfg = Config.load(Path(__file__).parents[1] / "configs" / "default.toml", corpus=str(shared_data / "saa"),
+                      corpora=[str(shared_data / "librispeech"), str(shared_data / "speechocean762")],
                       cache=str(tmp / "cache" / "features"), folds=2, max_speakers=10, augment_copies=1,
                       out_dir=str(tmp / "run"), bundle_dir=str(tmp / "bundle"), workers=1)
     cfg.l1 = {**cfg.l1, "n_components": 3}
@@ -348,6 +350,12 @@ def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
     result = rater.rate(Path(__file__).parent / "fixtures" / "nonnative_spanish6.flac")
     assert 0.0 <= result.p_native <= 1.0 and len(result.segments) == 1  # 6 s of speech: one window
     assert result.label == "native" or len(result.l1) >= 1
+    with open(out / "corpora_predictions.csv") as fh:  # every corpus was cross-validated
+        rows = list(csv.DictReader(fh))
+    assert {r["corpus"] for r in rows} == {"saa", "librispeech", "speechocean762"}
+    assert {r["label"] for r in rows if r["corpus"] == "librispeech"} == {"1"}
+    assert summary["corpora"]["speechocean762"]["speakers"] == 5 and summary["recipe"]["corpus_nuisance"] == 1
+    assert all(0.0 <= float(r["p_native"]) <= 1.0 for r in rows)
 
 
 def data_recordings(cfg: Config):

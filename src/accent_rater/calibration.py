@@ -36,11 +36,13 @@ class Calibrator:
     train_prior: float
 
     @classmethod
-    def fit(cls, logits: np.ndarray, y: np.ndarray) -> "Calibrator":
+    def fit(cls, logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> "Calibrator":
+        """Platt scaling; ``weights`` (e.g. every corpus and label weighing the same) set the
+        training prior too."""
         from sklearn.linear_model import LogisticRegression
 
-        lr = LogisticRegression(C=1e4, max_iter=1000).fit(np.asarray(logits)[:, None], y)
-        return cls(float(lr.coef_[0, 0]), float(lr.intercept_[0]), float(np.mean(y)))
+        lr = LogisticRegression(C=1e4, max_iter=1000).fit(np.asarray(logits)[:, None], y, sample_weight=weights)
+        return cls(float(lr.coef_[0, 0]), float(lr.intercept_[0]), float(np.average(y, weights=weights)))
 
     def apply(self, logits: np.ndarray | float, prior: float | None = None) -> np.ndarray:
         z = self.a * np.asarray(logits, dtype=np.float64) + self.b
@@ -77,11 +79,12 @@ def cross_fit_stacker(M: np.ndarray, y: np.ndarray, fold: np.ndarray, weights: n
     return z, stackers
 
 
-def choose_threshold(p: np.ndarray, y: np.ndarray) -> float:
-    """Threshold maximising balanced accuracy on (validation) probabilities; ties -> nearest 0.5."""
+def choose_threshold(p: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Threshold maximising balanced accuracy on (validation) probabilities, each recording
+    counted with its ``weights``; ties -> nearest 0.5."""
     from sklearn.metrics import roc_curve
 
-    fpr, tpr, thr = roc_curve(y, p)
+    fpr, tpr, thr = roc_curve(y, p, sample_weight=weights)
     score = (tpr + 1 - fpr) / 2
     best = np.flatnonzero(score >= score.max() - 1e-12)
     cand = np.clip(thr[best], 0.0, 1.0)

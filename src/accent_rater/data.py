@@ -450,6 +450,8 @@ def load_corpus(
         return load_saa(p)
     if (p / "speakers_all.csv").is_file():
         return load_kaggle_saa(p)
+    if (p / "utterances.csv").is_file():  # librispeech/, speechocean762/: one row per utterance
+        return load_csv_manifest(p / "utterances.csv")
     if any(d.is_dir() and d.name.lower() in _LABEL_DIRS for d in p.iterdir()):
         return load_folder_per_label(p)
     if next(p.rglob("*.parquet"), None) is not None:

@@ -241,7 +241,7 @@ fluency, grammar or English proficiency.
 
 **Data.** Speech Accent Archive (Steven H. Weinberger, George Mason University, accent.gmu.edu;
 CC BY-NC-SA): {summary['n_speakers']} speakers reading the same English paragraph, {band_khz} kHz band;
-{corpus_text}. Labels are self-reported native language.
+{corpus_text}. Labels are self-reported native language.{_other_corpora_text(summary)}
 
 **Evaluation.** {n_folds}-fold cross-validation with speaker-disjoint, label-stratified folds; every number is
 out-of-fold at speaker level with a 95% bootstrap interval over speakers (calibration cross-fitted).
@@ -260,8 +260,8 @@ Full report with plots: `reports/{summary['name']}/README.md` (a copy of `{run_d
 the command below).
 
 **Limitations.**
-- One text, one task: every training speaker read the same paragraph. Free speech, other texts and
-  spontaneous speech are out of distribution; scores there are less reliable.{text_note}
+- Few texts, one task: the head learns accent from speakers who all read the same paragraph{" (other corpora only keep it from learning their channel)" if summary.get("corpora") else ""}.
+  Free and spontaneous speech are out of distribution; scores there are less reliable.{text_note}
 - One recording setup per speaker and narrow band: every input is band-limited to {band_khz / 2:g} kHz so full-band
   microphones and the corpus look alike; {channel_note}
 - The non-native speakers have only {len(others)} first languages; other L1s are unseen. Of the {sum(natives.values())}
@@ -270,7 +270,7 @@ the command below).
 {flagged_text}- Small data ({summary['n_speakers']} speakers): expect errors on individual speakers; use the probability, not the label,
   and never use it to judge people (hiring, immigration, grading).
 
-{l1_text}{robust_text}**Contested boundaries.** The archive labels by first language: an Indian speaker whose first
+{l1_text}{robust_text}{_cross_corpus_text()}**Contested boundaries.** The archive labels by first language: an Indian speaker whose first
 language is English counts as native, one whose first language is Hindi does not, though both may
 speak Indian English. The score says how close the accent sounds to the native speakers in the
 training data, who are mostly North American and British; read a low score for a speaker of another
@@ -281,11 +281,44 @@ as a guess about the accent.
 **Licence.** Model weights are derived from CC BY-NC-SA data: non-commercial use, share-alike,
 credit the Speech Accent Archive.{whisper_credit}
 
-**Reproduce.** `accent-rater train --config {config_path}` (needs `../shared/data/saa`).
+**Reproduce.** `accent-rater train --config {config_path}` (needs `../shared/data`).
 """
     path = bundle_dir / "MODEL_CARD.md"
     path.write_text(text)
     return path
+
+
+def _other_corpora_text(summary: dict[str, Any]) -> str:
+    """The corpora beside the archive in a multi-corpus run, with their credit."""
+    credit = {"librispeech": "LibriSpeech (Panayotov et al., ICASSP 2015; CC BY 4.0): audiobook readers on home "
+                             "microphones, other texts, taken as natives",
+              "speechocean762": "speechocean762 (Zhang et al., Interspeech 2021; free for any use, credited): "
+                                "Mandarin-L1 children and adults reading short sentences, non-natives"}
+    parts = [f"{credit.get(name, name)} ({c['recordings']} recordings of {c['speakers']} speakers)"
+             for name, c in (summary.get("corpora") or {}).items() if name != "saa"]
+    return ("\nAlso in every fit, one label each: " + "; ".join(parts) + ". They do not train the accent head: the "
+            "directions along which their means differ from the archive's at the same label are projected out of its "
+            "input, and they weigh as much as the archive in calibration, threshold and the novelty check." if parts else "")
+
+
+def _cross_corpus_text() -> str:
+    """The leave-corpus-out figures of ``scripts/cross_corpus.py``, when it has been run."""
+    path = Path("reports") / "cross_corpus" / "results.json"
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    res = r["by_C"].get(str(r["recipe"]["C"]))
+    if not res:
+        return ""
+
+    def pct(t: list[float]) -> str:
+        return f"{100 * t[0]:.1f}% [{100 * t[1]:.1f}, {100 * t[2]:.1f}]"
+
+    return ("**Beyond the archive** (`scripts/cross_corpus.py`, `reports/cross_corpus/`): trained without LibriSpeech, "
+            f"{pct(res['lco_librispeech']['correct'])} of its natives' recordings are rated native; trained without "
+            f"speechocean762, {pct(res['lco_speechocean762']['correct'])} of its learners' recordings non-native. With "
+            f"each corpus' other speakers in the fit: {pct(res['in_corpus_librispeech'])} and {pct(res['in_corpus_speechocean762'])}. "
+            "The leave-corpus-out figures are the best estimate for corpora the model has never seen.\n\n")
 
 
 def _corpus_counts(predictions: Path, model: str) -> tuple[Counter, Counter]:

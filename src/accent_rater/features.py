@@ -191,7 +191,8 @@ _WHISPER: dict[str, "object"] = {}  # one ONNX session per worker process and en
 
 
 def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment_kind: str | None, seed: int,
-                 keep_frames: bool, window_s: float = audio.CHUNK_SECONDS) -> tuple[str, str | None]:
+                 keep_frames: bool, window_s: float = audio.CHUNK_SECONDS,
+                 min_speech_s: float = audio.MIN_SPEECH_SECONDS) -> tuple[str, str | None]:
     from .backbones import whisper
 
     torch.set_num_threads(1)
@@ -202,7 +203,7 @@ def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment
         wav = audio.load_audio(path)
         if augment_kind:
             wav = audio.band_limit(degrade(wav, augment_kind, np.random.default_rng(seed)), audio.SAMPLE_RATE)
-        feats = whisper.embed(audio.prepare_waveform(wav), _WHISPER[encoder_path], keep_frames=keep_frames, window_s=window_s)
+        feats = whisper.embed(audio.prepare_waveform(wav, min_speech_seconds=min_speech_s), _WHISPER[encoder_path], keep_frames=keep_frames, window_s=window_s)
         feats.save(cache_path(Path(cache_dir), key))
         return key, None
     except AudioError as exc:
@@ -227,11 +228,13 @@ def degrade(wav: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def build_whisper_cache(items: Sequence[tuple[str, str, str | None, int]], cache_dir: Path, encoder_path: Path,
-                        engine: Engine | None = None, keep_frames: bool = False, window_s: float = audio.CHUNK_SECONDS) -> dict[str, str]:
+                        engine: Engine | None = None, keep_frames: bool = False, window_s: float = audio.CHUNK_SECONDS,
+                        min_speech_s: float = audio.MIN_SPEECH_SECONDS) -> dict[str, str]:
     """Whisper features for (key, path, augmentation kind or None, seed) items, one .npz per key in
-    ``cache_dir``, resumable like ``build_cache``. Returns {key: error message}."""
+    ``cache_dir``, resumable like ``build_cache``; ``min_speech_s`` lets training read utterances
+    shorter than a rating needs. Returns {key: error message}."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(k, p, str(cache_dir.resolve()), str(Path(encoder_path).resolve()), kind, seed, keep_frames, window_s)
+    todo = [(k, p, str(cache_dir.resolve()), str(Path(encoder_path).resolve()), kind, seed, keep_frames, window_s, min_speech_s)
             for k, p, kind, seed in items if not cache_path(cache_dir, k).exists()]
     return _run_pool(_whisper_one, todo, engine, f"whisper features ({Path(encoder_path).stem})")

@@ -38,7 +38,8 @@ class Config:
     folds: int = 5
     seed: int = 0
     max_speakers: int = 0  # 0 = all; a stratified subset otherwise (integration tests)
-    models: list[dict[str, Any]] = field(default_factory=lambda: [{"family": "whisper", "C": 0.03}])
+    models: list[dict[str, Any]] = field(default_factory=lambda: [
+        {"family": "whisper", "corpora": ["saa"], "C": 0.003, "scale_floor": 0.5, "corpus_nuisance": 1}])
     fusion: bool = False
     # Re-weight training speakers by group size: weight ~ n_group ** -group_weighting, group = native
     # variety (USA, UK, ..., other) for natives and first language for non-natives; 0 = unweighted.
@@ -58,6 +59,11 @@ class Config:
     # First-language head (whisper features only; {} = none): ``models.whisper_heads.L1Head`` parameters.
     l1: dict[str, Any] = field(default_factory=lambda: {"method": "lda", "layers": [3, 4], "n_components": 128})
     window_seconds: float = audio.CHUNK_SECONDS  # Whisper windows; 30 = each reading encoded (almost) whole
+    # Other corpora (paths) trained, calibrated and evaluated beside ``corpus`` (``multicorpus.run``):
+    # the first model entry is then a ``multicorpus.Recipe``.
+    corpora: list[str] = field(default_factory=lambda: ["../shared/data/librispeech", "../shared/data/speechocean762"])
+    copies: dict[str, int] = field(default_factory=lambda: {"speechocean762": 1})  # augmented copies per corpus (default augment_copies)
+    short_corpora: list[str] = field(default_factory=lambda: ["saa", "librispeech"])  # corpora whose 3 s windows train too
 
     @property
     def engine(self) -> Engine:
@@ -209,6 +215,10 @@ def run(cfg: Config) -> dict[str, Any]:
     from .calibration import Calibrator, choose_threshold, cross_fit_stacker, fit_stacker
     from .profile import reference_scores
 
+    if cfg.corpora:
+        from .multicorpus import run as run_corpora
+
+        return run_corpora(cfg)
     if cfg.bundle_dir and cfg.window_seconds != audio.CHUNK_SECONDS:
         raise ValueError(f"a bundle rates {audio.CHUNK_SECONDS:g} s windows; window_seconds = {cfg.window_seconds:g} is for experiments only")
     check_members(cfg)

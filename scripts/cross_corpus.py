@@ -1,0 +1,331 @@
+"""Does the accent head rate accent, or the archive? Leave-corpus-out, leave-text-out, shortcut
+and per-group checks of the default recipe (issue 19), with 95% bootstrap intervals over speakers.
+
+    python scripts/cross_corpus.py                       # the config's recipe and the C grid below
+    python scripts/cross_corpus.py --C 0.003             # one C only
+
+Needs the feature caches that `accent-rater train --config configs/default.toml` builds. Every
+decision is made as the bundle makes it: Platt calibration and the balanced threshold fitted on
+out-of-fold logits of the training corpora (each (corpus, label) cell weighing the same), never on
+the recordings being scored. Writes reports/cross_corpus/{README.md,results.json}.
+
+- choice of C: the value with the best mean of the two leave-corpus-out figures (LibriSpeech natives
+  rated native, speechocean762 learners rated non-native) among those that keep the archive's
+  5-fold balanced accuracy >= 0.94 and ROC-AUC >= 0.98 (the issue's floor); the rule is fixed here,
+  and the script says so when the config's C is not the one it picks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from accent_rater import data
+from accent_rater.calibration import Calibrator, choose_threshold
+from accent_rater.multicorpus import (Corpora, Recipe, cell_weights, corpus_recordings, fit_head, folds_of, load_corpora,
+                                      recipe_of)
+from accent_rater.report import md_table
+from accent_rater.train import Config
+
+C_GRID = (0.0015, 0.003, 0.005)
+LIBRI, SO, ARCH = "librispeech", "speechocean762", "saa"
+CHILD_AGE = 12  # speechocean762 speakers at or under this age count as children
+
+
+def boot(values: np.ndarray, groups: np.ndarray, stat=np.mean, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Point estimate and 95% interval of ``stat`` over ``values``, resampling whole speakers."""
+    rng = np.random.default_rng(seed)
+    ids, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == i) for i in range(len(ids))]
+    draws = []
+    for _ in range(n):
+        pick = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
+        draws.append(stat(values[pick]))
+    return float(stat(values)), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def fmt(t: tuple[float, float, float], pct: bool = False) -> str:
+    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.3f}")
+    return f"{f(t[0])} [{f(t[1])}, {f(t[2])}]"
+
+
+def decide(d: Corpora, recipe: Recipe, train: np.ndarray, test: np.ndarray, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and decisions (1 = native) for ``test`` from a head trained on ``train``, calibrated
+    and thresholded on ``train``'s own out-of-fold logits."""
+    sub_fold = folds_of(d, folds)[train]
+    z_tr = np.full(len(train), np.nan)
+    for k in range(folds):
+        head = fit_head(d, train[sub_fold != k], recipe)
+        z_tr[sub_fold == k] = head.recording_logits(d, train[sub_fold == k])
+    w = cell_weights(d, train)
+    cal = Calibrator.fit(z_tr, d.label[train], w)
+    t = choose_threshold(cal.apply(z_tr), d.label[train], w)
+    z = fit_head(d, train, recipe).recording_logits(d, test)
+    return z, (cal.apply(z) >= t).astype(int)
+
+
+def cv_decisions(d: Corpora, recipe: Recipe, fold: np.ndarray, half_train: int | None = None, half_test: int | None = None,
+                 sub: np.ndarray | None = None):
+    """Out-of-fold logits and nested decisions of the recordings ``sub`` (default: all), only they in
+    every fit: each fold's calibration and threshold fitted on the other folds' out-of-fold logits,
+    cell-weighted. ``half_train`` / ``half_test``: one half of each reading only (leave-text-out)."""
+    r = recipe if half_train is None else replace(recipe, halves=(half_train,))
+    sub = np.arange(len(d.records)) if sub is None else sub
+    z = np.full(len(d.records), np.nan)
+    for k in np.unique(fold):
+        te = sub[fold[sub] == k]
+        z[te] = fit_head(d, sub[fold[sub] != k], r).recording_logits(d, te, half=half_test)
+    ok = np.zeros(len(z), bool)
+    ok[sub] = ~np.isnan(z[sub])
+    dec = np.zeros(len(z), int)
+    w = np.zeros(len(z))
+    w[ok] = cell_weights(d, np.flatnonzero(ok))
+    for k in np.unique(fold):
+        oth, te = ok & (fold != k), ok & (fold == k)
+        cal = Calibrator.fit(z[oth], d.label[oth], w[oth])
+        dec[te] = cal.apply(z[te]) >= choose_threshold(cal.apply(z[oth]), d.label[oth], w[oth])
+    return z, dec, ok
+
+
+def archive_metrics(d: Corpora, z: np.ndarray, dec: np.ndarray, idx: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    idx = idx[~np.isnan(z[idx])]
+    y, spk = d.label[idx], np.array([d.records[i].speaker_id for i in idx])
+    correct = (dec[idx] == y).astype(float)
+    return {
+        "balanced_accuracy": boot_bacc(correct, y),
+        "roc_auc": float(roc_auc_score(y, z[idx])),
+        "natives_native": boot(correct[y == 1], spk[y == 1]),
+        "non_natives_non_native": boot(correct[y == 0], spk[y == 0]),
+        "n": int(len(idx)),
+    }
+
+
+def boot_bacc(correct: np.ndarray, y: np.ndarray, n: int = 1000, seed: int = 0):
+    """Balanced accuracy (mean of the two labels' accuracies) with a bootstrap over recordings
+    (the archive has one recording per speaker)."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        pick = rng.integers(0, len(y), len(y))
+        c, yy = correct[pick], y[pick]
+        draws.append((c[yy == 1].mean() + c[yy == 0].mean()) / 2)
+    return float((correct[y == 1].mean() + correct[y == 0].mean()) / 2), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def evaluate_c(d: Corpora, recipe: Recipe, fold: np.ndarray) -> dict:
+    """The archive (5-fold, all corpora in every fit as the recipe says) and both leave-corpus-out figures."""
+    corp, y = d.corpus, d.label
+    z, dec, _ = cv_decisions(d, recipe, fold)
+    arch = np.flatnonzero(corp == ARCH)
+    spk = np.array([r.speaker_id for r in d.records])
+    out = {"archive": archive_metrics(d, z, dec, arch)}
+    for c in (LIBRI, SO):
+        m = np.flatnonzero(corp == c)
+        out[f"in_corpus_{c}"] = boot((dec[m] == y[m]).astype(float), spk[m])
+    for held in (LIBRI, SO):
+        train, test = np.flatnonzero(corp != held), np.flatnonzero(corp == held)
+        zz, dd = decide(d, recipe, train, test)
+        out[f"lco_{held}"] = {"correct": boot((dd == y[test]).astype(float), spk[test]), "median_logit": float(np.median(zz)),
+                              "decisions": dd.tolist(), "logits": zz.tolist()}
+        # the archive with that corpus left out of every fit
+        za, da, _ = cv_decisions(d, recipe, fold, sub=np.flatnonzero(corp != held))
+        out[f"archive_without_{held}"] = archive_metrics(d, za, da, arch)
+    return out
+
+
+def choose_c(results: dict[float, dict]) -> float | None:
+    ok = {c: r for c, r in results.items()
+          if r["archive"]["balanced_accuracy"][0] >= 0.94 and r["archive"]["roc_auc"] >= 0.98}
+    if not ok:
+        return None
+    return max(ok, key=lambda c: (ok[c][f"lco_{LIBRI}"]["correct"][0] + ok[c][f"lco_{SO}"]["correct"][0]) / 2)
+
+
+def leave_text_out(d: Corpora, recipe: Recipe, fold: np.ndarray) -> list[list]:
+    arch = np.flatnonzero(d.corpus == ARCH)
+    rows = []
+    for test_half in (0, 1):
+        same = cv_decisions(d, recipe, fold, test_half, test_half)
+        other = cv_decisions(d, recipe, fold, 1 - test_half, test_half)
+        a_same, a_other = archive_metrics(d, same[0], same[1], arch), archive_metrics(d, other[0], other[1], arch)
+        rows.append([f"{'first' if test_half == 0 else 'second'} half", f"{a_same['balanced_accuracy'][0]:.3f} / {a_same['roc_auc']:.3f}",
+                     f"{a_other['balanced_accuracy'][0]:.3f} / {a_other['roc_auc']:.3f}",
+                     f"{a_other['balanced_accuracy'][0] - a_same['balanced_accuracy'][0]:+.3f}"])
+    return rows
+
+
+def shortcut(d: Corpora, recipe: Recipe, z: np.ndarray) -> dict:
+    """How well the head's input (standardised, and with the nuisance directions projected out) and
+    its out-of-fold logit tell an archive recording from another corpus' at the same label: 5-fold
+    by speaker, the standardisation and the projection fitted on the training folds only."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    out = {}
+    for label, other in ((1, LIBRI), (0, SO)):
+        recs = np.flatnonzero((d.label == label) & np.isin(d.corpus, [ARCH, other]))
+        is_other = (d.corpus[recs] == other).astype(int)
+        groups_ = np.array([d.records[i].speaker_id for i in recs])
+        scores = {"input": np.zeros(len(recs)), "input, nuisance projected out": np.zeros(len(recs))}
+        for tr, te in GroupKFold(5).split(recs, is_other, groups_):
+            head = fit_head(d, np.concatenate([recs[tr], np.flatnonzero(d.label != label)]), recipe)
+            X = np.stack([d.rows[(d.row_rec == i) & (d.row_view == "clean")][:, head.cols].mean(0) for i in recs])
+            Z = (X - head.mean) / head.scale
+            P = Z if head.basis is None else Z - (Z @ head.basis.T) @ head.basis
+            for name, M in (("input", Z), ("input, nuisance projected out", P)):
+                clf = LogisticRegression(C=0.01, max_iter=2000, class_weight="balanced").fit(M[tr], is_other[tr])
+                scores[name][te] = clf.decision_function(M[te])
+        res = {k: float(roc_auc_score(is_other, v)) for k, v in scores.items()}
+        res["out-of-fold logit"] = float(roc_auc_score(is_other, z[recs]))
+        out[f"{'natives' if label else 'non-natives'}: archive vs {other}"] = res
+    return out
+
+
+def channel_flips(d: Corpora, recipe: Recipe, fold: np.ndarray, z: np.ndarray, dec: np.ndarray) -> list[list]:
+    """Archive natives' held-out augmented copies (another corpus' channel: band, codec, level,
+    room, noise): the mean change of the logit and the share that are decided non-native while
+    their clean recording is decided native."""
+    arch = np.flatnonzero(d.corpus == ARCH)
+    w = cell_weights(d)
+    views = sorted(v for v in np.unique(d.row_view) if v not in ("clean", "short"))
+    zv = {v: np.full(len(z), np.nan) for v in views}
+    thr = {}
+    for k in np.unique(fold):
+        te = np.flatnonzero(fold == k)
+        head = fit_head(d, np.flatnonzero(fold != k), recipe)
+        oth = fold != k
+        cal = Calibrator.fit(z[oth], d.label[oth], w[oth])
+        thr[k] = (cal, choose_threshold(cal.apply(z[oth]), d.label[oth], w[oth]))
+        for v in views:
+            zv[v][te] = head.recording_logits(d, te, view=v)
+    rows = []
+    nat = arch[d.label[arch] == 1]
+    for v in views:
+        m = nat[~np.isnan(zv[v][nat])]
+        if not len(m):
+            continue
+        dv = np.array([thr[fold[i]][0].apply(zv[v][i]) >= thr[fold[i]][1] for i in m]).astype(int)
+        flips = (dec[m] == 1) & (dv == 0)
+        rows.append([v, len(m), f"{np.mean(zv[v][m] - z[m]):+.2f}", f"{100 * np.mean(flips):.1f}%"])
+    return rows
+
+
+def groups(d: Corpora, dec: np.ndarray, lco_so: dict) -> tuple[list[list], list[list]]:
+    arch = np.flatnonzero(d.corpus == ARCH)
+    rows = []
+    spk = np.array([r.speaker_id for r in d.records])
+    for i_group, (name, key) in enumerate((("native variety", lambda r: data.native_variety(r.country)),
+                                            ("first language", lambda r: r.native_language))):
+        label = 1 if i_group == 0 else 0
+        sub = arch[d.label[arch] == label]
+        g = np.array([key(d.records[i]) for i in sub])
+        for grp in sorted(set(g)):
+            m = sub[g == grp]
+            rows.append([name, grp, len(m), fmt(boot((dec[m] != d.label[m]).astype(float), spk[m]), pct=True)])
+    so = np.flatnonzero(d.corpus == SO)
+    dd = np.array(lco_so["decisions"])
+    ages = np.array([d.records[i].age if d.records[i].age is not None else np.nan for i in so])
+    rows_so = []
+    for name, m in (("children (age <= 12)", ages <= CHILD_AGE), ("adults", ages > CHILD_AGE)):
+        rows_so.append([name, len(set(spk[so][m])), int(m.sum()), fmt(boot((dd[m] == 0).astype(float), spk[so][m]), pct=True)])
+    return rows, rows_so
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="configs/default.toml")
+    ap.add_argument("--C", type=float, nargs="*", default=None, help=f"C values to compare (default {C_GRID})")
+    ap.add_argument("--out", default="reports/cross_corpus")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    cfg = Config.load(args.config)
+    paths = [cfg.corpus, *cfg.corpora]
+    names = [Path(p).name for p in paths]
+    copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
+    d = load_corpora(corpus_recordings(paths), Path(cfg.cache).parent / "whisper", cfg.features.removeprefix("whisper-"), copies)
+    base = recipe_of(cfg.models[0], names)
+    fold = folds_of(d, cfg.folds, cfg.seed)
+    grid = args.C or list(dict.fromkeys([*C_GRID, base.C]))
+    results = {}
+    for c in grid:
+        t = time.time()
+        results[c] = evaluate_c(d, replace(base, C=c), fold)
+        r = results[c]
+        print(f"C={c}: archive bacc {r['archive']['balanced_accuracy'][0]:.3f} AUC {r['archive']['roc_auc']:.3f} | "
+              f"LCO libri {r[f'lco_{LIBRI}']['correct'][0]:.3f} so {r[f'lco_{SO}']['correct'][0]:.3f} | "
+              f"in-corpus libri {r[f'in_corpus_{LIBRI}'][0]:.3f} so {r[f'in_corpus_{SO}'][0]:.3f} ({time.time() - t:.0f} s)", flush=True)
+    chosen = choose_c(results)
+    if chosen is not None and chosen != base.C:
+        print(f"note: the rule picks C = {chosen}, the config has C = {base.C}", file=sys.stderr)
+    r = results[base.C] if base.C in results else results[grid[0]]
+    recipe = replace(base, C=base.C if base.C in results else grid[0])
+    z, dec, _ = cv_decisions(d, recipe, fold)
+    lto = leave_text_out(d, recipe, fold)
+    sc = shortcut(d, recipe, z)
+    flips = channel_flips(d, recipe, fold, z, dec)
+    grp, grp_so = groups(d, dec, r[f"lco_{SO}"])
+    write(Path(args.out), d, recipe, results, chosen, lto, sc, flips, grp, grp_so, time.time() - t0)
+
+
+def write(out: Path, d, recipe, results, chosen, lto, sc, flips, grp, grp_so, seconds) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    slim = {str(c): {k: ({kk: vv for kk, vv in v.items() if kk not in ("decisions", "logits")} if isinstance(v, dict) else v)
+                     for k, v in r.items()} for c, r in results.items()}
+    n = {c: (int(np.sum(d.corpus == c)), len({r.speaker_id for r, cc in zip(d.records, d.corpus) if cc == c})) for c in np.unique(d.corpus)}
+    (out / "results.json").write_text(json.dumps({"recipe": {k: v for k, v in recipe.__dict__.items()}, "by_C": slim, "chosen_C": chosen,
+                                                  "leave_text_out": lto, "shortcut": sc, "channel": flips, "groups": grp,
+                                                  "speechocean762_groups": grp_so, "corpora": n}, indent=1, default=str))
+    rows = []
+    for c, r in results.items():
+        a = r["archive"]
+        rows.append([f"{c:g}" + (" (chosen)" if c == chosen else ""), fmt(a["balanced_accuracy"]), f"{a['roc_auc']:.3f}",
+                     fmt(r[f"lco_{LIBRI}"]["correct"], True), f"{r[f'lco_{LIBRI}']['median_logit']:+.2f}",
+                     fmt(r[f"lco_{SO}"]["correct"], True), fmt(r[f"in_corpus_{LIBRI}"], True), fmt(r[f"in_corpus_{SO}"], True)])
+    r = results[recipe.C]
+    md = ["# Cross-corpus evaluation of the accent head (issue 19)", "",
+          f"Command: `python scripts/cross_corpus.py` ({seconds / 60:.0f} min on 2 cores). Corpora: " +
+          ", ".join(f"{c} {k[0]} recordings of {k[1]} speakers" for c, k in n.items()) + ". "
+          "Every decision is the bundle's: Platt calibration and balanced threshold fitted on out-of-fold logits of the "
+          "training corpora only, each (corpus, label) cell weighing the same. Intervals: 95% bootstrap over speakers.", "",
+          f"Recipe: `{recipe}`", "",
+          "## Leave-corpus-out, by C", "",
+          "Archive: 5-fold speaker-disjoint CV with the other corpora in every fit, nested threshold. *LCO*: trained, "
+          "calibrated and thresholded without that corpus, then every one of its recordings rated. *In-corpus*: the "
+          "corpus' held-out speakers in the 5-fold CV (its other speakers in the fit).", "",
+          md_table(["C", "archive bacc", "archive ROC-AUC", "LCO: LibriSpeech rated native", "its median logit",
+                    "LCO: speechocean762 rated non-native", "in-corpus LibriSpeech native", "in-corpus speechocean762 non-native"], rows), "",
+          "Rule (fixed before the run): the best mean of the two LCO figures among the C that keep archive bacc >= 0.94 and "
+          f"ROC-AUC >= 0.98. Chosen: **{chosen}**.", "",
+          "The archive with one corpus left out of every fit (the recipe's C):", "",
+          md_table(["left out", "archive bacc", "archive ROC-AUC"],
+                   [[c, fmt(r[f"archive_without_{c}"]["balanced_accuracy"]), f"{r[f'archive_without_{c}']['roc_auc']:.3f}"] for c in (LIBRI, SO)]), "",
+          "## Leave-text-out inside the archive", "",
+          "Heads trained on one half of every training speaker's reading (by time), tested on a half of the held-out "
+          "speakers; 5 folds, nested thresholds.", "",
+          md_table(["tested on", "trained on the same half: bacc / ROC-AUC", "trained on the other half: bacc / ROC-AUC", "Δ bacc"], lto), "",
+          "## Shortcut check", "",
+          "How well a linear classifier (5-fold by speaker) tells an archive recording from another corpus' at the same "
+          "label, from the head's standardised input, from that input with the nuisance directions projected out, and "
+          "from the head's out-of-fold logit (ROC-AUC; 0.5 = cannot tell).", "",
+          md_table(["pair", *next(iter(sc.values())).keys()], [[k, *(f"{x:.3f}" for x in v.values())] for k, v in sc.items()]), "",
+          "Archive natives passed through another channel (their held-out augmented copies, rated by the fold's head):", "",
+          md_table(["channel", "natives", "mean Δ logit", "decided non-native while the clean copy is native"], flips), "",
+          "## Per group (archive: 5-fold nested decisions; error = rated as the other label)", "",
+          md_table(["group", "", "speakers", "error rate"], grp), "",
+          "speechocean762 under leave-corpus-out (recordings rated non-native):", "",
+          md_table(["speakers", "n speakers", "recordings", "rated non-native"], grp_so), ""]
+    (out / "README.md").write_text("\n".join(md))
+    print(f"wrote {out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
