@@ -1,88 +1,76 @@
-"""Cross-corpus probes for issue 19 (natives rated native on any text and microphone).
+"""Screens behind the issue-19 recipe (reports/RESULTS.md, "Issue 19"): quick probes on a 3/2 split
+of every corpus' speakers, decisions at logit 0 of a class-balanced fit (the committed evaluation,
+``scripts/cross_corpus.py``, calibrates and thresholds as the bundle does).
 
-Screens accent-head recipes on the cached Whisper tiny.en window statistics of the three corpora
-(``cache/whisper/tiny.en/{saa,librispeech,speechocean762}``, clean + augmented copies, and the 3 s
-windows in ``cache/whisper/tiny.en-w3``) by leave-corpus-out evaluation:
+    python experiments/cross_corpus.py positions     # why leave-text-out was at chance: window logits by position
+    python experiments/cross_corpus.py recipes       # archive / in-corpus / leave-corpus-out by recipe
 
-- ``lco-libri``: trained without LibriSpeech -> share of its natives rated native;
-- ``lco-so``: trained without speechocean762 -> share of its speakers rated non-native;
-- ``archive``: 5-fold speaker-disjoint CV over all corpora together, scored on the archive.
-
-Decisions here are at logit 0 of a class-balanced fit (the screening rule); the committed
-evaluation (``scripts/cross_corpus.py``) calibrates and thresholds as the bundle does.
-
-    python experiments/cross_corpus.py screen            # every recipe below -> reports/cross_corpus/screen.json
+Needs the caches `accent-rater train --config configs/default.toml` builds.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from accent_rater.multicorpus import Corpora, Recipe, fit_head, folds_of, load_corpora
 
-from accent_rater.multicorpus import Corpora, Recipe, fit_head, load_corpora  # noqa: E402
-from accent_rater import splits  # noqa: E402
-
+BASE = Recipe(corpora=("saa",), C=0.003, scale_floor=0.5, corpus_nuisance=1)
 RECIPES = {
-    "archive_only_C0.03_aug": Recipe(corpora=("saa",), C=0.03, augmented=True, short=False, nuisance=0),
-    "archive_only_C0.01_clean": Recipe(corpora=("saa",), C=0.01, augmented=False, short=False, nuisance=0),
-    "all_C0.01_clean": Recipe(C=0.01, augmented=False, short=False, nuisance=0),
-    "all_C0.01_aug": Recipe(C=0.01, augmented=True, short=False, nuisance=0),
-    "all_C0.01_aug_short": Recipe(C=0.01, augmented=True, short=True, nuisance=0),
-    "all_C0.01_aug_short_nap8": Recipe(C=0.01, augmented=True, short=True, nuisance=8),
-    "all_C0.01_aug_short_nap32": Recipe(C=0.01, augmented=True, short=True, nuisance=32),
+    "archive only, C 0.003, no floor, no projection": replace(BASE, scale_floor=0.0, corpus_nuisance=0),
+    "archive only, C 0.003, no projection": replace(BASE, corpus_nuisance=0),
+    "archive only, C 0.003 (the default)": BASE,
+    "archive only, C 0.03": replace(BASE, C=0.03),
+    "archive only, C 0.003, clean only": replace(BASE, augmented=False, short=False),
+    "archive only, C 0.003, no 3 s windows": replace(BASE, short=False),
+    "archive only, C 0.003, + channel PCA 8 + view shifts": replace(BASE, nuisance=8, view_nuisance=True),
+    "all corpora train the head, C 0.003": replace(BASE, corpora=("saa", "librispeech", "speechocean762")),
+    "all corpora, weight 0.25 each, C 0.003": replace(BASE, corpora=("saa", "librispeech", "speechocean762"),
+                                                       extra={"librispeech": 0.25, "speechocean762": 0.25}),
+    "all corpora, no projection, C 0.003": replace(BASE, corpora=("saa", "librispeech", "speechocean762"), corpus_nuisance=0),
 }
 
 
-def evaluate(data: Corpora, recipe: Recipe, folds: int = 5) -> dict:
-    out: dict = {}
-    corp = data.corpus
-    y = data.label
-    for held, name in (("librispeech", "lco_libri"), ("speechocean762", "lco_so")):
-        train = np.isin(corp, [c for c in recipe.corpora if c != held])
-        head = fit_head(data, np.flatnonzero(train), recipe)
-        z = head.recording_logits(data, np.flatnonzero(corp == held))
-        target = 1 if held == "librispeech" else 0
-        out[name] = {"correct": float(np.mean((z >= 0) == target)), "median_logit": float(np.median(z)),
-                     "n": int(len(z))}
-        arch = np.flatnonzero(corp == "saa")
-        za = head.recording_logits(data, arch)
-        out[name]["archive_native_median_logit"] = float(np.median(za[y[arch] == 1]))
-    fold = np.array(splits.speaker_folds(data.records, k=folds, seed=0))
-    z = np.full(len(y), np.nan)
-    for k in range(folds):
-        tr = np.flatnonzero((fold != k) & np.isin(corp, recipe.corpora))
-        head = fit_head(data, tr, recipe)
-        te = np.flatnonzero(fold == k)
-        z[te] = head.recording_logits(data, te)
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
-    a = corp == "saa"
-    out["archive_cv"] = {"bacc_at_0": float(balanced_accuracy_score(y[a], z[a] >= 0)), "roc_auc": float(roc_auc_score(y[a], z[a]))}
-    for c in ("librispeech", "speechocean762"):
-        m = corp == c
-        out[f"in_corpus_{c}"] = float(np.mean((z[m] >= 0) == y[m]))
-    return out
+def positions(d: Corpora) -> None:
+    """Heads trained on the first half of each archive reading: their window logits on held-out
+    speakers by where the window sits in the reading, with and without the scale floor."""
+    arch = np.flatnonzero(d.corpus == "saa")
+    fold = folds_of(d)[arch]
+    tr, te = arch[fold < 3], arch[fold >= 3]
+    for floor in (0.0, 0.5):
+        head = fit_head(d, tr, replace(BASE, halves=(0,), scale_floor=floor, corpus_nuisance=0))
+        idx = d.select(te, ["clean"])
+        z, y, pos = head.logits(d.rows[idx]), d.label[d.row_rec[idx]], d.row_pos[idx]
+        print(f"scale floor {floor}:")
+        for lo in np.arange(0, 1, 0.2):
+            m = (pos >= lo) & (pos < lo + 0.2)
+            print(f"  windows at {lo:.1f}-{lo + 0.2:.1f} of the reading: n={m.sum():4d} ROC-AUC {roc_auc_score(y[m], z[m]):.3f}, "
+                  f"median logit natives {np.median(z[m & (y == 1)]):+.1f}, non-natives {np.median(z[m & (y == 0)]):+.1f}")
 
 
-def main(argv: list[str]) -> None:
-    which = argv[1:] or list(RECIPES)
-    data = load_corpora()
-    out_path = Path("reports/cross_corpus/screen.json")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    for name in which:
-        t = time.time()
-        results[name] = {"recipe": RECIPES[name].__dict__, **evaluate(data, RECIPES[name])}
-        results[name]["seconds"] = time.time() - t
-        print(name, json.dumps(results[name], default=str), flush=True)
-        out_path.write_text(json.dumps(results, indent=1, default=str))
+def recipes(d: Corpora) -> None:
+    fold = folds_of(d)
+    tr, te = np.flatnonzero(fold < 3), np.flatnonzero(fold >= 3)
+    y, cor = d.label, d.corpus
+    ratable = np.array([f.speech_seconds >= 3.0 for f in d.feats])
+    print("| recipe | archive ROC-AUC | archive bacc | in-corpus LibriSpeech native | in-corpus speechocean762 non-native "
+          "| LCO LibriSpeech native | LCO speechocean762 non-native |\n|---|---|---|---|---|---|---|")
+    for name, r in RECIPES.items():
+        z = fit_head(d, tr, r).recording_logits(d, te)
+        a, li, so = cor[te] == "saa", (cor[te] == "librispeech") & ratable[te], (cor[te] == "speechocean762") & ratable[te]
+        lco = []
+        for held in ("librispeech", "speechocean762"):
+            rr = replace(r, corpora=tuple(c for c in r.corpora if c != held))
+            test = np.flatnonzero((cor == held) & ratable)
+            zz = fit_head(d, np.flatnonzero(cor != held), rr).recording_logits(d, test)
+            lco.append(np.mean((zz >= 0) == y[test]))
+        print(f"| {name} | {roc_auc_score(y[te][a], z[a]):.3f} | {balanced_accuracy_score(y[te][a], z[a] >= 0):.3f} | "
+              f"{np.mean(z[li] >= 0):.3f} | {np.mean(z[so] < 0):.3f} | {lco[0]:.3f} | {lco[1]:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] if len(sys.argv) > 1 and sys.argv[1] == "screen" else sys.argv)
+    what = sys.argv[1] if len(sys.argv) > 1 else "recipes"
+    {"positions": positions, "recipes": recipes}[what](load_corpora())

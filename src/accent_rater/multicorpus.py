@@ -169,6 +169,7 @@ class Recipe:
     text_nuisance: int = 0  # passage parts (bins) whose mean directions are projected out (0 = none)
     text_rounds: int = 1  # then (text_rounds - 1) rounds of a linear position classifier's directions
     scale_floor: float = 0.0  # a column's scale is at least this fraction of its (layer, mean/std) block's median scale
+    mean_weight: float = 1.0  # the time-mean columns' scale relative to the std columns (< 1: more regularised)
     columns: str = "all"  # which of every layer's (mean, std) statistics the head reads: ``feature_columns``
     halves: tuple[int, ...] = (0, 1)  # which halves of each recording's speech train (leave-text-out)
     aug_weight: float = 1.0  # weight of one augmented copy relative to the clean recording
@@ -374,6 +375,9 @@ def fit_head(d: Corpora, recs: np.ndarray, recipe: Recipe) -> LinearHead:
         block = np.repeat(np.arange(len(cols) // D_STATE), D_STATE)  # columns come in blocks of one (layer, part)
         med = np.array([np.median(scale[block == b]) for b in range(block.max() + 1)])[block]
         scale = np.maximum(scale, recipe.scale_floor * med).astype(np.float32)
+    if recipe.mean_weight != 1.0:  # a column scaled by a weighs less under the same L2 penalty
+        is_mean = np.isin(cols, feature_columns("all:mean"))
+        scale = np.where(is_mean, scale / recipe.mean_weight, scale).astype(np.float32)
     Z = (X - mean) / scale
     basis = nuisance_basis(d, recs, mean, scale, recipe, cols, given)
     if basis is not None:
