@@ -100,24 +100,30 @@ def test_feature_columns_and_recipe_keys() -> None:
         recipe_of({"family": "whisper", "scale_flor": 0.5}, ["saa"])
 
 
-def _clips(corpus: Path, n: int, min_s: float) -> list[str]:
-    recs = [r for r in data.load_corpus(corpus).recordings if (r.duration or 0) >= min_s]
+def _rated(rater, corpus: Path, n: int) -> list[float]:
+    """p_native of the first ``n`` speakers' first recording that holds enough speech to be rated."""
+    from accent_rater.errors import AudioError
+
     seen, out = set(), []
-    for r in recs:  # one clip per speaker
-        if r.speaker_id not in seen:
+    for r in data.load_corpus(corpus).recordings:
+        if r.speaker_id in seen or len(out) == n:
+            continue
+        try:
+            out.append(rater.rate(r.path).p_native)
             seen.add(r.speaker_id)
-            out.append(r.path)
-    return out[:n]
+        except AudioError:  # under 3 s of speech: the next recording of the speaker
+            pass
+    return out
 
 
 def test_default_rates_natives_of_every_corpus_above_learners(shared_data: Path) -> None:
     """Real clips: LibriSpeech readers (natives, other texts) are rated more native than
-    speechocean762 learners reading short sentences, and most are rated native."""
+    speechocean762 learners reading short sentences and archive non-natives; most are rated native."""
     from accent_rater import Rater
 
     rater = Rater()
-    libri = [rater.rate(p).p_native for p in _clips(shared_data / "librispeech", 6, 8.0)]
-    so = [rater.rate(p).p_native for p in _clips(shared_data / "speechocean762", 6, 4.5)]
-    assert min(libri) > max(so) - 0.2 and np.median(libri) > np.median(so) + 0.4
-    assert np.mean(np.array(libri) >= rater.threshold) >= 4 / 6
-    assert np.mean(np.array(so) < rater.threshold) >= 5 / 6
+    libri = np.array(_rated(rater, shared_data / "librispeech", 6))
+    so = np.array(_rated(rater, shared_data / "speechocean762", 6))
+    assert len(libri) == len(so) == 6
+    assert np.median(libri) > np.median(so) + 0.5
+    assert np.mean(libri >= rater.threshold) >= 5 / 6 and np.mean(so < rater.threshold) >= 5 / 6

@@ -68,6 +68,7 @@ __all__ = [
     "active_rms",
     "add_noise",
     "augment",
+    "augment_kind",
     "change_level",
     "pink_noise",
     "random_augment",
@@ -520,3 +521,10 @@ def random_augment(wav: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     """``augment`` with a kind drawn uniformly from ``KINDS``; returns (audio, kind)."""
     kind = KINDS[int(rng.integers(len(KINDS)))]
     return augment(wav, kind, rng), kind
+
+
+def augment_kind(speaker_id: str, copy: int) -> str:
+    """The augmentation of a recording's ``copy``-th training copy: kinds in turn, offset per speaker."""
+    import zlib
+
+    return KINDS[(zlib.crc32(speaker_id.encode()) + copy) % len(KINDS)]

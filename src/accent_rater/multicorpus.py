@@ -1,16 +1,17 @@
 """Training the accent head on several corpora at once, so that it learns accent rather than one
-corpus' microphones, text and voices (issue 19).
+corpus' microphones, text and voices (issue 19; measured by ``scripts/cross_corpus.py``).
 
 Every corpus of ``CORPORA`` holds one label except the archive: LibriSpeech readers are natives,
-speechocean762 learners non-natives. Trained on the archive alone the head finds directions that
-mark the archive's own recordings as native; trained on all of them, each (corpus, label) cell
-weighs the same, so "this corpus" can never stand in for "this label" on its own. On top of that,
-``nuisance`` directions are projected out of the head's input before it is fitted (nuisance
-attribute projection): the directions along which augmented copies of one recording move away from
-it (channel), those along which the corpora's means differ within a label (corpus), and those along
-which the archive's windows differ by their place in the passage (text). A linear head on the
-projected rows is still a linear head on the rows (its coefficients are projected too), so the
-bundle and the rater are unchanged by it.
+speechocean762 learners non-natives. A head trained on such a corpus learns its channel as its label
+(leave-corpus-out shows it), and a head trained on the archive alone finds directions that mark the
+archive's own recordings as native. The default recipe therefore trains the head on the archive
+(clean, augmented copies, 3 s windows) and projects out of its input the directions along which the
+other corpora's means differ from the archive's at the same label (nuisance attribute projection),
+so no linear head can score "this corpus"; the other corpora weigh as much as the archive in
+calibration, threshold and novelty. ``Recipe`` also has the options that were measured and not
+adopted (other corpora as training labels, channel and passage-position directions, ...). A linear
+head on projected rows is a linear head on the rows (its coefficients are projected too), so the
+bundle and the rater are unchanged by any of it.
 
 Features are ``backbones.whisper.WhisperFeatures`` from the training caches: one file per
 recording, keyed by ``recording_key`` (the file's stem; the archive's stems are its speaker ids).
@@ -92,7 +93,7 @@ def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "
     the archive, whose readings are all long. Returns {key: error} of unusable recordings."""
     from . import features
     from .backbones import whisper
-    from .train import augment_kind
+    from .augment import augment_kind
 
     copies = copies or {}
     errors: dict[str, str] = {}
@@ -115,7 +116,7 @@ def load_corpora(corpora: dict[str, list[data.Recording]] | None = None, cache: 
     windows when cached; recordings without a clean cache file (unusable ones) are left out."""
     from .backbones.whisper import WhisperFeatures
     from .models.whisper_heads import layer_rows
-    from .train import augment_kind
+    from .augment import augment_kind
 
     if corpora is None:
         corpora = corpus_recordings([Path("../shared/data") / c for c in CORPORA])
@@ -357,7 +358,6 @@ def fit_head(d: Corpora, recs: np.ndarray, recipe: Recipe) -> LinearHead:
 
     given = np.asarray(recs)
     recs = given[np.isin(d.corpus[given], recipe.corpora)]
-    views = None
     idx = d.select(recs)
     keep = np.isin(d.row_half[idx], recipe.halves)
     if not recipe.augmented:
@@ -365,7 +365,6 @@ def fit_head(d: Corpora, recs: np.ndarray, recipe: Recipe) -> LinearHead:
     if not recipe.short:
         keep &= d.row_view[idx] != "short"
     idx = idx[keep]
-    del views
     cols = feature_columns(recipe.columns)
     X = d.rows[idx][:, cols]
     w = row_weights(d, idx, recipe)
@@ -375,7 +374,7 @@ def fit_head(d: Corpora, recs: np.ndarray, recipe: Recipe) -> LinearHead:
         block = np.repeat(np.arange(len(cols) // D_STATE), D_STATE)  # columns come in blocks of one (layer, part)
         med = np.array([np.median(scale[block == b]) for b in range(block.max() + 1)])[block]
         scale = np.maximum(scale, recipe.scale_floor * med).astype(np.float32)
-    if recipe.mean_weight != 1.0:  # a column scaled by a weighs less under the same L2 penalty
+    if recipe.mean_weight != 1.0:  # a column whose values shrink weighs less under the same L2 penalty
         is_mean = np.isin(cols, feature_columns("all:mean"))
         scale = np.where(is_mean, scale / recipe.mean_weight, scale).astype(np.float32)
     Z = (X - mean) / scale
@@ -456,103 +455,3 @@ def recipe_of(spec: dict, corpora: Sequence[str]) -> Recipe:
     params["corpora"] = tuple(params.get("corpora", corpora))
     params["halves"] = tuple(params.get("halves", (0, 1)))
     return Recipe(**params)
-
-
-def run(cfg) -> dict:
-    """``accent-rater train`` for a config with ``corpora``: cross-validate the recipe over every
-    corpus (speaker-disjoint folds within each), calibrate and choose the threshold with every
-    (corpus, label) cell weighing the same, fit the first-language head on the archive's
-    non-natives and the novelty check on every corpus, and export the bundle. The run folder holds
-    what an archive-only run holds (``predictions.csv`` etc. for the archive) plus
-    ``corpora_predictions.csv`` for every recording."""
-    import csv
-    import json
-    import time
-
-    from .calibration import Calibrator, choose_threshold
-    from .models.whisper_heads import WhisperFamily
-    from .profile import reference_scores
-    from .train import fit_l1, fit_novelty
-
-    t0 = time.time()
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [cfg.corpus, *cfg.corpora]
-    names = [Path(p).name for p in paths]
-    size = cfg.features.removeprefix("whisper-")
-    cache = Path(cfg.cache).parent / "whisper"
-    copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
-    corpora = corpus_recordings(paths, cfg.max_speakers, cfg.seed)
-    errors = build_caches(corpora, cache, size, copies, cfg.short_corpora, cfg.engine)
-    for k, e in errors.items():
-        print(f"unusable recording {k}: {e}")
-    d = load_corpora(corpora, cache, size, copies)
-    recipe = recipe_of(cfg.models[0], names)
-    if recipe.columns != "all":
-        raise ValueError("a bundled head reads every column: columns = 'all' (other columns are for experiments)")
-    y = d.label
-    fold = folds_of(d, cfg.folds, cfg.seed)
-    z, zv, seg, fold_heads = cross_validate(d, recipe, fold)
-    w = cell_weights(d)
-    cal = [Calibrator.fit(z[fold != k], y[fold != k], w[fold != k]) for k in range(cfg.folds)]
-    p = np.array([cal[k].apply(zi) for zi, k in zip(z, fold)])
-    calibrator = Calibrator.fit(z, y, w)
-    threshold = choose_threshold(p, y, w)
-    arch = np.flatnonzero(d.corpus == names[0])
-    recs_a = [d.records[i] for i in arch]
-    name = cfg.models[0].get("label", cfg.models[0]["family"])
-    from safetensors.numpy import save_file
-
-    (out / "folds").mkdir(exist_ok=True)
-    for k, h in enumerate(fold_heads):  # what scripts/robustness.py rates held-out speakers with
-        save_file({"mean": h.mean, "scale": h.scale, "coef": h.coef, "intercept": np.array([h.intercept], np.float32)},
-                  str(out / "folds" / f"{name}_fold{k}.safetensors"))
-    with open(out / "predictions.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["speaker_id", "label", "native_language", "country", "sex", "age", "model", "fold", "p_native"])
-        for i in arch:
-            r = d.records[i]
-            wr.writerow([r.speaker_id, y[i], r.native_language, r.country, r.sex, "" if r.age is None else r.age, name, fold[i], f"{p[i]:.6f}"])
-    with open(out / "segments.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["speaker_id", "label", "model", "fold", "segment", "p_native"])
-        for i in arch:
-            for j, q in enumerate(cal[fold[i]].apply(seg[i])):
-                wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], j, f"{q:.6f}"])
-    with open(out / "augmented.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
-        for i in arch:
-            for kind, zk in zv.items():
-                if not np.isnan(zk[i]):
-                    wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], kind, f"{float(cal[fold[i]].apply(zk[i])):.6f}"])
-    with open(out / "corpora_predictions.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["corpus", "key", "speaker_id", "label", "native_language", "age", "fold", "logit", "p_native"])
-        for i, r in enumerate(d.records):
-            wr.writerow([d.corpus[i], recording_key(r), r.speaker_id, y[i], r.native_language, "" if r.age is None else r.age,
-                         fold[i], f"{z[i]:.5f}", f"{p[i]:.6f}"])
-    (out / "folds.json").write_text(json.dumps({d.records[i].speaker_id: int(fold[i]) for i in arch}, indent=0))
-    l1_head = fit_l1(cfg, out, recs_a, [d.feats[i] for i in arch], [d.aug[i] for i in arch], fold[arch]) if cfg.l1 else None
-    novelty = fit_novelty(cfg, out, d.records, d.feats, d.aug, fold)
-    head = fit_head(d, np.arange(len(d.records)), recipe)
-    fam = WhisperFamily(**{k: v for k, v in cfg.models[0].items() if k not in ("family", "label")})
-    fam.load_tensors({"mean": head.mean, "scale": head.scale, "coef": head.coef, "intercept": np.array([head.intercept], np.float32)})
-    per_corpus = {c: {"recordings": int(np.sum(d.corpus == c)), "speakers": len({r.speaker_id for r, cc in zip(d.records, d.corpus) if cc == c})}
-                  for c in names}
-    summary = {
-        "name": cfg.name, "members": [name], "primary": name, "n_speakers": len(arch), "threshold": threshold,
-        "thresholds": {name: threshold}, "calibration": calibrator.to_dict(),
-        "reference": reference_scores(p[arch], y[arch]), "fusion": None, "group_weighting": 0.0,
-        "corpora": per_corpus, "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.__dict__.items()},
-        "seconds_cv": time.time() - t0,
-    }
-    if cfg.bundle_dir:
-        from .export import export_bundle
-
-        export_bundle(Path(cfg.bundle_dir), [(name, fam)], None, calibrator, threshold, summary, backbone=size, l1=l1_head,
-                      novelty=novelty)
-    summary["seconds_total"] = time.time() - t0
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
-

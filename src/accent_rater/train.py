@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import audio, data, features, splits
+from .augment import augment_kind  # noqa: F401  (the training copies' kinds; scripts import it from here)
 from .engine import Engine
 from .features import Features
 from .models import Family, family_class, get_family
@@ -133,15 +134,6 @@ def group_weights(recs: Sequence[data.Recording], power: float) -> np.ndarray:
     return w
 
 
-def augment_kind(speaker_id: str, copy: int) -> str:
-    """The augmentation of a recording's ``copy``-th training copy: kinds in turn, offset per speaker."""
-    import zlib
-
-    from .augment import KINDS
-
-    return KINDS[(zlib.crc32(speaker_id.encode()) + copy) % len(KINDS)]
-
-
 def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Recording], list[Any], list[list[tuple[str, Any]]]]:
     """Build (resumably) and load the configured features of ``recs``; unusable recordings are
     reported and dropped. Returns the kept recordings, their features, and per recording its
@@ -216,8 +208,8 @@ def run(cfg: Config) -> dict[str, Any]:
     from .profile import reference_scores
 
     if cfg.corpora:
-        from .multicorpus import run as run_corpora
-
+        if not cfg.features.startswith("whisper-"):
+            raise ValueError("other corpora (corpora = [...]) train Whisper features only; set corpora = [] for mel features")
         return run_corpora(cfg)
     if cfg.bundle_dir and cfg.window_seconds != audio.CHUNK_SECONDS:
         raise ValueError(f"a bundle rates {audio.CHUNK_SECONDS:g} s windows; window_seconds = {cfg.window_seconds:g} is for experiments only")
@@ -360,6 +352,104 @@ def run(cfg: Config) -> dict[str, Any]:
         summary["seconds_final_fit"] = time.time() - t
         export_bundle(Path(cfg.bundle_dir), members, weights if cfg.primary == "fusion" else None, calibrator, threshold, summary,
                       backbone=cfg.features.removeprefix("whisper-") if cfg.features != "mels" else None, l1=l1_head,
+                      novelty=novelty)
+    summary["seconds_total"] = time.time() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def run_corpora(cfg: Config) -> dict[str, Any]:
+    """``accent-rater train`` for a config with ``corpora``: cross-validate the recipe over every
+    corpus (speaker-disjoint folds within each), calibrate and choose the threshold with every
+    (corpus, label) cell weighing the same, fit the first-language head on the archive's
+    non-natives and the novelty check on every corpus, and export the bundle. The run folder holds
+    what an archive-only run holds (``predictions.csv`` etc. for the archive) plus
+    ``corpora_predictions.csv`` for every recording."""
+    import csv
+
+    from .calibration import Calibrator, choose_threshold
+    from .models.whisper_heads import WhisperFamily
+    from .multicorpus import (build_caches, cell_weights, corpus_recordings, cross_validate, fit_head, folds_of,
+                              load_corpora, recipe_of, recording_key)
+    from .profile import reference_scores
+
+    t0 = time.time()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [cfg.corpus, *cfg.corpora]
+    names = [Path(p).name for p in paths]
+    size = cfg.features.removeprefix("whisper-")
+    cache = Path(cfg.cache).parent / "whisper"
+    copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
+    corpora = corpus_recordings(paths, cfg.max_speakers, cfg.seed)
+    errors = build_caches(corpora, cache, size, copies, cfg.short_corpora, cfg.engine)
+    for k, e in errors.items():
+        print(f"unusable recording {k}: {e}")
+    d = load_corpora(corpora, cache, size, copies)
+    recipe = recipe_of(cfg.models[0], names)
+    if recipe.columns != "all":
+        raise ValueError("a bundled head reads every column: columns = 'all' (other columns are for experiments)")
+    y = d.label
+    fold = folds_of(d, cfg.folds, cfg.seed)
+    z, zv, seg, fold_heads = cross_validate(d, recipe, fold)
+    w = cell_weights(d)
+    cal = [Calibrator.fit(z[fold != k], y[fold != k], w[fold != k]) for k in range(cfg.folds)]
+    p = np.array([cal[k].apply(zi) for zi, k in zip(z, fold)])
+    calibrator = Calibrator.fit(z, y, w)
+    threshold = choose_threshold(p, y, w)
+    arch = np.flatnonzero(d.corpus == names[0])
+    recs_a = [d.records[i] for i in arch]
+    name = cfg.models[0].get("label", cfg.models[0]["family"])
+    from safetensors.numpy import save_file
+
+    (out / "folds").mkdir(exist_ok=True)
+    for k, h in enumerate(fold_heads):  # what scripts/robustness.py rates held-out speakers with
+        save_file({"mean": h.mean, "scale": h.scale, "coef": h.coef, "intercept": np.array([h.intercept], np.float32)},
+                  str(out / "folds" / f"{name}_fold{k}.safetensors"))
+    with open(out / "predictions.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["speaker_id", "label", "native_language", "country", "sex", "age", "model", "fold", "p_native"])
+        for i in arch:
+            r = d.records[i]
+            wr.writerow([r.speaker_id, y[i], r.native_language, r.country, r.sex, "" if r.age is None else r.age, name, fold[i], f"{p[i]:.6f}"])
+    with open(out / "segments.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["speaker_id", "label", "model", "fold", "segment", "p_native"])
+        for i in arch:
+            for j, q in enumerate(cal[fold[i]].apply(seg[i])):
+                wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], j, f"{q:.6f}"])
+    with open(out / "augmented.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
+        for i in arch:
+            for kind, zk in zv.items():
+                if not np.isnan(zk[i]):
+                    wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], kind, f"{float(cal[fold[i]].apply(zk[i])):.6f}"])
+    with open(out / "corpora_predictions.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["corpus", "key", "speaker_id", "label", "native_language", "age", "fold", "logit", "p_native"])
+        for i, r in enumerate(d.records):
+            wr.writerow([d.corpus[i], recording_key(r), r.speaker_id, y[i], r.native_language, "" if r.age is None else r.age,
+                         fold[i], f"{z[i]:.5f}", f"{p[i]:.6f}"])
+    (out / "folds.json").write_text(json.dumps({d.records[i].speaker_id: int(fold[i]) for i in arch}, indent=0))
+    l1_head = fit_l1(cfg, out, recs_a, [d.feats[i] for i in arch], [d.aug[i] for i in arch], fold[arch]) if cfg.l1 else None
+    novelty = fit_novelty(cfg, out, d.records, d.feats, d.aug, fold)
+    head = fit_head(d, np.arange(len(d.records)), recipe)
+    fam = WhisperFamily(**{k: v for k, v in cfg.models[0].items() if k not in ("family", "label")})
+    fam.load_tensors({"mean": head.mean, "scale": head.scale, "coef": head.coef, "intercept": np.array([head.intercept], np.float32)})
+    per_corpus = {c: {"recordings": int(np.sum(d.corpus == c)), "speakers": len({r.speaker_id for r, cc in zip(d.records, d.corpus) if cc == c})}
+                  for c in names}
+    summary = {
+        "name": cfg.name, "members": [name], "primary": name, "n_speakers": len(arch), "threshold": threshold,
+        "thresholds": {name: threshold}, "calibration": calibrator.to_dict(),
+        "reference": reference_scores(p[arch], y[arch]), "fusion": None, "group_weighting": 0.0,
+        "corpora": per_corpus, "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.__dict__.items()},
+        "seconds_cv": time.time() - t0,
+    }
+    if cfg.bundle_dir:
+        from .export import export_bundle
+
+        export_bundle(Path(cfg.bundle_dir), [(name, fam)], None, calibrator, threshold, summary, backbone=size, l1=l1_head,
                       novelty=novelty)
     summary["seconds_total"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
