@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from itertools import product
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
@@ -40,11 +41,13 @@ def positions(d: Corpora) -> None:
     arch = np.flatnonzero(d.corpus == "saa")
     fold = folds_of(d)[arch]
     tr, te = arch[fold < 3], arch[fold >= 3]
-    for floor in (0.0, 0.5):
-        head = fit_head(d, tr, replace(BASE, halves=(0,), scale_floor=floor, corpus_nuisance=0))
+    probe = replace(BASE, C=0.01, augmented=False, short=False)
+    for (label, base), floor in product((("clean 7 s windows only, C 0.01 (the issue's probe)", probe),
+                                         ("the default's training views, C 0.003", BASE)), (0.0, 0.5)):
+        head = fit_head(d, tr, replace(base, halves=(0,), scale_floor=floor, corpus_nuisance=0))
         idx = d.select(te, ["clean"])
         z, y, pos = head.logits(d.rows[idx]), d.label[d.row_rec[idx]], d.row_pos[idx]
-        print(f"scale floor {floor}:")
+        print(f"{label}, scale floor {floor}:")
         for lo in np.arange(0, 1, 0.2):
             m = (pos >= lo) & (pos < lo + 0.2)
             print(f"  windows at {lo:.1f}-{lo + 0.2:.1f} of the reading: n={m.sum():4d} ROC-AUC {roc_auc_score(y[m], z[m]):.3f}, "
