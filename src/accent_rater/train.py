@@ -60,7 +60,7 @@ class Config:
     # First-language head (whisper features only; {} = none): ``models.whisper_heads.L1Head`` parameters.
     l1: dict[str, Any] = field(default_factory=lambda: {"method": "lda", "layers": [3, 4], "n_components": 128})
     window_seconds: float = audio.CHUNK_SECONDS  # Whisper windows; 30 = each reading encoded (almost) whole
-    # Other corpora (paths) trained, calibrated and evaluated beside ``corpus`` (``multicorpus.run``):
+    # Other corpora (paths) trained, calibrated and evaluated beside ``corpus`` (``run_corpora``):
     # the first model entry is then a ``multicorpus.Recipe``.
     corpora: list[str] = field(default_factory=lambda: ["../shared/data/librispeech", "../shared/data/speechocean762"])
     copies: dict[str, int] = field(default_factory=lambda: {"speechocean762": 1})  # augmented copies per corpus (default augment_copies)
@@ -370,7 +370,7 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     from .calibration import Calibrator, choose_threshold
     from .models.whisper_heads import WhisperFamily
     from .multicorpus import (build_caches, cell_weights, corpus_recordings, cross_validate, fit_head, folds_of,
-                              load_corpora, recipe_of, recording_key)
+                              load_corpora, recipe_of)
     from .profile import reference_scores
 
     t0 = time.time()
@@ -400,8 +400,43 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     arch = np.flatnonzero(d.corpus == names[0])
     recs_a = [d.records[i] for i in arch]
     name = cfg.models[0].get("label", cfg.models[0]["family"])
+    _write_corpora_run(out, d, name, fold, fold_heads, cal, p, z, zv, seg, names[0])
+    (out / "folds.json").write_text(json.dumps({d.records[i].speaker_id: int(fold[i]) for i in arch}, indent=0))
+    l1_head = fit_l1(cfg, out, recs_a, [d.feats[i] for i in arch], [d.aug[i] for i in arch], fold[arch]) if cfg.l1 else None
+    novelty = fit_novelty(cfg, out, d.records, d.feats, d.aug, fold)
+    head = fit_head(d, np.arange(len(d.records)), recipe)
+    fam = WhisperFamily(**{k: v for k, v in cfg.models[0].items() if k not in ("family", "label")})
+    fam.load_tensors({"mean": head.mean, "scale": head.scale, "coef": head.coef, "intercept": np.array([head.intercept], np.float32)})
+    per_corpus = {c: {"recordings": int(np.sum(d.corpus == c)), "speakers": len({r.speaker_id for r, cc in zip(d.records, d.corpus) if cc == c})}
+                  for c in names}
+    summary = {
+        "name": cfg.name, "members": [name], "primary": name, "n_speakers": len(arch), "threshold": threshold,
+        "thresholds": {name: threshold}, "calibration": calibrator.to_dict(),
+        "reference": reference_scores(p[arch], y[arch]), "fusion": None, "group_weighting": 0.0,
+        "corpora": per_corpus, "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.__dict__.items()},
+        "seconds_cv": time.time() - t0,
+    }
+    if cfg.bundle_dir:
+        from .export import export_bundle
+
+        export_bundle(Path(cfg.bundle_dir), [(name, fam)], None, calibrator, threshold, summary, backbone=size, l1=l1_head,
+                      novelty=novelty)
+    summary["seconds_total"] = time.time() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _write_corpora_run(out: Path, d, name: str, fold: np.ndarray, fold_heads, cal, p: np.ndarray, z: np.ndarray,
+                       zv: dict[str, np.ndarray], seg: list[np.ndarray], archive: str) -> None:
+    """``run_corpora``'s files: the fold heads, and for the archive what an archive-only run writes
+    (predictions, segments, held-out augmented copies), plus every corpus' out-of-fold predictions."""
+    import csv
+
     from safetensors.numpy import save_file
 
+    from .multicorpus import recording_key
+
+    y, arch = d.label, np.flatnonzero(d.corpus == archive)
     (out / "folds").mkdir(exist_ok=True)
     for k, h in enumerate(fold_heads):  # what scripts/robustness.py rates held-out speakers with
         save_file({"mean": h.mean, "scale": h.scale, "coef": h.coef, "intercept": np.array([h.intercept], np.float32)},
@@ -431,29 +466,6 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
         for i, r in enumerate(d.records):
             wr.writerow([d.corpus[i], recording_key(r), r.speaker_id, y[i], r.native_language, "" if r.age is None else r.age,
                          fold[i], f"{z[i]:.5f}", f"{p[i]:.6f}"])
-    (out / "folds.json").write_text(json.dumps({d.records[i].speaker_id: int(fold[i]) for i in arch}, indent=0))
-    l1_head = fit_l1(cfg, out, recs_a, [d.feats[i] for i in arch], [d.aug[i] for i in arch], fold[arch]) if cfg.l1 else None
-    novelty = fit_novelty(cfg, out, d.records, d.feats, d.aug, fold)
-    head = fit_head(d, np.arange(len(d.records)), recipe)
-    fam = WhisperFamily(**{k: v for k, v in cfg.models[0].items() if k not in ("family", "label")})
-    fam.load_tensors({"mean": head.mean, "scale": head.scale, "coef": head.coef, "intercept": np.array([head.intercept], np.float32)})
-    per_corpus = {c: {"recordings": int(np.sum(d.corpus == c)), "speakers": len({r.speaker_id for r, cc in zip(d.records, d.corpus) if cc == c})}
-                  for c in names}
-    summary = {
-        "name": cfg.name, "members": [name], "primary": name, "n_speakers": len(arch), "threshold": threshold,
-        "thresholds": {name: threshold}, "calibration": calibrator.to_dict(),
-        "reference": reference_scores(p[arch], y[arch]), "fusion": None, "group_weighting": 0.0,
-        "corpora": per_corpus, "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.__dict__.items()},
-        "seconds_cv": time.time() - t0,
-    }
-    if cfg.bundle_dir:
-        from .export import export_bundle
-
-        export_bundle(Path(cfg.bundle_dir), [(name, fam)], None, calibrator, threshold, summary, backbone=size, l1=l1_head,
-                      novelty=novelty)
-    summary["seconds_total"] = time.time() - t0
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
 
 
 def l1_language(rec: data.Recording) -> str:
