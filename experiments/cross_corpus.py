@@ -17,6 +17,7 @@ from itertools import product
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
+from accent_rater.audio import MIN_SPEECH_SECONDS
 from accent_rater.multicorpus import Corpora, Recipe, fit_head, folds_of, load_corpora
 
 BASE = Recipe(corpora=("saa",), C=0.003, scale_floor=0.5, corpus_nuisance=1)
@@ -58,7 +59,7 @@ def recipes(d: Corpora) -> None:
     fold = folds_of(d)
     tr, te = np.flatnonzero(fold < 3), np.flatnonzero(fold >= 3)
     y, cor = d.label, d.corpus
-    ratable = np.array([f.speech_seconds >= 3.0 for f in d.feats])
+    ratable = np.array([f.speech_seconds >= MIN_SPEECH_SECONDS for f in d.feats])
     print("| recipe | archive ROC-AUC | archive bacc | in-corpus LibriSpeech native | in-corpus speechocean762 non-native "
           "| LCO LibriSpeech native | LCO speechocean762 non-native |\n|---|---|---|---|---|---|---|")
     for name, r in RECIPES.items():

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from accent_rater import data
+from accent_rater.audio import MIN_SPEECH_SECONDS
 from accent_rater.calibration import Calibrator, choose_threshold
 from accent_rater.multicorpus import (Corpora, Recipe, cell_weights, corpus_recordings, fit_head, folds_of, load_corpora,
                                       recipe_of)
@@ -36,7 +37,7 @@ from accent_rater.train import Config
 C_GRID = (0.0015, 0.003, 0.005, 0.01, 0.03)
 LIBRI, SO, ARCH = "librispeech", "speechocean762", "saa"
 CHILD_AGE = 12  # speechocean762 speakers at or under this age count as children
-RATABLE_S = 3.0  # audio.MIN_SPEECH_SECONDS: the rater refuses recordings with less speech
+RATABLE_S = MIN_SPEECH_SECONDS  # the rater refuses recordings with less speech
 
 
 def boot(values: np.ndarray, groups: np.ndarray, stat=np.mean, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:

@@ -26,9 +26,11 @@ from typing import Sequence
 import numpy as np
 
 from . import data
+from .audio import MIN_SPEECH_SECONDS
 
 CORPORA = ("saa", "librispeech", "speechocean762")
 SHORT_WINDOW_S = 3.0  # the extra windows of ``Recipe.short``
+TRAIN_MIN_SPEECH_S = 0.5  # utterances this short still train (a rating needs audio.MIN_SPEECH_SECONDS)
 
 
 def recording_key(rec: data.Recording) -> str:
@@ -92,8 +94,8 @@ def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "
     in ``short``. Utterances shorter than a rating needs are kept (down to 0.5 s of speech) but for
     the archive, whose readings are all long. Returns {key: error} of unusable recordings."""
     from . import features
-    from .backbones import whisper
     from .augment import augment_kind
+    from .backbones import whisper
 
     copies = copies or {}
     errors: dict[str, str] = {}
@@ -101,11 +103,11 @@ def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "
         base, short_dir = cache_dirs(cache, size, name)
         clean = [(recording_key(r), r.path, None, 0) for r in recs]
         items = clean + [(f"{k}__aug{c}", p, augment_kind(k, c), c + 1) for k, p, _, _ in clean for c in range(copies.get(name, 0))]
-        min_s = 3.0 if name == "saa" else 0.5
+        min_s = MIN_SPEECH_SECONDS if name == "saa" else TRAIN_MIN_SPEECH_S
         errors.update(features.build_whisper_cache(items, base, whisper.onnx_path(size), engine=engine, min_speech_s=min_s))
         if name in short:
             errors.update(features.build_whisper_cache(clean, short_dir, whisper.onnx_path(size), engine=engine,
-                                                       window_s=SHORT_WINDOW_S, min_speech_s=0.5))
+                                                       window_s=SHORT_WINDOW_S, min_speech_s=TRAIN_MIN_SPEECH_S))
     return errors
 
 
@@ -114,9 +116,9 @@ def load_corpora(corpora: dict[str, list[data.Recording]] | None = None, cache: 
     """Every cached recording of ``corpora`` ({name: recordings}; default: all of ``CORPORA`` in
     ``../shared/data``): clean, ``copies[name]`` augmented copies (default 2, 2, 1) and the 3 s
     windows when cached; recordings without a clean cache file (unusable ones) are left out."""
+    from .augment import augment_kind
     from .backbones.whisper import WhisperFeatures
     from .models.whisper_heads import layer_rows
-    from .augment import augment_kind
 
     if corpora is None:
         corpora = corpus_recordings([Path("../shared/data") / c for c in CORPORA])
