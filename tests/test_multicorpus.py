@@ -127,3 +127,14 @@ def test_default_rates_natives_of_every_corpus_above_learners(shared_data: Path)
     assert len(libri) == len(so) == 6
     assert np.median(libri) > np.median(so) + 0.5
     assert np.mean(libri >= rater.threshold) >= 5 / 6 and np.mean(so < rater.threshold) >= 5 / 6
+
+
+def test_other_corpora_need_whisper_features(tmp_path: Path) -> None:
+    """A mel-feature config that keeps the default's other corpora is refused before any work,
+    with the fix in the message (the mel families train on the archive alone)."""
+    from accent_rater.train import Config, run
+
+    cfg = Config(name="mels", features="mels", out_dir=str(tmp_path / "run"), models=[{"family": "fluency"}])
+    with pytest.raises(ValueError, match="corpora = \\[\\]"):
+        run(cfg)
+    assert not (tmp_path / "run").exists()
