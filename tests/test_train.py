@@ -13,7 +13,8 @@ import torch
 
 from accent_rater import audio, features, logmel
 from accent_rater.backbones import speaker as encoder
-from accent_rater.train import Config, leakage_demo, run
+from accent_rater.leakage import leakage_demo
+from accent_rater.train import Config, run
 from conftest import SAMPLES
 
 FAMILIES = [

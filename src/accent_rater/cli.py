@@ -362,7 +362,8 @@ def leakage(
     out: Path = typer.Option(Path("reports/leakage.json"), "--out"),
 ) -> None:
     """Leakage demonstration: the same recipe scored on a random segment split and a speaker split."""
-    from .train import Config, leakage_demo
+    from .leakage import leakage_demo
+    from .train import Config
 
     cfg = Config.load(config, max_speakers=max_speakers)
     spec = dict(cfg.models[0])

@@ -457,3 +457,43 @@ def recipe_of(spec: dict, corpora: Sequence[str]) -> Recipe:
     params["corpora"] = tuple(params.get("corpora", corpora))
     params["halves"] = tuple(params.get("halves", (0, 1)))
     return Recipe(**params)
+
+
+def write_run_files(out: Path, d, name: str, fold: np.ndarray, fold_heads, cal, p: np.ndarray, z: np.ndarray,
+                       zv: dict[str, np.ndarray], seg: list[np.ndarray], archive: str) -> None:
+    """``train.run_corpora``'s files: the fold heads, and for the archive what an archive-only run writes
+    (predictions, segments, held-out augmented copies), plus every corpus' out-of-fold predictions."""
+    import csv
+
+    from safetensors.numpy import save_file
+
+    y, arch = d.label, np.flatnonzero(d.corpus == archive)
+    (out / "folds").mkdir(exist_ok=True)
+    for k, h in enumerate(fold_heads):  # what scripts/robustness.py rates held-out speakers with
+        save_file({"mean": h.mean, "scale": h.scale, "coef": h.coef, "intercept": np.array([h.intercept], np.float32)},
+                  str(out / "folds" / f"{name}_fold{k}.safetensors"))
+    with open(out / "predictions.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["speaker_id", "label", "native_language", "country", "sex", "age", "model", "fold", "p_native"])
+        for i in arch:
+            r = d.records[i]
+            wr.writerow([r.speaker_id, y[i], r.native_language, r.country, r.sex, "" if r.age is None else r.age, name, fold[i], f"{p[i]:.6f}"])
+    with open(out / "segments.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["speaker_id", "label", "model", "fold", "segment", "p_native"])
+        for i in arch:
+            for j, q in enumerate(cal[fold[i]].apply(seg[i])):
+                wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], j, f"{q:.6f}"])
+    with open(out / "augmented.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
+        for i in arch:
+            for kind, zk in zv.items():
+                if not np.isnan(zk[i]):
+                    wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], kind, f"{float(cal[fold[i]].apply(zk[i])):.6f}"])
+    with open(out / "corpora_predictions.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["corpus", "key", "speaker_id", "label", "native_language", "age", "fold", "logit", "p_native"])
+        for i, r in enumerate(d.records):
+            wr.writerow([d.corpus[i], recording_key(r), r.speaker_id, y[i], r.native_language, "" if r.age is None else r.age,
+                         fold[i], f"{z[i]:.5f}", f"{p[i]:.6f}"])

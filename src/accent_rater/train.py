@@ -22,7 +22,6 @@ import numpy as np
 from . import audio, data, features, splits
 from .augment import augment_kind  # noqa: F401  (the training copies' kinds; scripts import it from here)
 from .engine import Engine
-from .features import Features
 from .models import Family, family_class, get_family
 
 
@@ -365,12 +364,11 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     non-natives and the novelty check on every corpus, and export the bundle. The run folder holds
     what an archive-only run holds (``predictions.csv`` etc. for the archive) plus
     ``corpora_predictions.csv`` for every recording."""
-    import csv
 
     from .calibration import Calibrator, choose_threshold
     from .models.whisper_heads import WhisperFamily
     from .multicorpus import (build_caches, cell_weights, corpus_recordings, cross_validate, fit_head, folds_of,
-                              load_corpora, recipe_of)
+                              load_corpora, recipe_of, write_run_files)
     from .profile import reference_scores
 
     t0 = time.time()
@@ -400,7 +398,7 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     arch = np.flatnonzero(d.corpus == names[0])
     recs_a = [d.records[i] for i in arch]
     name = cfg.models[0].get("label", cfg.models[0]["family"])
-    _write_corpora_run(out, d, name, fold, fold_heads, cal, p, z, zv, seg, names[0])
+    write_run_files(out, d, name, fold, fold_heads, cal, p, z, zv, seg, names[0])
     (out / "folds.json").write_text(json.dumps({d.records[i].speaker_id: int(fold[i]) for i in arch}, indent=0))
     l1_head = fit_l1(cfg, out, recs_a, [d.feats[i] for i in arch], [d.aug[i] for i in arch], fold[arch]) if cfg.l1 else None
     novelty = fit_novelty(cfg, out, d.records, d.feats, d.aug, fold)
@@ -424,48 +422,6 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     summary["seconds_total"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def _write_corpora_run(out: Path, d, name: str, fold: np.ndarray, fold_heads, cal, p: np.ndarray, z: np.ndarray,
-                       zv: dict[str, np.ndarray], seg: list[np.ndarray], archive: str) -> None:
-    """``run_corpora``'s files: the fold heads, and for the archive what an archive-only run writes
-    (predictions, segments, held-out augmented copies), plus every corpus' out-of-fold predictions."""
-    import csv
-
-    from safetensors.numpy import save_file
-
-    from .multicorpus import recording_key
-
-    y, arch = d.label, np.flatnonzero(d.corpus == archive)
-    (out / "folds").mkdir(exist_ok=True)
-    for k, h in enumerate(fold_heads):  # what scripts/robustness.py rates held-out speakers with
-        save_file({"mean": h.mean, "scale": h.scale, "coef": h.coef, "intercept": np.array([h.intercept], np.float32)},
-                  str(out / "folds" / f"{name}_fold{k}.safetensors"))
-    with open(out / "predictions.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["speaker_id", "label", "native_language", "country", "sex", "age", "model", "fold", "p_native"])
-        for i in arch:
-            r = d.records[i]
-            wr.writerow([r.speaker_id, y[i], r.native_language, r.country, r.sex, "" if r.age is None else r.age, name, fold[i], f"{p[i]:.6f}"])
-    with open(out / "segments.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["speaker_id", "label", "model", "fold", "segment", "p_native"])
-        for i in arch:
-            for j, q in enumerate(cal[fold[i]].apply(seg[i])):
-                wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], j, f"{q:.6f}"])
-    with open(out / "augmented.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
-        for i in arch:
-            for kind, zk in zv.items():
-                if not np.isnan(zk[i]):
-                    wr.writerow([d.records[i].speaker_id, y[i], name, fold[i], kind, f"{float(cal[fold[i]].apply(zk[i])):.6f}"])
-    with open(out / "corpora_predictions.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["corpus", "key", "speaker_id", "label", "native_language", "age", "fold", "logit", "p_native"])
-        for i, r in enumerate(d.records):
-            wr.writerow([d.corpus[i], recording_key(r), r.speaker_id, y[i], r.native_language, "" if r.age is None else r.age,
-                         fold[i], f"{z[i]:.5f}", f"{p[i]:.6f}"])
 
 
 def l1_language(rec: data.Recording) -> str:
@@ -554,56 +510,3 @@ def _write_predictions(out: Path, recs, fold_of, probs, seg_probs, y) -> None:
             for r, f, s, yi in zip(recs, fold_of, segs, y):
                 for j, pj in enumerate(s):
                     w.writerow([r.speaker_id, yi, name, f, j, f"{pj:.6f}"])
-
-
-# --- leakage demonstration -----------------------------------------------------------------------
-def _subset(f: Features, idx: np.ndarray) -> Features:
-    import dataclasses
-
-    mels = f.mels[idx] if len(f.mels) else f.mels
-    return dataclasses.replace(f, mels=mels, spans=f.spans[idx], seg_embeddings=f.seg_embeddings[idx], seg_stats=f.seg_stats[idx])
-
-
-def leakage_demo(cfg: Config, spec: dict[str, Any], test_size: float = 0.2) -> dict[str, dict[str, float]]:
-    """Score one family twice on the same segments: with the seed's random *segment* split (the
-    same speakers in train and test) and with a speaker-disjoint split of the same size."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
-
-    recs = data.load_corpus(cfg.corpus).recordings
-    if cfg.max_speakers:
-        recs = splits.speaker_subset(recs, cfg.max_speakers, cfg.seed)
-    cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
-    errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
-    recs = [r for r in recs if r.speaker_id not in errors]
-    fmap = features.load_cache([r.speaker_id for r in recs], cache_dir)
-    feats = [fmap[r.speaker_id] for r in recs]
-    y = np.array([r.label == "native" for r in recs], dtype=int)
-    # every segment is one row: (recording index, segment index)
-    rows = np.array([(i, j) for i, f in enumerate(feats) for j in range(len(f.spans))])
-    row_y = y[rows[:, 0]]
-
-    def score(train_rows: np.ndarray, test_rows: np.ndarray) -> dict[str, float]:
-        tr_recs = sorted(set(train_rows[:, 0].tolist()))
-        tr_feats = [_subset(feats[i], train_rows[train_rows[:, 0] == i, 1]) for i in tr_recs]
-        fam, _ = fit_member(spec, [recs[i] for i in tr_recs], tr_feats, y[tr_recs], cfg.seed)
-        logits = np.zeros(len(test_rows))
-        for i in sorted(set(test_rows[:, 0].tolist())):
-            mask = test_rows[:, 0] == i
-            logits[mask] = fam.segment_logits(_subset(feats[i], test_rows[mask, 1]))
-        yt = y[test_rows[:, 0]]
-        return {
-            "segments_test": int(len(test_rows)),
-            "speakers_in_both": len(set(tr_recs) & set(test_rows[:, 0].tolist())),
-            "accuracy": float(accuracy_score(yt, logits > 0)),
-            "balanced_accuracy": float(balanced_accuracy_score(yt, logits > 0)),
-            "roc_auc": float(roc_auc_score(yt, logits)),
-        }
-
-    # the seed: train_test_split on segment rows, stratified by label, random_state=42
-    tr, te = train_test_split(np.arange(len(rows)), test_size=test_size, stratify=row_y, random_state=42)
-    random_split = score(rows[tr], rows[te])
-    fold = np.array(splits.speaker_folds(recs, k=int(round(1 / test_size)), seed=cfg.seed))
-    te_rec = fold[rows[:, 0]] == 0
-    speaker_split = score(rows[~te_rec], rows[te_rec])
-    return {"random segment split (seed)": random_split, "speaker-disjoint split": speaker_split}
