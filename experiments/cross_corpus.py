@@ -18,7 +18,8 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from accent_rater.audio import MIN_SPEECH_SECONDS
-from accent_rater.multicorpus import Corpora, Recipe, fit_head, folds_of, load_corpora
+from accent_rater.multicorpus import Corpora, Recipe, fit_head, folds_of
+from accent_rater.train import Config, corpora_data
 
 BASE = Recipe(corpora=("saa",), C=0.003, scale_floor=0.5, corpus_nuisance=1)
 RECIPES = {
@@ -77,4 +78,4 @@ def recipes(d: Corpora) -> None:
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "recipes"
-    {"positions": positions, "recipes": recipes}[what](load_corpora())
+    {"positions": positions, "recipes": recipes}[what](corpora_data(Config.load("configs/default.toml"))[0])

@@ -29,10 +29,10 @@ import numpy as np
 from accent_rater import data
 from accent_rater.audio import MIN_SPEECH_SECONDS
 from accent_rater.calibration import Calibrator, choose_threshold
-from accent_rater.multicorpus import (Corpora, Recipe, cell_weights, corpus_recordings, fit_head, folds_of, load_corpora,
+from accent_rater.multicorpus import (Corpora, Recipe, cell_weights, cross_validate, fit_head, fold_calibration, folds_of,
                                       recipe_of)
 from accent_rater.report import md_table
-from accent_rater.train import Config
+from accent_rater.train import Config, corpora_data
 
 C_GRID = (0.0015, 0.003, 0.005, 0.01, 0.03)
 LIBRI, SO, ARCH = "librispeech", "speechocean762", "saa"
@@ -57,42 +57,23 @@ def fmt(t: tuple[float, float, float], pct: bool = False) -> str:
     return f"{f(t[0])} [{f(t[1])}, {f(t[2])}]"
 
 
-def decide(d: Corpora, recipe: Recipe, train: np.ndarray, test: np.ndarray, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and decisions (1 = native) for ``test`` from a head trained on ``train``, calibrated
-    and thresholded on ``train``'s own out-of-fold logits."""
-    sub_fold = folds_of(d, folds)[train]
-    z_tr = np.full(len(train), np.nan)
-    for k in range(folds):
-        head = fit_head(d, train[sub_fold != k], recipe)
-        z_tr[sub_fold == k] = head.recording_logits(d, train[sub_fold == k])
-    w = cell_weights(d, train)
-    cal = Calibrator.fit(z_tr, d.label[train], w)
-    t = choose_threshold(cal.apply(z_tr), d.label[train], w)
-    z = fit_head(d, train, recipe).recording_logits(d, test)
-    return z, (cal.apply(z) >= t).astype(int)
-
-
 def cv_decisions(d: Corpora, recipe: Recipe, fold: np.ndarray, half_train: int | None = None, half_test: int | None = None,
                  sub: np.ndarray | None = None):
-    """Out-of-fold logits and nested decisions of the recordings ``sub`` (default: all), only they in
-    every fit: each fold's calibration and threshold fitted on the other folds' out-of-fold logits,
-    cell-weighted. ``half_train`` / ``half_test``: one half of each reading only (leave-text-out)."""
+    """Out-of-fold logits of the recordings ``sub`` (default: all; only they in every fit), their
+    held-out augmented copies' logits by view, nested decisions (each fold's calibration and
+    threshold fitted on the other folds' out-of-fold logits, cell-weighted) and those fold
+    calibrations. ``half_train`` / ``half_test``: one half of each reading only (leave-text-out)."""
     r = recipe if half_train is None else replace(recipe, halves=(half_train,))
-    sub = np.arange(len(d.records)) if sub is None else sub
-    z = np.full(len(d.records), np.nan)
-    for k in np.unique(fold):
-        te = sub[fold[sub] == k]
-        z[te] = fit_head(d, sub[fold[sub] != k], r).recording_logits(d, te, half=half_test)
-    ok = np.zeros(len(z), bool)
-    ok[sub] = ~np.isnan(z[sub])
-    dec = np.zeros(len(z), int)
+    z, zv, _, _ = cross_validate(d, r, fold, recs=sub, half=half_test)
+    ok = ~np.isnan(z)
     w = np.zeros(len(z))
     w[ok] = cell_weights(d, np.flatnonzero(ok))
-    for k in np.unique(fold):
-        oth, te = ok & (fold != k), ok & (fold == k)
-        cal = Calibrator.fit(z[oth], d.label[oth], w[oth])
-        dec[te] = cal.apply(z[te]) >= choose_threshold(cal.apply(z[oth]), d.label[oth], w[oth])
-    return z, dec, ok
+    fc = fold_calibration(z, d.label, w, fold, ok)
+    dec = np.zeros(len(z), int)
+    for k, (cal, t) in fc.items():
+        te = ok & (fold == k)
+        dec[te] = cal.apply(z[te]) >= t
+    return z, dec, zv, fc
 
 
 def archive_metrics(d: Corpora, z: np.ndarray, dec: np.ndarray, idx: np.ndarray) -> dict:
@@ -122,10 +103,12 @@ def boot_bacc(correct: np.ndarray, y: np.ndarray, n: int = 1000, seed: int = 0):
     return float((correct[y == 1].mean() + correct[y == 0].mean()) / 2), float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
 
 
-def evaluate_c(d: Corpora, recipe: Recipe, fold: np.ndarray) -> dict:
-    """The archive (5-fold, all corpora in every fit as the recipe says) and both leave-corpus-out figures."""
+def evaluate_c(d: Corpora, recipe: Recipe, fold: np.ndarray) -> tuple[dict, tuple]:
+    """The archive (5-fold, all corpora in every fit as the recipe says), in-corpus and both
+    leave-corpus-out figures; and the full cross-validation (``cv_decisions``) for reuse."""
     corp, y = d.corpus, d.label
-    z, dec, _ = cv_decisions(d, recipe, fold)
+    cv = cv_decisions(d, recipe, fold)
+    z, dec = cv[0], cv[1]
     arch = np.flatnonzero(corp == ARCH)
     spk = np.array([r.speaker_id for r in d.records])
     out = {"archive": archive_metrics(d, z, dec, arch)}
@@ -133,23 +116,26 @@ def evaluate_c(d: Corpora, recipe: Recipe, fold: np.ndarray) -> dict:
     for c in (LIBRI, SO):
         m = np.flatnonzero((corp == c) & ratable)
         out[f"in_corpus_{c}"] = boot((dec[m] == y[m]).astype(float), spk[m])
-    ratable = np.array([f.speech_seconds >= RATABLE_S for f in d.feats])
     for held in (LIBRI, SO):
         train, test = np.flatnonzero(corp != held), np.flatnonzero(corp == held)
-        zz, dd = decide(d, recipe, train, test)
+        # the archive with that corpus left out of every fit; the same out-of-fold logits
+        # calibrate and threshold the head that then rates the left-out corpus
+        za, da, _, _ = cv_decisions(d, recipe, fold, sub=train)
+        out[f"archive_without_{held}"] = archive_metrics(d, za, da, arch)
+        w = cell_weights(d, train)
+        cal = Calibrator.fit(za[train], y[train], w)
+        t = choose_threshold(cal.apply(za[train]), y[train], w)
+        zz = fit_head(d, train, recipe).recording_logits(d, test)
+        dd = (cal.apply(zz) >= t).astype(int)
         ok = (dd == y[test]).astype(float)
         r3 = ratable[test]
-        # speaker level: a speaker's recordings' mean logit against the mean threshold logit is not
-        # defined by the bundle, so a speaker counts as correct when most of their recordings are
+        # speaker level: a speaker counts as correct when most of their ratable recordings are
         by_spk = {s: ok[(spk[test] == s) & r3].mean() for s in np.unique(spk[test][r3])}
         out[f"lco_{held}"] = {"correct": boot(ok[r3], spk[test][r3]), "correct_all_lengths": boot(ok, spk[test]),
                               "speakers_mostly_correct": float(np.mean([v > 0.5 for v in by_spk.values()])),
                               "n_ratable": int(r3.sum()), "n": int(len(test)),
-                              "median_logit": float(np.median(zz)), "decisions": dd.tolist(), "logits": zz.tolist()}
-        # the archive with that corpus left out of every fit
-        za, da, _ = cv_decisions(d, recipe, fold, sub=np.flatnonzero(corp != held))
-        out[f"archive_without_{held}"] = archive_metrics(d, za, da, arch)
-    return out
+                              "median_logit": float(np.median(zz)), "decisions": dd.tolist()}
+    return out, cv
 
 
 def choose_c(results: dict[float, dict], tolerance: float = 0.01) -> float:
@@ -165,7 +151,7 @@ def leave_text_out(d: Corpora, recipe: Recipe, fold: np.ndarray) -> list[list]:
     for test_half in (0, 1):
         same = cv_decisions(d, recipe, fold, test_half, test_half)
         other = cv_decisions(d, recipe, fold, 1 - test_half, test_half)
-        a_same, a_other = archive_metrics(d, same[0], same[1], arch), archive_metrics(d, other[0], other[1], arch)
+        a_same, a_other = archive_metrics(d, *same[:2], arch), archive_metrics(d, *other[:2], arch)
         rows.append([f"{'first' if test_half == 0 else 'second'} half", f"{a_same['balanced_accuracy'][0]:.3f} / {a_same['roc_auc']:.3f}",
                      f"{a_other['balanced_accuracy'][0]:.3f} / {a_other['roc_auc']:.3f}",
                      f"{a_other['balanced_accuracy'][0] - a_same['balanced_accuracy'][0]:+.3f}"])
@@ -186,10 +172,10 @@ def shortcut(d: Corpora, recipe: Recipe, z: np.ndarray) -> dict:
         is_other = (d.corpus[recs] == other).astype(int)
         groups_ = np.array([d.records[i].speaker_id for i in recs])
         scores = {"input": np.zeros(len(recs)), "input, nuisance projected out": np.zeros(len(recs))}
+        X = np.stack([d.rows[(d.row_rec == i) & (d.row_view == "clean")].mean(0) for i in recs])
         for tr, te in GroupKFold(5).split(recs, is_other, groups_):
             head = fit_head(d, np.concatenate([recs[tr], np.flatnonzero(d.label != label)]), recipe)
-            X = np.stack([d.rows[(d.row_rec == i) & (d.row_view == "clean")][:, head.cols].mean(0) for i in recs])
-            Z = (X - head.mean) / head.scale
+            Z = (X[:, head.cols] - head.mean) / head.scale
             P = Z if head.basis is None else Z - (Z @ head.basis.T) @ head.basis
             for name, M in (("input", Z), ("input, nuisance projected out", P)):
                 clf = LogisticRegression(C=0.01, max_iter=2000, class_weight="balanced").fit(M[tr], is_other[tr])
@@ -200,32 +186,20 @@ def shortcut(d: Corpora, recipe: Recipe, z: np.ndarray) -> dict:
     return out
 
 
-def channel_flips(d: Corpora, recipe: Recipe, fold: np.ndarray, z: np.ndarray, dec: np.ndarray) -> list[list]:
+def channel_flips(d: Corpora, fold: np.ndarray, cv: tuple) -> list[list]:
     """Archive natives' held-out augmented copies (another corpus' channel: band, codec, level,
-    room, noise): the mean change of the logit and the share that are decided non-native while
-    their clean recording is decided native."""
-    arch = np.flatnonzero(d.corpus == ARCH)
-    w = cell_weights(d)
-    views = sorted(v for v in np.unique(d.row_view) if v not in ("clean", "short"))
-    zv = {v: np.full(len(z), np.nan) for v in views}
-    thr = {}
-    for k in np.unique(fold):
-        te = np.flatnonzero(fold == k)
-        head = fit_head(d, np.flatnonzero(fold != k), recipe)
-        oth = fold != k
-        cal = Calibrator.fit(z[oth], d.label[oth], w[oth])
-        thr[k] = (cal, choose_threshold(cal.apply(z[oth]), d.label[oth], w[oth]))
-        for v in views:
-            zv[v][te] = head.recording_logits(d, te, view=v)
+    room, noise), rated by their fold's head and decided by their fold's calibration and threshold:
+    the mean change of the logit and the share decided non-native while the clean copy is native."""
+    z, dec, zv, fc = cv
+    nat = np.flatnonzero((d.corpus == ARCH) & (d.label == 1))
     rows = []
-    nat = arch[d.label[arch] == 1]
-    for v in views:
-        m = nat[~np.isnan(zv[v][nat])]
+    for v, zk in sorted(zv.items()):
+        m = nat[~np.isnan(zk[nat])]
         if not len(m):
             continue
-        dv = np.array([thr[fold[i]][0].apply(zv[v][i]) >= thr[fold[i]][1] for i in m]).astype(int)
+        dv = np.array([fc[fold[i]][0].apply(zk[i]) >= fc[fold[i]][1] for i in m]).astype(int)
         flips = (dec[m] == 1) & (dv == 0)
-        rows.append([v, len(m), f"{np.mean(zv[v][m] - z[m]):+.2f}", f"{100 * np.mean(flips):.1f}%"])
+        rows.append([v, len(m), f"{np.mean(zk[m] - z[m]):+.2f}", f"{100 * np.mean(flips):.1f}%"])
     return rows
 
 
@@ -258,17 +232,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     t0 = time.time()
     cfg = Config.load(args.config)
-    paths = [cfg.corpus, *cfg.corpora]
-    names = [Path(p).name for p in paths]
-    copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
-    d = load_corpora(corpus_recordings(paths), Path(cfg.cache).parent / "whisper", cfg.features.removeprefix("whisper-"), copies)
+    d, names = corpora_data(cfg)
     base = recipe_of(cfg.models[0], names)
     fold = folds_of(d, cfg.folds, cfg.seed)
     grid = args.C or list(dict.fromkeys([*C_GRID, base.C]))
-    results = {}
+    results, cvs = {}, {}
     for c in grid:
         t = time.time()
-        results[c] = evaluate_c(d, replace(base, C=c), fold)
+        results[c], cvs[c] = evaluate_c(d, replace(base, C=c), fold)
         r = results[c]
         print(f"C={c}: archive bacc {r['archive']['balanced_accuracy'][0]:.3f} AUC {r['archive']['roc_auc']:.3f} | "
               f"LCO libri {r[f'lco_{LIBRI}']['correct'][0]:.3f} so {r[f'lco_{SO}']['correct'][0]:.3f} | "
@@ -276,13 +247,12 @@ def main(argv: list[str] | None = None) -> None:
     chosen = choose_c(results)
     if chosen != base.C:
         print(f"note: the rule picks C = {chosen}, the config has C = {base.C}", file=sys.stderr)
-    r = results[base.C] if base.C in results else results[grid[0]]
     recipe = replace(base, C=base.C if base.C in results else grid[0])
-    z, dec, _ = cv_decisions(d, recipe, fold)
+    r, cv = results[recipe.C], cvs[recipe.C]
     lto = leave_text_out(d, recipe, fold)
-    sc = shortcut(d, recipe, z)
-    flips = channel_flips(d, recipe, fold, z, dec)
-    grp, grp_so = groups(d, dec, r[f"lco_{SO}"])
+    sc = shortcut(d, recipe, cv[0])
+    flips = channel_flips(d, fold, cv)
+    grp, grp_so = groups(d, cv[1], r[f"lco_{SO}"])
     write(Path(args.out), d, recipe, results, chosen, lto, sc, flips, grp, grp_so, time.time() - t0)
 
 
@@ -317,7 +287,7 @@ def lco_counts(r: dict) -> str:
 
 def write(out: Path, d, recipe, results, chosen, lto, sc, flips, grp, grp_so, seconds) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    slim = {str(c): {k: ({kk: vv for kk, vv in v.items() if kk not in ("decisions", "logits")} if isinstance(v, dict) else v)
+    slim = {str(c): {k: ({kk: vv for kk, vv in v.items() if kk != "decisions"} if isinstance(v, dict) else v)
                      for k, v in r.items()} for c, r in results.items()}
     n = {c: (int(np.sum(d.corpus == c)), len({r.speaker_id for r, cc in zip(d.records, d.corpus) if cc == c})) for c in np.unique(d.corpus)}
     (out / "results.json").write_text(json.dumps({"recipe": {k: v for k, v in recipe.__dict__.items()}, "by_C": slim, "chosen_C": chosen,

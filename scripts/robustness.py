@@ -69,14 +69,14 @@ def fold_calibrators(run: Path, logit: np.ndarray, y: np.ndarray, fold: np.ndarr
     path = run / "corpora_predictions.csv"
     if not path.exists():
         return [Calibrator.fit(logit[fold != f], y[fold != f]) for f in range(k)]
-    from accent_rater.multicorpus import cell_weights_of
+    from accent_rater.multicorpus import cell_weights_of, fold_calibration
 
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
     col = {c: np.array([r[c] for r in rows]) for c in ("corpus", "label", "speaker_id", "fold", "logit")}
     lg, lab, fo = col["logit"].astype(float), col["label"].astype(int), col["fold"].astype(int)
-    w = cell_weights_of(col["corpus"], lab, col["speaker_id"])
-    return [Calibrator.fit(lg[fo != f], lab[fo != f], w[fo != f]) for f in range(k)]
+    cal = fold_calibration(lg, lab, cell_weights_of(col["corpus"], lab, col["speaker_id"]), fo)
+    return [cal[f][0] for f in range(k)]
 
 
 def main() -> None:

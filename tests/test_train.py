@@ -358,6 +358,8 @@ def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
     assert {r["label"] for r in rows if r["corpus"] == "librispeech"} == {"1"}
     assert summary["corpora"]["speechocean762"]["speakers"] == 5 and summary["recipe"]["corpus_nuisance"] == 1
     assert all(0.0 <= float(r["p_native"]) <= 1.0 for r in rows)
+    notes = (out / "notes.md").read_text()  # the report's section on the other corpora
+    assert "| librispeech | native |" in notes and "| speechocean762 | non-native |" in notes
 
 
 def data_recordings(cfg: Config):

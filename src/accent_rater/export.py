@@ -222,9 +222,10 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
                        + "; ".join(f"{k} {v['delta_bacc'][0]:+.3f}" for k, v in cond.items())
                        + (f". Largest losses: {', '.join(k for k, _ in worst)}." if worst else ".") + "\n\n")
     text_losses, text_script = " and ".join(f"{-100 * v['delta_bacc'][0]:.1f}" for v in r.get("leave_text_out", {}).values()), "robustness"
-    cross = Path("reports") / "cross_corpus" / "results.json"
-    if not text_losses and cross.exists():  # a multi-corpus recipe measures it there
-        lto_rows = json.loads(cross.read_text()).get("leave_text_out", [])
+    from .multicorpus import CROSS_CORPUS_RESULTS
+
+    if not text_losses and CROSS_CORPUS_RESULTS.exists():  # a multi-corpus recipe measures it there
+        lto_rows = json.loads(CROSS_CORPUS_RESULTS.read_text()).get("leave_text_out", [])
         text_losses, text_script = " and ".join(f"{-100 * float(row[-1]):.1f}" for row in lto_rows), "cross_corpus"
     text_note = (f" The head is trained on {window_s:g} s windows from the whole passage"
                  + (f"; trained on one half of the passage and tested on the other, it loses {text_losses} points of "
@@ -307,11 +308,9 @@ def _other_corpora_text(summary: dict[str, Any]) -> str:
 
 def _cross_corpus_text() -> str:
     """The leave-corpus-out figures of ``scripts/cross_corpus.py``, when it has been run."""
-    path = Path("reports") / "cross_corpus" / "results.json"
-    if not path.exists():
-        return ""
-    r = json.loads(path.read_text())
-    res = r["by_C"].get(str(r["recipe"]["C"]))
+    from .multicorpus import cross_corpus_results
+
+    res = cross_corpus_results()
     if not res:
         return ""
 

@@ -19,14 +19,18 @@ recording, keyed by ``recording_key`` (the file's stem; the archive's stems are 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import data
 from .audio import MIN_SPEECH_SECONDS
+
+if TYPE_CHECKING:
+    from .calibration import Calibrator
 
 CORPORA = ("saa", "librispeech", "speechocean762")
 SHORT_WINDOW_S = 3.0  # the extra windows of ``Recipe.short``
@@ -49,10 +53,14 @@ class Corpora:
     row_rec: np.ndarray  # (N,) recording index of each row
     row_view: np.ndarray  # (N,) "clean", an augmentation kind, or "short" (3 s windows of the clean speech)
     row_copy: np.ndarray  # (N,) which copy of the recording a row belongs to (0 = clean, 1.. = augmented, -1 = short)
-    row_half: np.ndarray  # (N,) 0 = first half of the recording's speech, 1 = second half
     row_pos: np.ndarray  # (N,) where the window's centre lies in the recording's speech, 0..1
     feats: list = field(default_factory=list)  # clean WhisperFeatures per recording (first-language head, novelty)
     aug: list = field(default_factory=list)  # per recording its augmented copies as (kind, WhisperFeatures)
+
+    @property
+    def row_half(self) -> np.ndarray:
+        """(N,) 0 = the window lies in the first half of its recording's speech, 1 = the second."""
+        return (self.row_pos >= 0.5).astype(np.int8)
 
     def select(self, recs: np.ndarray, views: Sequence[str] | None = None) -> np.ndarray:
         """Row indices of recordings ``recs`` (optionally only the given views)."""
@@ -90,7 +98,7 @@ def corpus_recordings(paths: Sequence[str | Path], max_speakers: int = 0, seed: 
 def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "cache/whisper", size: str = "tiny.en",
                  copies: dict[str, int] | None = None, short: Sequence[str] = (), engine=None) -> dict[str, str]:
     """Whisper features of every recording of ``corpora`` ({name: recordings}; resumable): clean,
-    ``copies[name]`` augmented copies (``train.augment_kind``), and 3 s windows for the corpora named
+    ``copies[name]`` augmented copies (``augment.augment_kind``), and 3 s windows for the corpora named
     in ``short``. Utterances shorter than a rating needs are kept (down to 0.5 s of speech) but for
     the archive, whose readings are all long. Returns {key: error} of unusable recordings."""
     from . import features
@@ -111,31 +119,28 @@ def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "
     return errors
 
 
-def load_corpora(corpora: dict[str, list[data.Recording]] | None = None, cache: str | Path = "cache/whisper",
-                 size: str = "tiny.en", copies: dict[str, int] | None = None) -> Corpora:
-    """Every cached recording of ``corpora`` ({name: recordings}; default: all of ``CORPORA`` in
-    ``../shared/data``): clean, ``copies[name]`` augmented copies (default 2, 2, 1) and the 3 s
-    windows when cached; recordings without a clean cache file (unusable ones) are left out."""
+def load_corpora(corpora: dict[str, list[data.Recording]], cache: str | Path, size: str, copies: dict[str, int]) -> Corpora:
+    """Every cached recording of ``corpora`` ({name: recordings}, as ``build_caches`` wrote them):
+    clean, ``copies[name]`` augmented copies and the 3 s windows when cached; recordings without a
+    clean cache file (unusable ones) are left out. ``train.corpora_data`` gives a config's."""
     from .augment import augment_kind
     from .backbones.whisper import WhisperFeatures
+    from .features import cache_path
     from .models.whisper_heads import layer_rows
 
-    if corpora is None:
-        corpora = corpus_recordings([Path("../shared/data") / c for c in CORPORA])
-    copies = {"saa": 2, "librispeech": 2, "speechocean762": 1} if copies is None else copies
     records, corpus_of, rows, rec_of, view_of, copy_of, pos_of, feats, aug = [], [], [], [], [], [], [], [], []
     for corpus, recs in corpora.items():
         base, short = cache_dirs(cache, size, corpus)
         for rec in recs:
             key = recording_key(rec)
-            if not (base / f"{key}.npz").exists():
+            if not cache_path(base, key).exists():
                 continue
             i = len(records)
             records.append(rec)
             corpus_of.append(corpus)
-            views = [("clean", 0, base / f"{key}.npz")]
-            views += [(augment_kind(key, c), c + 1, base / f"{key}__aug{c}.npz") for c in range(copies.get(corpus, 0))]
-            views.append(("short", -1, short / f"{key}.npz"))
+            views = [("clean", 0, cache_path(base, key))]
+            views += [(augment_kind(key, c), c + 1, cache_path(base, f"{key}__aug{c}")) for c in range(copies.get(corpus, 0))]
+            views.append(("short", -1, cache_path(short, key)))
             aug.append([])
             for view, copy, path_ in views:
                 if not path_.exists():
@@ -151,10 +156,9 @@ def load_corpora(corpora: dict[str, list[data.Recording]] | None = None, cache: 
                 view_of += [view] * len(r)
                 copy_of.append(np.full(len(r), copy))
                 pos_of.append(_position(f.spans))
-    pos = np.concatenate(pos_of)
     return Corpora(records, np.array(corpus_of), np.array([r.label == data.NATIVE for r in records], int),
                    np.concatenate(rows), np.concatenate(rec_of), np.array(view_of), np.concatenate(copy_of),
-                   (pos >= 0.5).astype(np.int8), pos, feats, aug)
+                   np.concatenate(pos_of), feats, aug)
 
 
 @dataclass
@@ -166,16 +170,11 @@ class Recipe:
     augmented: bool = True  # the augmented copies train too
     short: bool = True  # the 3 s windows of the clean speech train too
     nuisance: int = 0  # channel directions projected out (top principal directions of copy - clean)
-    corpus_nuisance: int = 0  # corpus directions projected out: the within-label mean differences, then
-    # (corpus_nuisance - 1) rounds of a linear corpus classifier's direction (iterative nullspace projection)
+    corpus_nuisance: int = 0  # > 0: the corpora's within-label mean differences are projected out
     view_nuisance: bool = False  # each view's (augmentation kind's, 3 s windows', second half's) mean shift from clean
-    text_nuisance: int = 0  # passage parts (bins) whose mean directions are projected out (0 = none)
-    text_rounds: int = 1  # then (text_rounds - 1) rounds of a linear position classifier's directions
     scale_floor: float = 0.0  # a column's scale is at least this fraction of its (layer, mean/std) block's median scale
-    mean_weight: float = 1.0  # the time-mean columns' scale relative to the std columns (< 1: more regularised)
     columns: str = "all"  # which of every layer's (mean, std) statistics the head reads: ``feature_columns``
     halves: tuple[int, ...] = (0, 1)  # which halves of each recording's speech train (leave-text-out)
-    aug_weight: float = 1.0  # weight of one augmented copy relative to the clean recording
     extra: dict[str, float] = field(default_factory=dict)  # weight of a corpus' cell relative to the archive's (default 1)
 
 
@@ -224,7 +223,7 @@ def feature_columns(spec: str) -> np.ndarray:
 def row_weights(d: Corpora, idx: np.ndarray, recipe: Recipe) -> np.ndarray:
     """Each (corpus, label) cell of the training rows weighs the same (times ``recipe.extra``),
     each speaker the same within its cell, each recording within its speaker, each view within its
-    recording (an augmented copy ``aug_weight`` times the clean one) and each window within its
+    recording and each window within its
     view; natives and non-natives weigh the same in all; the total is the number of speakers."""
     rec = d.row_rec[idx]
     w = np.ones(len(idx))
@@ -234,8 +233,6 @@ def row_weights(d: Corpora, idx: np.ndarray, recipe: Recipe) -> np.ndarray:
     _, inv_v = np.unique(rec, return_inverse=True)
     views_per_rec = np.bincount(inv_v, weights=w)
     w /= views_per_rec[inv_v]  # views of one recording
-    w *= np.where(d.row_copy[idx] > 0, recipe.aug_weight, 1.0)
-    w /= np.bincount(inv_v, weights=w)[inv_v]
     spk = np.array([d.records[r].speaker_id for r in rec])
     _, inv_s = np.unique(spk, return_inverse=True)
     w /= np.bincount(inv_s, weights=w)[inv_s]  # recordings of one speaker
@@ -276,11 +273,9 @@ def nuisance_basis(d: Corpora, recs: np.ndarray, mean: np.ndarray, scale: np.nda
             _, _, vt = randomized_svd(D, min(recipe.nuisance, len(D) - 1), random_state=0)
             dirs.append(vt)
     if recipe.corpus_nuisance:
-        dirs += corpus_directions(d, recs if given is None else given, z, recipe.corpus_nuisance)
+        dirs += corpus_directions(d, recs if given is None else given, z)
     if recipe.view_nuisance:
         dirs += view_directions(d, recs, z)
-    if recipe.text_nuisance:
-        dirs += text_directions(d, recs[d.corpus[recs] == "saa"], z, recipe.text_nuisance, recipe.text_rounds)
     if not dirs:
         return None
     q, _ = np.linalg.qr(np.concatenate(dirs).T)
@@ -305,52 +300,19 @@ def view_directions(d: Corpora, recs: np.ndarray, z) -> list[np.ndarray]:
     return found
 
 
-def text_directions(d: Corpora, recs: np.ndarray, z, bins: int, rounds: int = 1) -> list[np.ndarray]:
-    """Directions that tell where in the passage a window is (so which words it holds), within
-    each label: the means of ``bins`` equal parts of the passage (by the window's relative position),
-    then ``rounds - 1`` times a linear position classifier's directions after projecting those out."""
-    from sklearn.linear_model import LogisticRegression
-
-    found: list[np.ndarray] = []
-    views = ["clean", "short"]
-    for v in (0, 1):
-        idx = d.select(recs[d.label[recs] == v], views)
-        if not len(idx):
-            continue
-        Z = z(d.rows[idx])
-        b = np.minimum((d.row_pos[idx] * bins).astype(int), bins - 1)
-        means = [Z[b == k].mean(0) for k in range(bins) if np.sum(b == k) > 10]
-        grand = Z.mean(0)
-        found += [(m - grand)[None] for m in means[:-1]]
-        for _ in range(rounds - 1):
-            q, _ = np.linalg.qr(np.concatenate(found).T)
-            clf = LogisticRegression(C=0.01, max_iter=300).fit(Z - (Z @ q) @ q.T, b)
-            found += [c[None] / np.linalg.norm(c) for c in np.atleast_2d(clf.coef_) if np.linalg.norm(c) > 1e-8]
-    return found
-
-
-def corpus_directions(d: Corpora, recs: np.ndarray, z, rounds: int) -> list[np.ndarray]:
-    """Directions that tell the corpora apart within a label: their mean differences, then
-    ``rounds - 1`` times the direction of a linear corpus classifier fitted after projecting out
-    every direction found so far."""
-    from sklearn.linear_model import LogisticRegression
-
+def corpus_directions(d: Corpora, recs: np.ndarray, z) -> list[np.ndarray]:
+    """Directions that tell the corpora apart within a label: each corpus' mean minus the mean of
+    the corpora's means (one fewer than the corpora of that label). With them projected out, every
+    corpus has the same mean at a label, so a linear score cannot separate them on average."""
     found: list[np.ndarray] = []
     for v in (0, 1):
-        cells = [c for c in np.unique(d.corpus[recs]) if np.any((d.corpus[recs] == c) & (d.label[recs] == v))]
+        own = recs[d.label[recs] == v]
+        cells = list(np.unique(d.corpus[own]))
         if len(cells) < 2:
             continue
-        idx = d.select(recs[d.label[recs] == v], ["clean"])
-        Z = z(d.rows[idx])
-        lab = d.corpus[d.row_rec[idx]]
-        means = [Z[lab == c].mean(0) for c in cells]
+        means = [z(d.rows[d.select(own[d.corpus[own] == c], ["clean"])]).mean(0) for c in cells]
         grand = np.mean(means, 0)
         found += [(m - grand)[None] for m in means[:-1]]
-        for _ in range(rounds - 1):
-            q, _ = np.linalg.qr(np.concatenate(found).T)
-            Zp = Z - (Z @ q) @ q.T
-            clf = LogisticRegression(C=0.01, max_iter=500, class_weight="balanced").fit(Zp, lab)
-            found += [c[None] / np.linalg.norm(c) for c in np.atleast_2d(clf.coef_) if np.linalg.norm(c) > 1e-8]
     return found
 
 
@@ -376,9 +338,6 @@ def fit_head(d: Corpora, recs: np.ndarray, recipe: Recipe) -> LinearHead:
         block = np.repeat(np.arange(len(cols) // D_STATE), D_STATE)  # columns come in blocks of one (layer, part)
         med = np.array([np.median(scale[block == b]) for b in range(block.max() + 1)])[block]
         scale = np.maximum(scale, recipe.scale_floor * med).astype(np.float32)
-    if recipe.mean_weight != 1.0:  # a column whose values shrink weighs less under the same L2 penalty
-        is_mean = np.isin(cols, feature_columns("all:mean"))
-        scale = np.where(is_mean, scale / recipe.mean_weight, scale).astype(np.float32)
     Z = (X - mean) / scale
     basis = nuisance_basis(d, recs, mean, scale, recipe, cols, given)
     if basis is not None:
@@ -404,24 +363,46 @@ def folds_of(d: Corpora, k: int = 5, seed: int = 0) -> np.ndarray:
     return fold
 
 
-def cross_validate(d: Corpora, recipe: Recipe, fold: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], list[np.ndarray], list[LinearHead]]:
-    """Out-of-fold recording logits of every recording (clean), of its augmented copies by view,
-    and its window logits, each fold's from a head trained on the other folds; and those heads."""
+def cross_validate(d: Corpora, recipe: Recipe, fold: np.ndarray, recs: np.ndarray | None = None, half: int | None = None
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray], list[np.ndarray], list[LinearHead]]:
+    """Out-of-fold recording logits of the recordings ``recs`` (default: all; only they train),
+    clean, of their augmented copies by view, and their window logits, each fold's from a head
+    trained on the other folds; and those heads. ``half``: score one half of each recording only
+    (leave-text-out; train on one half with ``recipe.halves``). Others' entries stay NaN / empty."""
+    recs = np.arange(len(d.records)) if recs is None else np.asarray(recs)
     heads = []
     z = np.full(len(d.records), np.nan)
     views = [v for v in np.unique(d.row_view) if v not in ("clean", "short")]
     zv = {v: np.full(len(d.records), np.nan) for v in views}
     seg: list[np.ndarray] = [np.zeros(0)] * len(d.records)
-    for k in np.unique(fold):
-        te = np.flatnonzero(fold == k)
-        head = fit_head(d, np.flatnonzero(fold != k), recipe)
+    for k in np.unique(fold[recs]):
+        te = recs[fold[recs] == k]
+        head = fit_head(d, recs[fold[recs] != k], recipe)
         heads.append(head)
-        z[te] = head.recording_logits(d, te)
+        z[te] = head.recording_logits(d, te, half=half)
         for v in views:
-            zv[v][te] = head.recording_logits(d, te, view=v)
+            zv[v][te] = head.recording_logits(d, te, view=v, half=half)
+        rows = d.select(te, ["clean"])  # one pass over the fold's rows, in window order
+        zr, owner = head.logits(d.rows[rows]), d.row_rec[rows]
         for i in te:
-            seg[i] = head.logits(d.rows[(d.row_rec == i) & (d.row_view == "clean")])
+            seg[i] = zr[owner == i]
     return z, zv, seg, heads
+
+
+def fold_calibration(z: np.ndarray, y: np.ndarray, w: np.ndarray, fold: np.ndarray,
+                     ok: np.ndarray | None = None) -> dict[int, tuple["Calibrator", float]]:
+    """Each fold's Platt calibration and balanced threshold, both fitted on the other folds'
+    out-of-fold logits (the ``ok`` ones) with weights ``w``: how a fold's recordings are decided
+    without their own logits choosing anything."""
+    from .calibration import Calibrator, choose_threshold
+
+    ok = np.ones(len(z), bool) if ok is None else ok
+    out = {}
+    for k in np.unique(fold[ok]):
+        oth = ok & (fold != k)
+        cal = Calibrator.fit(z[oth], y[oth], w[oth])
+        out[int(k)] = (cal, choose_threshold(cal.apply(z[oth]), y[oth], w[oth]))
+    return out
 
 
 def cell_weights(d: Corpora, recs: np.ndarray | None = None) -> np.ndarray:
@@ -497,3 +478,40 @@ def write_run_files(out: Path, d, name: str, fold: np.ndarray, fold_heads, cal, 
         for i, r in enumerate(d.records):
             wr.writerow([d.corpus[i], recording_key(r), r.speaker_id, y[i], r.native_language, "" if r.age is None else r.age,
                          fold[i], f"{z[i]:.5f}", f"{p[i]:.6f}"])
+
+
+CROSS_CORPUS_RESULTS = Path("reports") / "cross_corpus" / "results.json"  # written by scripts/cross_corpus.py
+
+
+def cross_corpus_results(path: Path = CROSS_CORPUS_RESULTS) -> dict | None:
+    """``scripts/cross_corpus.py``'s figures at the recipe's own C (leave-corpus-out ``lco_<corpus>``,
+    ``in_corpus_<corpus>``, archive), or None when it has not been run."""
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    return r["by_C"].get(str(r["recipe"]["C"]))
+
+
+def corpora_notes(d: Corpora, p: np.ndarray, threshold: float, archive: str) -> str:
+    """The report's section on the other corpora: this run's out-of-fold decisions on them (their
+    other speakers in the fit), beside the leave-corpus-out figures of ``scripts/cross_corpus.py``
+    (each corpus out of every fit: the estimate for corpora never seen) when it has been run."""
+    rows = []
+    for c in dict.fromkeys(d.corpus):
+        if c == archive:
+            continue
+        m = (d.corpus == c) & np.array([f.speech_seconds >= MIN_SPEECH_SECONDS for f in d.feats])
+        target = int(d.label[m][0]) if m.any() else 1
+        share = float(np.mean((p[m] >= threshold) == target)) if m.any() else float("nan")
+        rows.append(f"| {c} | {'native' if target else 'non-native'} | {int(m.sum())} | {100 * share:.1f}% |")
+    res = cross_corpus_results() or {}
+    lco_text = ""
+    if res:
+        lco_text = "\n".join(f"| {c} | {100 * res[f'lco_{c}']['correct'][0]:.1f}% [{100 * res[f'lco_{c}']['correct'][1]:.1f}, "
+                             f"{100 * res[f'lco_{c}']['correct'][2]:.1f}] |" for c in dict.fromkeys(d.corpus) if f"lco_{c}" in res)
+        lco_text = ("\n\nLeave-corpus-out (`scripts/cross_corpus.py`, the corpus out of every fit, calibration and threshold; "
+                    "95% speaker bootstrap): the best estimate for corpora never seen.\n\n| corpus | rated as its label |\n|---|---|\n"
+                    + lco_text)
+    return ("## Beyond the archive\n\nThis run's out-of-fold decisions at its threshold on the other corpora (their other "
+            "speakers in the fit; recordings with the 3 s of speech a rating needs):\n\n| corpus | label | recordings | "
+            "rated as its label |\n|---|---|---|---|\n" + "\n".join(rows) + lco_text + "\n")

@@ -357,6 +357,23 @@ def run(cfg: Config) -> dict[str, Any]:
     return summary
 
 
+def corpora_data(cfg: Config, build: bool = False):
+    """``multicorpus.Corpora`` of a config's corpora (``corpus`` first, then ``corpora``), from the
+    feature caches it names (built first, resumably, when ``build``), and the corpus names."""
+    from .multicorpus import build_caches, corpus_recordings, load_corpora
+
+    paths = [cfg.corpus, *cfg.corpora]
+    names = [Path(p).name for p in paths]
+    size = cfg.features.removeprefix("whisper-")
+    cache = Path(cfg.cache).parent / "whisper"
+    copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
+    corpora = corpus_recordings(paths, cfg.max_speakers, cfg.seed)
+    if build:
+        for k, e in build_caches(corpora, cache, size, copies, cfg.short_corpora, cfg.engine).items():
+            print(f"unusable recording {k}: {e}")
+    return load_corpora(corpora, cache, size, copies), names
+
+
 def run_corpora(cfg: Config) -> dict[str, Any]:
     """``accent-rater train`` for a config with ``corpora``: cross-validate the recipe over every
     corpus (speaker-disjoint folds within each), calibrate and choose the threshold with every
@@ -367,23 +384,14 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
 
     from .calibration import Calibrator, choose_threshold
     from .models.whisper_heads import WhisperFamily
-    from .multicorpus import (build_caches, cell_weights, corpus_recordings, cross_validate, fit_head, folds_of,
-                              load_corpora, recipe_of, write_run_files)
+    from .multicorpus import (cell_weights, corpora_notes, cross_validate, fit_head, fold_calibration, folds_of, recipe_of,
+                              write_run_files)
     from .profile import reference_scores
 
     t0 = time.time()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [cfg.corpus, *cfg.corpora]
-    names = [Path(p).name for p in paths]
-    size = cfg.features.removeprefix("whisper-")
-    cache = Path(cfg.cache).parent / "whisper"
-    copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
-    corpora = corpus_recordings(paths, cfg.max_speakers, cfg.seed)
-    errors = build_caches(corpora, cache, size, copies, cfg.short_corpora, cfg.engine)
-    for k, e in errors.items():
-        print(f"unusable recording {k}: {e}")
-    d = load_corpora(corpora, cache, size, copies)
+    d, names = corpora_data(cfg, build=True)
     recipe = recipe_of(cfg.models[0], names)
     if recipe.columns != "all":
         raise ValueError("a bundled head reads every column: columns = 'all' (other columns are for experiments)")
@@ -391,7 +399,7 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     fold = folds_of(d, cfg.folds, cfg.seed)
     z, zv, seg, fold_heads = cross_validate(d, recipe, fold)
     w = cell_weights(d)
-    cal = [Calibrator.fit(z[fold != k], y[fold != k], w[fold != k]) for k in range(cfg.folds)]
+    cal = {k: c for k, (c, _) in fold_calibration(z, y, w, fold).items()}  # the threshold is chosen once, below
     p = np.array([cal[k].apply(zi) for zi, k in zip(z, fold)])
     calibrator = Calibrator.fit(z, y, w)
     threshold = choose_threshold(p, y, w)
@@ -417,10 +425,11 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     if cfg.bundle_dir:
         from .export import export_bundle
 
-        export_bundle(Path(cfg.bundle_dir), [(name, fam)], None, calibrator, threshold, summary, backbone=size, l1=l1_head,
+        export_bundle(Path(cfg.bundle_dir), [(name, fam)], None, calibrator, threshold, summary, backbone=cfg.features.removeprefix("whisper-"), l1=l1_head,
                       novelty=novelty)
     summary["seconds_total"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "notes.md").write_text(corpora_notes(d, p, threshold, names[0]))  # report_run appends it
     return summary
 
 
