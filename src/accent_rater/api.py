@@ -46,6 +46,7 @@ from .limits import Settings
 from .rater import AccentResult, Rater
 from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
 from .upload import Upload, mib, read_file, read_files, too_large_error
+from .pronunciation import NoPronunciationError
 from .words import MAX_TEXT_CHARS, TextError, reading_text, text_words
 
 log = logging.getLogger("accent_rater.api")
@@ -132,7 +133,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(request, exc.http_status, exc.to_dict())
 
     @app.exception_handler(TextError)
-    async def _text_error(request: Request, exc: TextError) -> JSONResponse:
+    @app.exception_handler(NoPronunciationError)
+    async def _text_error(request: Request, exc: TextError | NoPronunciationError) -> JSONResponse:
         return _error(request, exc.http_status, error_body(exc.code, str(exc)))
 
     @app.exception_handler(WeightsError)
@@ -220,15 +222,24 @@ _TEXT = Query(None, max_length=MAX_TEXT_CHARS, description="The text that was re
               "which wins); default: the Stella passage; empty: free speech (a transcript only)")
 
 
-def word_options(words: bool, text: str | None, form: dict[str, str]) -> dict[str, Any]:
-    """``Rater.rate``'s word-feedback options from the query and the multipart fields (a field
-    wins); an unusable text is a 422 ``bad_text`` before any rating."""
-    if form.get("words", str(words)).strip().lower() not in ("true", "1", "yes", "on"):
+_PRONUNCIATION = Query(False, description="Pronunciation scores (also a multipart field `pronunciation`): "
+                       "`pronunciation` (accuracy, fluency, prosody, total, 0-100) and word feedback with each word's "
+                       "`accuracy`, against `text`; speech too short for the accent (under 3 s) gets them without "
+                       "the accent fields (see `parts`)")
+_YES = ("true", "1", "yes", "on")
+
+
+def word_options(words: bool, text: str | None, form: dict[str, str], pronunciation: bool = False) -> dict[str, Any]:
+    """``Rater.rate``'s word-feedback and pronunciation options from the query and the multipart
+    fields (a field wins); an unusable text is a 422 ``bad_text`` before any rating."""
+    words = form.get("words", str(words)).strip().lower() in _YES
+    pronunciation = form.get("pronunciation", str(pronunciation)).strip().lower() in _YES
+    if not (words or pronunciation):
         return {}
     text = reading_text(form.get("text", text))
     if text:
         text_words(text)  # TextError: a 422 through its handler
-    return {"words": True, "text": text}
+    return {"words": True, "text": text, **({"pronunciation": True} if pronunciation else {})}
 
 
 def words_unavailable(exc: WeightsError) -> dict[str, Any]:
@@ -291,14 +302,16 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         tags=["rating"],
     )
     async def rate(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR,
-                   words: bool = _WORDS, text: Optional[str] = _TEXT) -> dict[str, Any]:
+                   words: bool = _WORDS, text: Optional[str] = _TEXT,
+                   pronunciation: bool = _PRONUNCIATION) -> dict[str, Any]:
         """Rate how native the accent in one recording sounds. Send the file as multipart field `file`, or as
         the raw request body (a `Content-Disposition: attachment; filename=...` header names it). With
-        `words=true`, also which words of the text read were heard as written."""
+        `words=true`, also which words of the text read were heard as written; with `pronunciation=true`,
+        pronunciation scores."""
         pool: RatingPool = request.app.state.pool
         with pool.admit():
             upload = await read_file(request, s.max_bytes)
-            options = word_options(words, text, upload.form)
+            options = word_options(words, text, upload.form, pronunciation)
             result = (await pool.rate(rater_view(rater, threshold, prior), upload.data, **options)).to_dict()
         return {"filename": upload.filename, **result} if upload.filename else result
 
@@ -311,9 +324,11 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         tags=["rating"],
     )
     async def rate_batch(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR,
-                         words: bool = _WORDS, text: Optional[str] = _TEXT) -> dict[str, Any]:
+                         words: bool = _WORDS, text: Optional[str] = _TEXT,
+                         pronunciation: bool = _PRONUNCIATION) -> dict[str, Any]:
         """Rate up to `max_batch` recordings sent as repeated multipart field `files`. Each file gets either
-        a result or an `error` entry: one bad file never fails the batch. `words` / `text` as for one file."""
+        a result or an `error` entry: one bad file never fails the batch. `words` / `text` / `pronunciation` as
+        for one file."""
         pool: RatingPool = request.app.state.pool
         view = rater_view(rater, threshold, prior)
 
@@ -334,7 +349,9 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
 
         with pool.admit():
             uploads = await read_files(request, s.max_bytes, s.max_batch)
-            options = word_options(words, text, uploads[0].form)
+            options = word_options(words, text, uploads[0].form, pronunciation)
+            if options.get("pronunciation"):
+                view.pronunciation_head  # noqa: B018 - NoPronunciationError: one 501, not one per file
             return {"results": list(await asyncio.gather(*(one(u, options) for u in uploads)))}
 
     @app.get("/v1/model", response_model=ModelInfo, responses=auth, summary="The model card", tags=["model"])

@@ -490,7 +490,7 @@ def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_
     regions = detect_speech(vad_input)
     speech_s = sum(e - s for s, e in regions) / SAMPLE_RATE - 2 * SPEECH_PAD_SECONDS * len(regions)
     speech_s = max(0.0, speech_s)
-    if speech_s < MIN_ANY_SPEECH_SECONDS:
+    if speech_s < min(MIN_ANY_SPEECH_SECONDS, min_speech_seconds):  # a single short word may be asked for
         raise SilentAudioError(f"no speech found in {duration:.1f} s of audio ({level:.0f} dBFS)")
     if speech_s < min_speech_seconds:
         raise TooLittleSpeechError(

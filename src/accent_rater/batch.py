@@ -6,7 +6,9 @@ Inputs (``plan``):
 - a folder: its audio files (``audio.AUDIO_EXTENSIONS``), walked recursively; a folder with no audio
   files but ``*.parquet`` shards is read as those shards;
 - a CSV or Parquet manifest with a ``path`` column (relative paths are read against the manifest's
-  folder; the output keeps them as written); its other columns are carried through;
+  folder; the output keeps them as written); its other columns are carried through; with word
+  feedback or pronunciation scores, a ``text`` column gives each row the text read (an empty cell:
+  free speech; a bad text fails that row only);
 - Hugging Face parquet shards (an ``audio`` column: a {bytes, path} struct or binary): the bytes are
   rated straight from the shard, in units of at most ``UNIT_ROWS`` rows of one row group; a row's
   ``path`` is ``<shard>#<row>``; the shard's other columns, and ``audio.path`` as ``audio_path``, are
@@ -16,7 +18,8 @@ A carried column whose name is an output column is renamed ``input_<name>``.
 
 Output (``RESULT_SCHEMA``, then the carried columns): ``path``, the fields of ``rate --json``
 (``AccentResult.to_dict()``, the same numbers and rounding; ``segments``, ``l1`` and ``words`` as
-lists of structs, ``reading`` a struct, null without word feedback (``--words``)), ``model`` (name
+lists of structs, ``reading`` and ``pronunciation`` structs, null without word feedback (``--words``)
+or pronunciation scores (``--pronunciation``); ``parts`` what each row holds), ``model`` (name
 and version, on failed rows too), ``error_code`` / ``error_message`` (null when rated). A file that cannot be rated is a row with its error, never an abort.
 JSONL when the name ends in ``.jsonl`` (a line per row, appended as rows arrive), else Parquet: rows go
 to part files in ``<out>.parts/`` as they arrive (at least every ``PART_ROWS`` rows or
@@ -41,17 +44,19 @@ from . import audio
 from .data import PATH_COLUMNS, audio_bytes, manifest_path
 from .engine import Engine, run_map
 from .errors import error_of
+from .pronunciation import Pronunciation
 from .rater import Rater
 from .words import Reading, Word
 
 UNIT_ROWS = 16
+TEXT_COLUMN = "text"  # a manifest column giving each row the text read (word feedback, pronunciation)
 PART_ROWS = 256
 PART_SECONDS = 30.0
 
 
 RESULT_COLUMNS = ("path", "p_native", "label", "score", "band", "borderline", "threshold", "speech_seconds",
                   "duration_seconds", "segments", "model", "profile", "warnings", "l1", "l1_guess", "words", "transcript",
-                  "reading", "error_code", "error_message")
+                  "reading", "pronunciation", "parts", "error_code", "error_message")
 
 
 def _result_schema() -> Any:
@@ -61,8 +66,10 @@ def _result_schema() -> Any:
     types = {"p_native": pa.float64(), "score": pa.int64(), "borderline": pa.bool_(), "threshold": pa.float64(),
              "speech_seconds": pa.float64(), "duration_seconds": pa.float64(), "segments": pa.list_(segment),
              "warnings": pa.list_(pa.string()), "l1": pa.list_(pa.struct([("language", pa.string()), ("p", pa.float64())])),
-             "words": pa.list_(pa.struct([(f, pa.float64() if f in ("start", "end", "confidence") else pa.string())
+             "words": pa.list_(pa.struct([(f, pa.float64() if f in ("start", "end", "confidence", "accuracy") else pa.string())
                                           for f in Word._fields])),
+             "pronunciation": pa.struct([(f, pa.float64()) for f in Pronunciation._fields]),
+             "parts": pa.list_(pa.string()),
              "reading": pa.struct([(f, pa.float64() if f in ("accuracy", "words_per_minute") else pa.int64())
                                    for f in Reading._fields])}
     return pa.schema([(c, types.get(c, pa.string())) for c in RESULT_COLUMNS])
@@ -107,6 +114,8 @@ def _rate_unit(opts: dict[str, Any], uid: int, unit: tuple) -> tuple[int, list[d
     -> (uid, output rows in the unit's order)."""
     rater, options = _rater(opts), opts.get("rate", {})
     if unit[0] == "file":
+        if len(unit) > 3 and unit[3] is not None and options:  # the manifest's text column: this row's own text
+            options = {**options, "text": unit[3]}
         return uid, [flat_row(rate_row(rater, unit[2], unit[1], **options), rater.name)]
     import pyarrow.parquet as pq
 
@@ -185,7 +194,8 @@ def _plan_manifest(manifest: Path, rows: list[dict[str, Any]], done: AbstractSet
         key = str(row.pop(column) or "")
         if key not in done:
             path = manifest_path(manifest, key)
-            out.add(("file", key, str(path.resolve())), [_carried(row)])
+            text = row.get(TEXT_COLUMN)
+            out.add(("file", key, str(path.resolve()), None if text is None else str(text)), [_carried(row)])
 
 
 def _has_audio_bytes(schema: Any) -> bool:
@@ -360,8 +370,8 @@ def run_batch(source: Path, out: Path, engine: Engine, opts: dict[str, Any], *, 
     from tqdm import tqdm
 
     rater, options = _rater(opts), opts.get("rate", {})  # a bad --model or threshold fails here, not in every worker
-    if options.get("words"):
-        rater.check_words(options.get("text"))
+    if options.get("words") or options.get("pronunciation"):
+        rater.check_words(options.get("text"), bool(options.get("pronunciation")))
     writer = ResultWriter(out, resume)
     done = writer.done_paths()
     work = plan(source, done)

@@ -41,6 +41,13 @@ def _audio_files(inputs: List[Path]) -> tuple[list[Path], list[tuple[Path, str]]
     return files, missing
 
 
+PRONUNCIATION_HELP = ("Pronunciation scores (accuracy, fluency, prosody, total, 0-100) and word feedback with each "
+                      "word's accuracy, against --text; also for speech too short for the accent (down to one word).")
+PRONUNCIATION_NOTE = ("Pronunciation (0-100): accuracy = the sounds of the words; fluency = smooth flow, few pauses; "
+                      "prosody = intonation, stress and rhythm; total = overall. Scaled as experts rate learners' "
+                      "readings (speechocean762): not a test score, not a judgement of a person.")
+
+
 @app.command()
 def rate(
     inputs: List[Path] = typer.Argument(..., help="Audio files or directories (walked recursively)."),
@@ -55,6 +62,7 @@ def rate(
     words: bool = typer.Option(False, "--words", help="Word feedback: which words of the text read were heard as written (needs the Whisper base weights: accent-rater fetch-weights --words)."),
     text: Optional[str] = typer.Option(None, "--text", help="The text that was read (default: the Stella passage); \"\" for free speech (a transcript only)."),
     text_file: Optional[Path] = typer.Option(None, "--text-file", exists=True, dir_okay=False, help="Read the text from this file."),
+    pronunciation: bool = typer.Option(False, "--pronunciation", help=PRONUNCIATION_HELP),
 ) -> None:
     """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
     from rich.console import Console
@@ -63,6 +71,7 @@ def rate(
 
     from .batch import rate_row
     from .errors import error_body
+    from .pronunciation import ASPECTS
     from .rater import Rater
 
     err = Console(stderr=True)
@@ -76,7 +85,7 @@ def rate(
         hint = f" (bundled models: {', '.join(BUNDLED_MODELS)})" if isinstance(exc, FileNotFoundError) and model else ""
         err.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    options = _word_options(rater, text, text_file, err) if words else {}
+    options = _word_options(rater, text, text_file, err, pronunciation) if words or pronunciation else {}
     rows: list[dict] = [{"path": str(p), **error_body("not_found", why)} for p, why in missing]
 
     # the model is loaded once; onnxruntime and numpy release the GIL, so threads use every core
@@ -89,25 +98,32 @@ def rate(
     else:
         show_l1 = bool(rater.l1_languages) or any(r.get("l1") for r in rows)
         table = Table(title=f"Accent rating ({rater.name}{f', site profile {rater.profile.name}' if rater.profile else ''})")
-        cols = ["file", "score", "band", "p_native", "label", "speech s"] + ([L1_COLUMN] if show_l1 else []) + ["notes"]
+        scores = list(ASPECTS) if pronunciation else []
+        cols = ["file", "score", "band", "p_native", "label", "speech s"] + scores + ([L1_COLUMN] if show_l1 else []) + ["notes"]
         for col in cols:
-            table.add_column(col, justify="right" if col in ("score", "p_native", "speech s") else "left", no_wrap=col != "notes")
+            table.add_column(col, justify="right" if col in ("score", "p_native", "speech s", *scores) else "left", no_wrap=col != "notes")
         for row in rows:
             name = Path(row["path"]).name
             if "error" in row:
-                cells = [name, "-", "-", "-", "[red]error[/red]", "-"] + (["-"] if show_l1 else [])
+                cells = [name, "-", "-", "-", "[red]error[/red]", "-"] + ["-"] * len(scores) + (["-"] if show_l1 else [])
                 table.add_row(*cells, f"{row['error']['code']}: {row['error']['message']}")
             else:
                 notes = "; ".join((["borderline"] if row["borderline"] else []) + row["warnings"])
-                cells = [name, str(row["score"]), row["band"], f"{row['p_native']:.2f}", row["label"], f"{row['speech_seconds']:.0f}"]
+                rated = row["p_native"] is not None
+                cells = [name, str(row["score"]) if rated else "-", row["band"] or "-", f"{row['p_native']:.2f}" if rated else "-",
+                         row["label"] or "-", f"{row['speech_seconds']:.1f}" if not rated else f"{row['speech_seconds']:.0f}"]
+                marks = row.get("pronunciation") or {}
+                cells += [f"{marks[a]:.0f}" if a in marks else "-" for a in scores]
                 table.add_row(*cells, *([l1_text(row)] if show_l1 else []), notes)
         out = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole file names
         out.print(table)
         out.print("Score = 100 x P(native-sounding accent). It rates accent only, not intelligibility or proficiency.")
+        if pronunciation:
+            out.print(PRONUNCIATION_NOTE, markup=False)
         if show_l1:
             out.print(l1_note(rater.l1_languages), markup=False)
         for row in rows:
-            if words and "error" not in row:
+            if (words or pronunciation) and "error" not in row:
                 _print_words(out, row)
     if csv_out:
         _write_csv(csv_out, rows)
@@ -119,19 +135,20 @@ L1_COLUMN = "first language (guess)"
 WORD_STYLES = {"ok": "green", "unclear": "yellow", "different": "bold red", "missed": "dim strike", "extra": "dim italic"}
 
 
-def _word_options(rater, text: str | None, text_file: Path | None, err) -> dict:
-    """``rate``'s keyword options for word feedback, after checking the text and loading Whisper base
-    (a missing weights folder or an unusable text stops here, before any file is rated)."""
+def _word_options(rater, text: str | None, text_file: Path | None, err, pronunciation: bool = False) -> dict:
+    """``rate``'s keyword options for word feedback (and pronunciation scores), after checking the
+    text and loading Whisper base (a missing weights folder, an unusable text or a model without
+    pronunciation heads stops here, before any file is rated)."""
     from .backbones.whisper import WeightsError
     from .words import TextError
 
     text = _words_text(text, text_file)
     try:
-        rater.check_words(text)
-    except (WeightsError, TextError) as exc:
+        rater.check_words(text, pronunciation)
+    except (WeightsError, TextError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
-    return {"words": True, "text": text}
+    return {"words": True, "text": text, **({"pronunciation": True} if pronunciation else {})}
 
 
 def _words_text(text: str | None, text_file: Path | None) -> str:
@@ -156,7 +173,10 @@ def _print_words(out, row: dict) -> None:
         return
     line = Text()
     for w in row["words"]:
-        line.append((w["word"] or f"+{w['heard']}") + " ", style=WORD_STYLES[w["status"]])
+        shown = w["word"] or f"+{w['heard']}"
+        if w.get("accuracy") is not None:
+            shown += f"({w['accuracy']:.0f})"
+        line.append(shown + " ", style=WORD_STYLES[w["status"]])
     out.print(line)
     r = row["reading"]
     out.print(f"{r['ok']} of {r['words']} words ok ({100 * r['accuracy']:.0f}%): {r['unclear']} unclear, "
@@ -192,7 +212,7 @@ def l1_note(languages: list[str]) -> str:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     cols = ["path", "score", "band", "p_native", "label", "borderline", "speech_seconds", "duration_seconds", "warnings",
-            "l1_guess", "l1", "profile", "error_code", "error_message"]
+            "l1_guess", "l1", "profile", "accuracy", "fluency", "prosody", "total", "error_code", "error_message"]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, cols, extrasaction="ignore")
         w.writeheader()
@@ -200,6 +220,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             flat = dict(r)
             flat["warnings"] = "; ".join(r.get("warnings", []))
             flat["l1"] = ";".join(f"{x['language']}:{x['p']:.2f}" for x in r.get("l1", []))  # spanish:0.62;portuguese:0.20
+            flat.update(r.get("pronunciation") or {})
             if "error" in r:
                 flat["error_code"], flat["error_message"] = r["error"]["code"], r["error"]["message"]
             w.writerow(flat)
@@ -224,6 +245,7 @@ def batch(
     words: bool = typer.Option(False, "--words", help="Word feedback in the words / transcript / reading columns (as rate --words)."),
     text: Optional[str] = typer.Option(None, "--text", help="The text every recording read (default: the Stella passage); \"\" for free speech."),
     text_file: Optional[Path] = typer.Option(None, "--text-file", exists=True, dir_okay=False, help="Read the text from this file."),
+    pronunciation: bool = typer.Option(False, "--pronunciation", help=PRONUNCIATION_HELP + " A manifest's `text` column gives each row its own text."),
 ) -> None:
     """Rate a whole corpus into one table (a row per input, failures included), resumable, on this
     machine's cores or a Ray cluster. Same numbers as `rate --json`."""
@@ -231,7 +253,9 @@ def batch(
     from .batch import run_batch, rater_options
     from .engine import Engine
 
-    rate_opts = {"words": True, "text": _words_text(text, text_file)} if words else {}
+    rate_opts = {"words": True, "text": _words_text(text, text_file)} if words or pronunciation else {}
+    if pronunciation:
+        rate_opts["pronunciation"] = True
     try:
         summary = run_batch(source, out, Engine(workers, ray, cpus),
                             rater_options(model, threshold, prior, max_seconds, cpus, profile, rate_opts), resume=resume)

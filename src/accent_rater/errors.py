@@ -14,6 +14,8 @@ def error_of(exc: Exception) -> dict[str, dict[str, str]]:
     for a file that is not there, else ``internal`` (for a batch or a calibration that goes on)."""
     if isinstance(exc, AudioError):
         return exc.to_dict()
+    if isinstance(exc, ValueError) and isinstance(getattr(exc, "code", None), str):  # e.g. words.TextError
+        return error_body(exc.code, str(exc))  # type: ignore[attr-defined]
     if isinstance(exc, FileNotFoundError):
         return error_body("not_found", str(exc))
     return error_body("internal", f"{type(exc).__name__}: {exc}")

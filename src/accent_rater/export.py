@@ -129,10 +129,37 @@ def export_bundle(
         },
         "training": {k: summary[k] for k in ("n_speakers", "members", "primary") if k in summary},
     }
+    kept = _kept_pronunciation(out_dir)
+    if kept:
+        meta["pronunciation"] = kept
     meta["files"] = {f.name: sha256(f) for f in sorted(out_dir.iterdir())
-                     if f.is_file() and f.name in {encoder_file, "model.safetensors", *(m.get("onnx", "") for m in spec)}}
+                     if f.is_file() and f.name in {encoder_file, "model.safetensors", *(m.get("onnx", "") for m in spec),
+                                                   *([kept["file"]] if kept else [])}}
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1))
     return out_dir
+
+
+def _kept_pronunciation(out_dir: Path) -> dict[str, Any] | None:
+    """The pronunciation heads already in ``out_dir`` (trained on their own, by
+    ``training.pronunciation``): a re-exported accent model keeps them."""
+    old = out_dir / "model.json"
+    if not old.is_file():
+        return None
+    entry = json.loads(old.read_text()).get("pronunciation")
+    return entry if entry and (out_dir / entry["file"]).is_file() else None
+
+
+def add_pronunciation(bundle_dir: Path, head: Any, summary: dict[str, Any]) -> None:
+    """Write the pronunciation heads (``pronunciation.PronunciationHead``) into a bundle, with their
+    feature names and cross-validated figures (``summary``) in ``model.json``."""
+    from safetensors.numpy import save_file
+
+    meta = json.loads((bundle_dir / "model.json").read_text())
+    entry = {**head.meta(), "cv": summary}
+    save_file({k: np.ascontiguousarray(v) for k, v in head.tensors().items()}, str(bundle_dir / entry["file"]))
+    meta["pronunciation"] = entry
+    meta["files"] = {**meta.get("files", {}), entry["file"]: sha256(bundle_dir / entry["file"])}
+    (bundle_dir / "model.json").write_text(json.dumps(meta, indent=1))
 
 
 def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:

@@ -22,11 +22,15 @@ import numpy as np
 from . import audio
 from .calibration import Calibrator, shift
 from .profile import SiteProfile, load_profile
+from .pronunciation import Pronunciation
 from .words import PASSAGE, Reading, Word, text_words
 
 if TYPE_CHECKING:  # the mel-based features (and torch) are imported only for bundles that use them
     from .features import Features
+    from .pronunciation import PronunciationHead
     from .words import Transcriber
+
+Part = Literal["accent", "words", "pronunciation"]
 
 DEFAULT_MODEL = "default"
 BUNDLED_MODELS = {"default": "assets/model", "fast": "assets/fast"}  # --model NAME
@@ -61,16 +65,21 @@ class L1Guess(NamedTuple):
 
 @dataclass(frozen=True)
 class AccentResult:
-    """How native the accent in one recording sounds. It rates accent only, not intelligibility,
-    fluency or English proficiency."""
+    """How native the accent in one recording sounds (and, when asked for, word feedback and
+    pronunciation scores). The accent fields rate accent only, not intelligibility, fluency or
+    English proficiency; ``parts`` says which parts the result holds: with pronunciation scores on
+    less than 3 s of speech, the accent fields are null."""
 
-    p_native: Annotated[float, "Calibrated probability that a listener-labelled native English speaker produced the "
-                        "speech (0..1), shifted to the deployment prior when one was given"]
-    label: Annotated[Literal["native", "non_native"], '"native" when p_native >= threshold, else "non_native"']
-    score: Annotated[int, "round(100 * p_native)"]
-    band: Annotated[str, "native-like | light accent | noticeable accent | strong accent: the range of p_native "
-                    "around the threshold"]
-    borderline: Annotated[bool, f"p_native is within {BORDERLINE_MARGIN:.2f} of the threshold"]
+    p_native: Annotated[Optional[float], "Calibrated probability that a listener-labelled native English speaker "
+                        "produced the speech (0..1), shifted to the deployment prior when one was given; null when "
+                        "the accent was not rated (see `parts`)"]
+    label: Annotated[Optional[Literal["native", "non_native"]], '"native" when p_native >= threshold, else '
+                     '"non_native"; null when the accent was not rated']
+    score: Annotated[Optional[int], "round(100 * p_native); null when the accent was not rated"]
+    band: Annotated[Optional[str], "native-like | light accent | noticeable accent | strong accent: the range of "
+                    "p_native around the threshold; null when the accent was not rated"]
+    borderline: Annotated[Optional[bool], f"p_native is within {BORDERLINE_MARGIN:.2f} of the threshold; null when "
+                          "the accent was not rated"]
     threshold: Annotated[float, "Decision threshold applied to p_native"]
     speech_seconds: Annotated[float, "Seconds of speech found by voice-activity detection"]
     duration_seconds: Annotated[float, "Length of the recording in seconds"]
@@ -90,13 +99,20 @@ class AccentResult:
     transcript: Annotated[str, "What Whisper heard (with word feedback); empty without it"] = ""
     reading: Annotated[Optional[Reading], "Reading accuracy and speaking rate over the text's words (with word "
                        "feedback on a text); null otherwise"] = None
+    pronunciation: Annotated[Optional[Pronunciation], "Pronunciation scores, 0-100 (asked for with "
+                             "pronunciation=true): accuracy, fluency, prosody and total, as speechocean762's experts "
+                             "rate learners' readings; null when not asked for or with nothing to score. Not a test "
+                             "score and not a judgement of a person"] = None
+    parts: Annotated[list[Part], 'What this result holds: "accent" (the accent fields), "words" (word feedback), '
+                     '"pronunciation" (pronunciation scores)'] = field(default_factory=lambda: ["accent"])
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form every surface returns: segments, first languages, words and the reading
         summary as objects, rounded."""
         d = asdict(self)
         d["segments"] = [Segment(round(a, 2), round(b, 2), round(p, 4))._asdict() for a, b, p in self.segments]
-        d["p_native"] = round(self.p_native, 4)
+        d["p_native"] = None if self.p_native is None else round(self.p_native, 4)
+        d["pronunciation"] = self.pronunciation._asdict() if self.pronunciation else None
         d["l1"] = [L1Guess(lang, round(p, 4))._asdict() for lang, p in self.l1]
         d["words"] = [w._asdict() for w in self.words]
         d["reading"] = self.reading._replace(accuracy=round(self.reading.accuracy, 4), words_per_minute=round(
@@ -278,25 +294,51 @@ class Rater:
 
         return extract(speech, self._encoder)
 
-    def rate(self, source: audio.Source, *, words: bool = False, text: str | None = PASSAGE) -> AccentResult:
+    def rate(self, source: audio.Source, *, words: bool = False, text: str | None = PASSAGE,
+             pronunciation: bool = False) -> AccentResult:
         """Rate a file path, bytes or binary file object. Raises ``AudioError`` for unusable input.
 
         ``words``: add word feedback on the reading of ``text`` (default: the passage the model was
         trained on; None or "" for free speech: a transcript only), heard on the recording's full band
         (the accent models see the 4 kHz band either way). It needs the Whisper base weights
-        (``WeightsError`` says how to get them); ``TextError`` for an unusable text."""
-        if words and text:
+        (``WeightsError`` says how to get them); ``TextError`` for an unusable text.
+        ``pronunciation``: add pronunciation scores (and word feedback, each word with its accuracy),
+        scored against ``text`` (free speech: what was heard). Speech too short for the accent
+        (under 3 s, down to a single word) still gets them: the accent fields are then null, with a
+        warning, and ``parts`` says so."""
+        listen = words or pronunciation
+        if listen and text:
             text_words(text)  # an unusable text is refused before any audio work
+        if pronunciation:
+            self.pronunciation_head  # noqa: B018 - a bundle without the heads is refused up front
         info: dict[str, Any] = {}
-        speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info, wide=words)
-        result = self.rate_features(self.features(speech), quality_warnings(speech, info))
-        return self.add_words(result, speech, text) if words else result
+        from .pronunciation import MIN_SPEECH_SECONDS, SHORT_SPEECH_WARNING
 
-    def check_words(self, text: str | None) -> None:
+        speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info, wide=listen,
+                               min_speech_seconds=MIN_SPEECH_SECONDS if pronunciation else audio.MIN_SPEECH_SECONDS)
+        warnings = quality_warnings(speech, info)
+        if speech.speech_seconds >= audio.MIN_SPEECH_SECONDS:
+            result = self.rate_features(self.features(speech), warnings)
+        else:  # only with pronunciation: the accent is not rated
+            warnings = [w for w in warnings if not w.startswith("only ")]
+            result = self.unrated(speech, [SHORT_SPEECH_WARNING.format(seconds=speech.speech_seconds)] + warnings)
+        return self.add_listening(result, speech, text, pronunciation) if listen else result
+
+    def unrated(self, speech: audio.Speech, warnings: list[str]) -> AccentResult:
+        """A result without the accent fields (speech too short for them)."""
+        return AccentResult(p_native=None, label=None, score=None, band=None, borderline=None, threshold=self.threshold,
+                            speech_seconds=round(speech.speech_seconds, 2), duration_seconds=round(speech.duration_seconds, 2),
+                            segments=[], model=self.name, profile=self.profile.name if self.profile else "",
+                            warnings=warnings, parts=[])
+
+    def check_words(self, text: str | None, pronunciation: bool = False) -> None:
         """Refuse up front what would stop word feedback later: an unusable ``text`` (``TextError``)
-        or missing Whisper base weights (``WeightsError``; they are loaded and verified here once)."""
+        or missing Whisper base weights (``WeightsError``; they are loaded and verified here once);
+        with ``pronunciation``, a bundle without pronunciation heads (``NoPronunciationError``)."""
         if text:
             text_words(text)
+        if pronunciation:
+            self.pronunciation_head  # noqa: B018
         self.transcriber  # noqa: B018
 
     @property
@@ -309,18 +351,44 @@ class Rater:
                 self._transcriber.append(Transcriber(self.threads))
             return self._transcriber[0]
 
-    def add_words(self, result: AccentResult, speech: audio.Speech, text: str | None = PASSAGE) -> AccentResult:
+    @cached_property
+    def pronunciation_head(self) -> PronunciationHead:
+        """The bundle's pronunciation heads; ``NoPronunciationError`` for a bundle trained without them."""
+        from .pronunciation import NoPronunciationError, PronunciationHead
+
+        meta = self.meta.get("pronunciation")
+        if not meta:
+            raise NoPronunciationError(f"the model {self.name} has no pronunciation scores; use the default model")
+        return PronunciationHead.load(self.model_dir, meta)
+
+    def add_listening(self, result: AccentResult, speech: audio.Speech, text: str | None = PASSAGE,
+                      pronunciation: bool = False) -> AccentResult:
         """``result`` with word feedback on ``speech``: the transcript, and with a ``text`` each of its
-        words' status and the reading summary."""
+        words' status and the reading summary; with ``pronunciation`` the scores and each word's accuracy."""
         from .words import feedback, reading_warning, transcript
 
-        heard = self.transcriber(speech)
+        heard_only = not pronunciation
+        listening = self.transcriber.listen(speech, None if heard_only else (text or ""))
+        heard = listening.heard
+        parts = result.parts + ["words"]
+        scores, accuracy = None, []
+        if pronunciation and listening.forced:
+            from .pronunciation import measure
+
+            m = measure(speech, listening, [f.word for f in listening.forced])
+            scores, accuracy = self.pronunciation_head.score(m)
+            parts.append("pronunciation")
+        notes = [] if scores or not pronunciation else ["no words were heard: there is nothing to score"]
         if not text:
-            return replace(result, transcript=transcript(heard))
+            return replace(result, transcript=transcript(heard), pronunciation=scores, parts=parts,
+                           warnings=result.warnings + notes)
         found, reading = feedback(heard, text)
+        if accuracy:
+            it = iter(accuracy)
+            found = [w if w.status == "extra" else w._replace(accuracy=next(it)) for w in found]
         note = reading_warning(reading)
-        return replace(result, words=found, transcript=transcript(heard), reading=reading,
-                       warnings=result.warnings + ([note] if note else []))
+        return replace(result, words=found, transcript=transcript(heard), reading=reading, pronunciation=scores,
+                       parts=parts, warnings=result.warnings + notes + ([note] if note else []))
 
 
 def check_bundle(model_dir: Path, meta: dict[str, Any]) -> None:

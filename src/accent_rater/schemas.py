@@ -113,6 +113,7 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _WORD_FIELDS = {
     "words": {"type": "boolean", "description": "Word feedback on the text read (as the query parameter `words`)"},
     "text": {"type": "string", "description": "The text that was read (wins over the query parameter `text`)"},
+    "pronunciation": {"type": "boolean", "description": "Pronunciation scores (as the query parameter `pronunciation`)"},
 }
 RATE_BODY = {
     "requestBody": {

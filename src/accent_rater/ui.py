@@ -28,6 +28,7 @@ from .backbones.whisper import WeightsError, check_decoder  # noqa: E402
 from .errors import AudioError  # noqa: E402
 from .rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
 from .ui_label import DecisionLabel  # noqa: E402
+from .pronunciation import NoPronunciationError  # noqa: E402
 from .words import PASSAGE, TextError, Word, practise  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -95,18 +96,41 @@ L1_CAPTION = (
 )
 
 
+PRONUNCIATION_LINES = {
+    "accuracy": "how accurately the sounds of the words were pronounced",
+    "fluency": "how smoothly the speech flowed: pauses, hesitations, speed",
+    "prosody": "intonation, stress and rhythm",
+    "total": "overall pronunciation",
+}
+PRONUNCIATION_NOTE = ("Scaled as experts rate learners' readings (speechocean762), 0–100. A guide to practise with: "
+                      "not a test score, not a judgement of a person.")
+
+
+def format_pronunciation(result: AccentResult) -> list[str]:
+    """The four pronunciation scores as Markdown lines, each with what it means (none without them)."""
+    if result.pronunciation is None:
+        return []
+    p = result.pronunciation._asdict()
+    return ["#### Pronunciation", ""] + [f"- **{a.capitalize()}: {p[a]:.0f} / 100** — {why}"
+                                         for a, why in PRONUNCIATION_LINES.items()] + [f"- <small>{PRONUNCIATION_NOTE}</small>", ""]
+
+
 def format_result(result: AccentResult) -> str:
     """The result as Markdown: score, band, decision, warnings (prominent, right under the score),
-    borderline flag, speech seconds."""
+    borderline flag, speech seconds; pronunciation scores when the result has them."""
+    rated = result.p_native is not None
     decision = "native-sounding" if result.label == "native" else "non-native-sounding"
-    lines = [f"### Score: {result.score} / 100 — {result.band}", ""]
+    lines = [f"### Score: {result.score} / 100 — {result.band}" if rated else "### Accent: not rated (too little speech)", ""]
     if result.warnings:  # e.g. little speech, clipping, or a recording unlike the training recordings
         lines.append("> ⚠️ **Warnings:** these make the rating less reliable")
         lines += [f"> - {html.escape(w, quote=False)}" for w in result.warnings]
         lines.append("")
+    lines += format_pronunciation(result)
     lines += [
         f"- **Decision:** {decision} (P(native) = {result.p_native:.2f}; threshold {result.threshold:.2f})",
         f"- **Borderline:** {'yes — the rating is uncertain' if result.borderline else 'no'}",
+    ] if rated else []
+    lines += [
         f"- **Speech analysed:** {result.speech_seconds:.1f} s (recording {result.duration_seconds:.1f} s)",
     ]
     if not result.warnings:
@@ -119,6 +143,8 @@ def format_result(result: AccentResult) -> str:
 
 def headline(result: AccentResult) -> dict:
     """The big label: the decision (``result.label``) with P(native) / P(non-native) as bars."""
+    if result.p_native is None:
+        return {"label": "not rated", "confidences": {}}
     return {
         "label": "native" if result.label == "native" else "non-native",
         "confidences": {"native": result.p_native, "non-native": 1.0 - result.p_native},
@@ -143,12 +169,20 @@ def result_outputs(result: AccentResult, l1_languages: Sequence[str] = (), audio
             *l1_outputs(result, l1_languages))
 
 
+ACCURACY_CLASSES = ((80.0, "ok"), (50.0, "unclear"), (0.0, "different"))  # a word's accuracy -> its colour
+
+
 def _span(w: Word) -> str:
+    """A word of the text: coloured by its pronunciation accuracy when it has one, else by status."""
     shown = html.escape(w.word or f"+{w.heard}")
     tip = STATUS_TEXT[w.status] + (f": heard \u201c{w.heard}\u201d" if w.heard and w.status != "ok" else "")
     tip += f" (confidence {w.confidence:.2f})" if w.confidence is not None else ""
+    kind = w.status
+    if w.accuracy is not None:
+        tip += f"; accuracy {w.accuracy:.0f} / 100"
+        kind = next(k for floor, k in ACCURACY_CLASSES if w.accuracy >= floor) if w.status != "missed" else "missed"
     timed = f' data-start="{w.start:.2f}" data-end="{w.end:.2f}"' if w.start is not None and w.end is not None else ""
-    return f'<span class="w {w.status}" title="{html.escape(tip)}"{timed}>{shown}</span>'
+    return f'<span class="w {kind}" title="{html.escape(tip)}"{timed}>{shown}</span>'
 
 
 def _player(audio_path: str | None) -> str:
@@ -176,7 +210,7 @@ def words_html(result: AccentResult, audio_path: str | None = None) -> str:
         f"{r.words_per_minute:.0f} words per minute. Click a word to hear it.</p>",
         _player(audio_path),
         f'<p class="passage">{" ".join(_span(w) for w in result.words)}</p>',
-        '<p class="legend"><small>' + "".join(f'<span class="w {s}">{s}</span>' for s in STATUS_TEXT) + "</small></p>",
+        _legend(any(w.accuracy is not None for w in result.words)),
         "<p><b>Words to practise:</b> " + (", ".join(
             _span(w) + (f" (heard \u201c{html.escape(w.heard)}\u201d)" if w.status == "different" else "") for w in todo)
             if todo else "none") + "</p>",
@@ -187,6 +221,14 @@ def words_html(result: AccentResult, audio_path: str | None = None) -> str:
         "</div>",
     ]
     return "\n".join(parts)
+
+
+def _legend(by_accuracy: bool) -> str:
+    if by_accuracy:
+        keys = "".join(f'<span class="w {k}">{label}</span>' for k, label in
+                       (("ok", "accuracy 80+"), ("unclear", "50-79"), ("different", "under 50"), ("missed", "missed")))
+        return f'<p class="legend"><small>{keys} (hover a word for its accuracy)</small></p>'
+    return '<p class="legend"><small>' + "".join(f'<span class="w {s}">{s}</span>' for s in STATUS_TEXT) + "</small></p>"
 
 
 def words_output(result: AccentResult, audio_path: str | None = None) -> dict:
@@ -225,19 +267,20 @@ def user_message(exc: AudioError, audio_path: str) -> str:
     return html.escape(message, quote=False)
 
 
-def rate_recording(rater: Rater, audio_path: str | None, words: bool = False, text: str | None = PASSAGE) -> tuple:
+def rate_recording(rater: Rater, audio_path: str | None, words: bool = False, text: str | None = PASSAGE,
+                   pronunciation: bool = False) -> tuple:
     """The Rate button's handler: ``result_outputs`` of the rating (headline, result Markdown, timeline,
-    word feedback on ``text`` when ``words`` (an empty text: free speech), first-language chart and
-    caption). User errors become ``gr.Error`` with a message the user can act on; anything unexpected a
-    generic one."""
+    word feedback on ``text`` when ``words`` (an empty text: free speech), with pronunciation scores
+    when ``pronunciation``, first-language chart and caption). User errors become ``gr.Error`` with a
+    message the user can act on; anything unexpected a generic one."""
     if not audio_path:
         raise gr.Error(NO_AUDIO_MESSAGE, title="No audio", print_exception=False)
     try:
-        result = rater.rate(audio_path, words=words, text=(text or "").strip())
+        result = rater.rate(audio_path, words=words, text=(text or "").strip(), pronunciation=words and pronunciation)
     except AudioError as exc:
         message = user_message(exc, audio_path)
         raise gr.Error(message, title="Cannot rate this audio", print_exception=False) from exc
-    except (WeightsError, TextError) as exc:
+    except (WeightsError, TextError, NoPronunciationError) as exc:
         raise gr.Error(html.escape(str(exc), quote=False), title="No word feedback", print_exception=False) from exc
     except Exception as exc:
         log.exception("rating failed for %s", audio_path)
@@ -249,9 +292,10 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
     """The page; ``rater`` (loaded once, shared by all sessions) defaults to the bundled model."""
     rater = rater or Rater()
     words_ready = words_available()
+    scores = words_ready and bool(rater.meta.get("pronunciation"))  # on by default wherever they can run
 
     def handler(audio_path: str | None, words: bool = words_ready, text: str = PASSAGE):
-        return rate_recording(rater, audio_path, words, text)
+        return rate_recording(rater, audio_path, words, text, pronunciation=scores)
 
     with gr.Blocks(title="Accent Rater", analytics_enabled=False) as app:
         gr.Markdown(
@@ -288,8 +332,11 @@ def build_app(rater: Rater | None = None) -> gr.Blocks:
                     buttons=["download"],
                     elem_id="audio-input",
                 )
-                words_in = gr.Checkbox(value=words_ready, interactive=words_ready, label="Word feedback",
-                                       info="Which words of the text were heard as written" if words_ready else WORDS_OFF_INFO,
+                words_in = gr.Checkbox(value=words_ready, interactive=words_ready,
+                                       label="Word feedback and pronunciation scores" if scores else "Word feedback",
+                                       info=("How each word of the text was pronounced, and accuracy, fluency, prosody "
+                                             "and total scores" if scores else "Which words of the text were heard as "
+                                             "written") if words_ready else WORDS_OFF_INFO,
                                        elem_id="words-input")
                 text_in = gr.Textbox(value=PASSAGE, lines=3, label="The text you read (empty: free speech, a transcript only)",
                                      elem_id="text-input")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from typing import Annotated, Literal, NamedTuple, Optional
+from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 import numpy as np
 
@@ -45,6 +45,8 @@ class Word(NamedTuple):
                       "missed: nothing was heard for it; extra: a word heard that is not in the text"]
     confidence: Annotated[Optional[float], "Whisper's probability of the word it heard (0..1); null when missed"]
     heard: Annotated[str, "What Whisper heard for this word (empty when missed)"]
+    accuracy: Annotated[Optional[float], "Pronunciation accuracy of the word, 0-100 (with pronunciation scores); "
+                        "null without them and for extra words"] = None
 
 
 class Reading(NamedTuple):
@@ -67,6 +69,27 @@ class Heard(NamedTuple):
     start: float
     end: float
     probability: float
+
+
+class Forced(NamedTuple):
+    """One written word teacher-forced through Whisper's decoder over the reading (the recogniser
+    told what should have been said): how likely it found the word's tokens, and where it put them."""
+
+    word: str
+    start: float
+    end: float
+    logprob: float  # mean log-probability of the word's tokens (punctuation left out)
+    min_logprob: float
+    tokens: int
+
+
+class Listening(NamedTuple):
+    """What the recogniser made of one reading (``Transcriber.listen``)."""
+
+    heard: list[Heard]
+    forced: list[Forced]  # one per written word, in order; empty without a text
+    states: np.ndarray  # (frames, 512) Whisper base encoder states of the speech, 20 ms apart
+    times: np.ndarray  # (frames,) each state's time in seconds of the original recording
 
 
 class TextError(ValueError):
@@ -300,8 +323,13 @@ class Transcriber:
     def __call__(self, speech: audio.Speech) -> list[Heard]:
         """The words of the speech (``audio.prepare``'s pause-trimmed audio, its full band where it was
         kept), timed in seconds of the original recording."""
-        from faster_whisper.transcribe import merge_punctuations
+        return self.listen(speech).heard
 
+    def listen(self, speech: audio.Speech, text: str | None = None) -> Listening:
+        """What the recogniser makes of the speech: the words it heard (``__call__``), and with a
+        ``text`` what it makes of that text read over the same encoded windows (each written word's
+        tokens teacher-forced, their probabilities and times: ``Forced``; "" forces the words heard),
+        with the encoder states of the speech (for pronunciation scores)."""
         from .backbones.whisper import log_mel
 
         wav = speech.wide if speech.wide is not None else speech.audio
@@ -315,25 +343,111 @@ class Transcriber:
             encoded, [prompt] * len(spans), beam_size=BEAM_SIZE, max_length=min(448, len(prompt) + 16 + int(
                 TOKENS_PER_SECOND * longest)), suppress_blank=True, suppress_tokens=[-1])
         tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
+        frames = [(b - a) // audio.HOP_LENGTH for a, b in spans]
+        heard, window_of = self._heard(speech, spans, frames, encoded, tokens)
+        if text is None:
+            return Listening(heard, [], np.zeros((0, 0), np.float32), np.zeros(0))
+        states = np.asarray(encoded)
+        written = text_words(text) if text else [_bare(h.text) for h in heard]  # free speech: what was heard
+        forced = self._forced(speech, spans, frames, states, written, heard, window_of) if written else []
+        kept = [states[i, : frames[i] // 2] for i in range(len(spans))]
+        times = np.concatenate([np.array([speech.to_original_seconds(a + k * 2 * audio.HOP_LENGTH)
+                                          for k in range(len(s))]) for (a, _), s in zip(spans, kept)])
+        return Listening(heard, forced, np.concatenate(kept).astype(np.float32), times)
+
+    def _heard(self, speech: audio.Speech, spans: list[tuple[int, int]], frames: list[int], encoded: Any,
+               tokens: list[list[int]]) -> tuple[list[Heard], list[int]]:
+        """The decoded words timed by cross-attention, with the window each came from."""
+        from faster_whisper.transcribe import merge_punctuations
+
         keep = [i for i, t in enumerate(tokens) if t]
         if not keep:
-            return []
+            return [], []
         if len(keep) < len(spans):  # the alignment takes one encoded window per token list
-            import ctranslate2
-
-            encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[keep]))
-        frames = [(b - a) // audio.HOP_LENGTH for a, b in spans]
-        out = []
+            encoded = _windows_of(encoded, keep)
+        out, window_of = [], []
         for i, alignment in zip(keep, self.model.find_alignment(self.tokenizer, [tokens[i] for i in keep], encoded,
                                                                  [frames[i] for i in keep])):
             merge_punctuations(alignment, PUNCTUATION_BEFORE, PUNCTUATION_AFTER)
             for w in alignment:
                 if w["word"].strip():
-                    start, end = speech.span_seconds(
-                        spans[i][0] + int(round((w["start"] + WORD_DELAY) * audio.SAMPLE_RATE)),
-                        spans[i][0] + int(round((w["end"] + WORD_DELAY) * audio.SAMPLE_RATE)))
+                    start, end = self._seconds(speech, spans[i][0], w["start"], w["end"])
                     out.append(Heard(w["word"].strip(), round(start, 2), round(end, 2), round(float(w["probability"]), 3)))
-        return snap_to_speech(out, speech.regions)
+                    window_of.append(i)
+        snapped = snap_to_speech(out, speech.regions)
+        return snapped, window_of
+
+    @staticmethod
+    def _seconds(speech: audio.Speech, offset: int, start: float, end: float) -> tuple[float, float]:
+        return speech.span_seconds(offset + int(round((start + WORD_DELAY) * audio.SAMPLE_RATE)),
+                                   offset + int(round((end + WORD_DELAY) * audio.SAMPLE_RATE)))
+
+    def _forced(self, speech: audio.Speech, spans: list[tuple[int, int]], frames: list[int], states: np.ndarray,
+                written: list[str], heard: list[Heard], window_of: list[int]) -> list[Forced]:
+        """Each written word teacher-forced in the window where its reading was heard (words not
+        heard go with the word before them), aligned by cross-attention."""
+        window = written_windows(written, heard, window_of, len(spans))
+        cased = natural_case(written)
+        out: list[Forced] = []
+        groups = [[k for k in range(len(written)) if window[k] == i] for i in range(len(spans))]
+        used = [i for i, g in enumerate(groups) if g]
+        pieces = [[self.tokenizer.encode(" " + cased[k]) for k in groups[i]] for i in used]
+        results = self.model.model.align(_windows_of(states, used), self.tokenizer.sot_sequence,
+                                          [[t for p in ps for t in p] for ps in pieces], [frames[i] for i in used])
+        for i, ps, result in zip(used, pieces, results):
+            probs = np.asarray(result.text_token_probs, np.float64)
+            text_idx = np.array([a for a, _ in result.alignments])
+            time_idx = np.array([b for _, b in result.alignments])
+            jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+            jump_times = time_idx[jumps] / 50.0  # cross-attention steps of 20 ms
+            edges = np.concatenate([[0], np.cumsum([len(p) for p in ps])])
+            for k, (a, b), p in zip(groups[i], zip(edges[:-1], edges[1:]), ps):
+                word_tokens = [j for j in range(a, b) if any(c.isalnum() for c in self.tokenizer.decode([p[j - a]]))]
+                lp = np.log(np.clip(probs[word_tokens or list(range(a, b))], 1e-6, 1.0))
+                t0 = jump_times[min(a, len(jump_times) - 1)]
+                t1 = jump_times[min(b, len(jump_times) - 1)]
+                start, end = self._seconds(speech, spans[i][0], float(t0), float(t1))
+                out.append(Forced(written[k], round(start, 2), round(end, 2), float(lp.mean()), float(lp.min()), b - a))
+        return out  # groups are runs of consecutive words, in order
+
+
+def _windows_of(encoded: Any, keep: list[int]) -> Any:
+    import ctranslate2
+
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[keep]))
+
+
+def written_windows(written: list[str], heard: list[Heard], window_of: list[int], n_windows: int) -> list[int]:
+    """The window each written word was read in: the window of the heard word aligned to it; a word
+    not heard takes the window of the nearest aligned word before it (after it at the start)."""
+    if n_windows == 1 or not heard:
+        return [0] * len(written)
+    ref = [(i, p) for i, w in enumerate(written) for p in normalize(w)]
+    hyp = [(j, p) for j, h in enumerate(heard) for p in normalize(h.text)]
+    match = align([p for _, p in ref], [p for _, p in hyp])
+    found: dict[int, int] = {}
+    for r, k in match.items():
+        found.setdefault(ref[r][0], window_of[hyp[k][0]])
+    out: list[int | None] = [found.get(i) for i in range(len(written))]
+    last = next((w for w in out if w is not None), 0)
+    for i, w in enumerate(out):
+        last = w if w is not None else last
+        out[i] = last
+    return [int(w) for w in out]  # type: ignore[arg-type]
+
+
+def natural_case(written: list[str]) -> list[str]:
+    """Words as Whisper writes them: a text in capitals throughout (as corpora print prompts) in
+    lower case with sentence starts and "I" capitalised; any other text as written."""
+    if any(c.islower() for w in written for c in w):
+        return list(written)
+    out, start = [], True
+    for w in written:
+        low = w.lower()
+        low = re.sub(r"^i(?=$|\W|')", "I", low)
+        out.append(low[:1].upper() + low[1:] if start else low)
+        start = low.rstrip("\"')\u201d").endswith((".", "!", "?"))
+    return out
 
 
 def snap_to_speech(heard: list[Heard], regions: list[tuple[int, int]]) -> list[Heard]:

@@ -1,0 +1,320 @@
+"""Pronunciation scores: accuracy, fluency, prosody and total (0-100, the experts' 0-10 scale x 10)
+for a reading, and accuracy for each word read.
+
+What they are made of (``measure``, one pass of Whisper base over the speech, shared with word
+feedback; then ``features``, which training and rating both call):
+- what the recogniser makes of the text: each written word teacher-forced through the decoder (its
+  tokens' log-probabilities: a goodness of pronunciation per word) and what it heard freely (the
+  word feedback statuses);
+- the encoder's states of the speech, over the reading and over each word (full band);
+- timing from the word alignment and voice detection: speaking and articulation rate, pauses;
+- pitch and energy contours for prosody.
+The heads are linear (``PronunciationHead``), trained on speechocean762's expert scores with the
+natives of the archive and LibriSpeech as the top of the scale (``training/pronunciation.py``).
+
+The scores say how a reading compares with the experts' ratings of learners' readings. They are not
+a test score and not a judgement of a person."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NamedTuple, Optional
+
+import numpy as np
+
+from . import audio
+from .words import Forced, Heard, Listening, normalize
+
+MIN_SPEECH_SECONDS = 0.2  # a single short word is scored; less than this is silence
+HOP_SECONDS = 0.01  # pitch and energy contours: one value per 10 ms
+PITCH_FRAME = 640  # 40 ms analysis window
+PITCH_MIN_HZ, PITCH_MAX_HZ = 70.0, 400.0
+VOICED_CORRELATION = 0.5  # normalised autocorrelation peak above this: voiced
+ASPECTS = ("accuracy", "fluency", "prosody", "total")
+SCALE = 10.0  # experts' 0-10 scale -> 0-100
+
+
+class Pronunciation(NamedTuple):
+    """Pronunciation scores of one reading, 0-100 (the experts' 0-10 scale x 10)."""
+
+    accuracy: Annotated[float, "How accurately the sounds of the words were pronounced (speechocean762's experts' "
+                        "'accuracy', 0-100)"]
+    fluency: Annotated[float, "How smoothly the speech flowed: pauses, hesitations, repetitions, speed (0-100)"]
+    prosody: Annotated[float, "Intonation, stress and rhythm: how natural the melody and timing of the speech "
+                       "sound (0-100)"]
+    total: Annotated[float, "Overall pronunciation (0-100)"]
+
+
+# --- measuring ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measures:
+    """Everything the scores are computed from, for one reading (cached for training)."""
+
+    written: list[str]  # the words of the text ([] for free speech: the heard words are scored)
+    heard: list[Heard]
+    forced: list[Forced]  # one per written word
+    state_mean: np.ndarray  # (512,) mean of the encoder states over the speech
+    state_std: np.ndarray  # (512,)
+    word_states: np.ndarray  # (words, 512) mean encoder state over each written word's span
+    regions: np.ndarray  # (n, 2) speech regions (voice detection) in seconds of the recording
+    speech_seconds: float
+    pitch: np.ndarray  # (frames,) F0 in Hz every 10 ms of the pause-trimmed speech, 0 where unvoiced
+    energy: np.ndarray  # (frames,) level in dB every 10 ms of the pause-trimmed speech
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path, written=np.array(self.written, dtype=object), heard=np.array([tuple(h) for h in self.heard], dtype=object),
+            forced=np.array([tuple(f) for f in self.forced], dtype=object), state_mean=self.state_mean,
+            state_std=self.state_std, word_states=self.word_states.astype(np.float16), regions=self.regions,
+            speech_seconds=self.speech_seconds, pitch=self.pitch.astype(np.float32), energy=self.energy.astype(np.float32))
+
+    @classmethod
+    def load(cls, path: Path) -> "Measures":
+        z = np.load(path, allow_pickle=True)
+        return cls([str(w) for w in z["written"]], [Heard(str(t), float(a), float(b), float(p)) for t, a, b, p in z["heard"]],
+                   [Forced(str(w), float(a), float(b), float(lp), float(mn), int(n)) for w, a, b, lp, mn, n in z["forced"]],
+                   z["state_mean"], z["state_std"], z["word_states"].astype(np.float32), z["regions"],
+                   float(z["speech_seconds"]), z["pitch"], z["energy"])
+
+
+def measure(speech: audio.Speech, listening: Listening, written: list[str]) -> Measures:
+    """``Measures`` of a reading from the recogniser's ``listening`` (``Transcriber.listen`` with the
+    text whose words are ``written``) and the speech's contours."""
+    states, times = listening.states, listening.times
+    if len(states):
+        mean, std = states.mean(0), states.std(0)
+    else:
+        mean = std = np.zeros(512, np.float32)
+    word_states = np.zeros((len(listening.forced), states.shape[1] if len(states) else 512), np.float32)
+    for k, f in enumerate(listening.forced):
+        inside = (times >= f.start - 0.01) & (times <= f.end + 0.01)
+        if not inside.any() and len(times):
+            inside = np.abs(times - (f.start + f.end) / 2) == np.abs(times - (f.start + f.end) / 2).min()
+        if inside.any():
+            word_states[k] = states[inside].mean(0)
+    regions = np.array(speech.regions, np.float64).reshape(-1, 2) / audio.SAMPLE_RATE
+    return Measures(list(written), listening.heard, listening.forced, mean.astype(np.float32), std.astype(np.float32),
+                    word_states, regions, float(speech.speech_seconds), pitch_contour(speech.audio), energy_contour(speech.audio))
+
+
+def _frames(wav: np.ndarray, size: int) -> np.ndarray:
+    hop = int(HOP_SECONDS * audio.SAMPLE_RATE)
+    n = max(1, 1 + (len(wav) - size) // hop) if len(wav) >= size else 0
+    if n == 0:
+        return np.zeros((0, size), np.float32)
+    idx = np.arange(size)[None, :] + hop * np.arange(n)[:, None]
+    return wav[idx]
+
+
+def energy_contour(wav: np.ndarray) -> np.ndarray:
+    """Level in dB (re full scale) of 25 ms frames every 10 ms."""
+    frames = _frames(wav, 400)
+    return 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+
+
+def pitch_contour(wav: np.ndarray) -> np.ndarray:
+    """F0 in Hz of 40 ms frames every 10 ms (normalised autocorrelation, peak between 70 and 400 Hz;
+    0 where the peak is under ``VOICED_CORRELATION`` or the frame is 35 dB below the loudest)."""
+    frames = _frames(wav, PITCH_FRAME).astype(np.float64)
+    if not len(frames):
+        return np.zeros(0)
+    frames = frames - frames.mean(1, keepdims=True)
+    spec = np.fft.rfft(frames * np.hanning(PITCH_FRAME), 2 * PITCH_FRAME)
+    ac = np.fft.irfft(np.abs(spec) ** 2)[:, :PITCH_FRAME]
+    window_ac = np.fft.irfft(np.abs(np.fft.rfft(np.hanning(PITCH_FRAME), 2 * PITCH_FRAME)) ** 2)[:PITCH_FRAME]
+    ac = ac / np.maximum(ac[:, :1], 1e-12) / np.maximum(window_ac / window_ac[0], 1e-3)
+    lo, hi = int(audio.SAMPLE_RATE / PITCH_MAX_HZ), int(audio.SAMPLE_RATE / PITCH_MIN_HZ)
+    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
+    peak = ac[np.arange(len(ac)), lag]
+    power = 10 * np.log10(np.mean(frames**2, 1) + 1e-10)
+    voiced = (peak >= VOICED_CORRELATION) & (power > power.max() - 35.0)
+    return np.where(voiced, audio.SAMPLE_RATE / lag, 0.0)
+
+
+# --- features -----------------------------------------------------------------------------------------
+def syllables(word: str) -> int:
+    """A spelling-based syllable count (vowel groups, a silent final e dropped), at least 1."""
+    n = 0
+    for part in normalize(word) or [word.lower()]:
+        groups = len(re.findall(r"[aeiouy]+", part))
+        if part.endswith("e") and not part.endswith(("le", "ee")) and groups > 1:
+            groups -= 1
+        n += max(1, groups)
+    return max(1, n)
+
+
+LOW_P = (np.log(0.5), np.log(0.1))  # shares of words whose teacher-forced probability is under these
+PAUSE_SECONDS = 0.15  # a gap between speech regions at least this long counts as a pause
+STATUSES = ("ok", "unclear", "different", "missed")
+
+
+def _semitones(f0: np.ndarray) -> np.ndarray:
+    voiced = f0[f0 > 0]
+    return 12.0 * np.log2(voiced / np.median(voiced)) if len(voiced) else np.zeros(0)
+
+
+def prosody_features(pitch: np.ndarray, energy: np.ndarray) -> dict[str, float]:
+    """Melody and loudness of the speech: spread and movement of pitch (semitones about the
+    speaker's median, so voices of any height compare) and of level (dB)."""
+    st = _semitones(pitch)
+    voiced = pitch > 0
+    moves = np.abs(np.diff(12.0 * np.log2(np.where(voiced, pitch, 1.0))))[voiced[1:] & voiced[:-1]]
+    loud = energy[energy > energy.max() - 40.0] if len(energy) else np.zeros(0)
+    q = (lambda a, lo, hi: float(np.percentile(a, hi) - np.percentile(a, lo)) if len(a) > 1 else 0.0)
+    return {
+        "voiced_share": float(voiced.mean()) if len(pitch) else 0.0,
+        "pitch_sd": float(np.std(np.clip(st, -12, 12))) if len(st) else 0.0,
+        "pitch_range": q(st, 10, 90),
+        "pitch_move": float(np.median(moves)) if len(moves) else 0.0,
+        "pitch_jump_share": float(np.mean(moves > 3.0)) if len(moves) else 0.0,
+        "energy_sd": float(np.std(loud)) if len(loud) else 0.0,
+        "energy_range": q(loud, 10, 90),
+        "energy_move": float(np.mean(np.abs(np.diff(loud)))) if len(loud) > 1 else 0.0,
+    }
+
+
+def timing_features(m: Measures) -> dict[str, float]:
+    """Speed and pauses: rates over the reading (first to last word), pauses between speech
+    regions inside it, and how even the words' durations are per syllable."""
+    words = m.forced
+    n = max(1, len(words))
+    start = words[0].start if words else 0.0
+    end = words[-1].end if words else m.speech_seconds
+    span = max(end - start, 0.1)
+    sylls = np.array([syllables(f.word) for f in words], float) if words else np.ones(1)
+    gaps = m.regions[1:, 0] - m.regions[:-1, 1] if len(m.regions) > 1 else np.zeros(0)
+    inside = gaps[(m.regions[1:, 0] > start) & (m.regions[:-1, 1] < end)] if len(gaps) else gaps
+    pauses = inside[inside >= PAUSE_SECONDS - 2 * audio.SPEECH_PAD_SECONDS]
+    per_syll = np.array([max(f.end - f.start, 0.02) for f in words]) / sylls if words else np.ones(1)
+    return {
+        "log_words": float(np.log(n)),
+        "log_speech_s": float(np.log(max(m.speech_seconds, 0.1))),
+        "words_per_s": n / span,
+        "syllables_per_s": float(sylls.sum()) / span,
+        "articulation": float(sylls.sum()) / max(m.speech_seconds, 0.1),
+        "pauses_per_word": len(pauses) / n,
+        "pause_share": float(pauses.sum()) / span if len(pauses) else 0.0,
+        "longest_pause": float(pauses.max()) if len(pauses) else 0.0,
+        "syllable_s": float(np.median(per_syll)),
+        "syllable_cv": float(np.std(np.log(per_syll))),
+    }
+
+
+def recogniser_features(m: Measures, statuses: list[str]) -> dict[str, float]:
+    """What the recogniser makes of the reading: teacher-forced log-probabilities of the written
+    words, and the share of words heard as written, unclear, as another word or not at all."""
+    lp = np.array([f.logprob for f in m.forced]) if m.forced else np.zeros(1)
+    mn = np.array([f.min_logprob for f in m.forced]) if m.forced else np.zeros(1)
+    n = max(1, len(statuses))
+    probs = np.array([h.probability for h in m.heard]) if m.heard else np.zeros(1)
+    out = {
+        "lp_mean": float(lp.mean()),
+        "lp_min": float(lp.min()),
+        "lp_q25": float(np.percentile(lp, 25)),
+        "lp_token_min": float(mn.mean()),
+        "lp_under_half": float(np.mean(lp < LOW_P[0])),
+        "lp_under_tenth": float(np.mean(lp < LOW_P[1])),
+        "heard_p_mean": float(probs.mean()),
+        "heard_p_min": float(probs.min()),
+        "extra_share": float(sum(s == "extra" for s in statuses)) / n,
+    }
+    written = [s for s in statuses if s != "extra"]
+    for s in STATUSES:
+        out[f"share_{s}"] = float(sum(x == s for x in written)) / max(1, len(written))
+    return out
+
+
+def word_statuses(m: Measures) -> list[str]:
+    """Word feedback's status of every written word (``words.feedback``) and of extra words heard."""
+    from .words import feedback
+
+    if not m.written:
+        return []
+    return [w.status for w in feedback(m.heard, " ".join(m.written))[0]]
+
+
+def utterance_features(m: Measures) -> tuple[list[str], np.ndarray]:
+    """(names, values) of one reading: recogniser, timing and prosody features, then the encoder
+    states' mean and standard deviation over the speech."""
+    statuses = word_statuses(m)
+    named = {**recogniser_features(m, statuses), **timing_features(m), **prosody_features(m.pitch, m.energy)}
+    names = list(named) + [f"state_mean{i}" for i in range(len(m.state_mean))] + [f"state_std{i}" for i in range(len(m.state_std))]
+    return names, np.concatenate([np.array(list(named.values()), np.float64), m.state_mean, m.state_std])
+
+
+def word_features(m: Measures) -> tuple[list[str], np.ndarray]:
+    """(names, (words, D) values): per written word its teacher-forced log-probabilities (also
+    against the reading's mean), word feedback status, duration per syllable, and its mean encoder
+    state; the reading's mean log-probability as context."""
+    from .words import feedback
+
+    words = feedback(m.heard, " ".join(m.written))[0] if m.written else []
+    said = [w for w in words if w.status != "extra"]
+    lp_mean = float(np.mean([f.logprob for f in m.forced])) if m.forced else 0.0
+    rows = []
+    for f, w in zip(m.forced, said):
+        s = syllables(f.word)
+        rows.append([f.logprob, f.min_logprob, f.logprob - lp_mean, lp_mean, float(f.tokens), float(s),
+                     np.log(max(f.end - f.start, 0.02) / s), w.confidence if w.confidence is not None else 0.0]
+                    + [float(w.status == x) for x in STATUSES])
+    names = ["lp", "lp_min", "lp_rel", "lp_reading", "tokens", "syllables", "log_syllable_s", "heard_p"] + \
+        [f"is_{x}" for x in STATUSES] + [f"state{i}" for i in range(m.word_states.shape[1])]
+    hand = np.array(rows, np.float64).reshape(len(rows), len(names) - m.word_states.shape[1])
+    return names, np.concatenate([hand, m.word_states[: len(rows)].astype(np.float64)], axis=1)
+
+
+# --- the heads ----------------------------------------------------------------------------------------
+BUNDLE_FILE = "pronunciation.safetensors"
+SHORT_SPEECH_WARNING = (f"only {{seconds:.1f}} s of speech: the accent is rated from {audio.MIN_SPEECH_SECONDS:.0f} s "
+                        "of speech, so this result holds pronunciation scores only")
+
+
+class NoPronunciationError(ValueError):
+    """Pronunciation scores asked of a model bundle trained without them."""
+
+    code = "pronunciation_unavailable"
+    http_status = 501
+
+
+class PronunciationHead:
+    """Linear heads over ``utterance_features`` (one per aspect) and ``word_features`` (word accuracy),
+    stored in a bundle's ``pronunciation.safetensors`` with their feature names in ``model.json``."""
+
+    def __init__(self, utterance: dict[str, tuple[np.ndarray, float]], word: tuple[np.ndarray, float],
+                 names: list[str], word_names: list[str]) -> None:
+        self.utterance, self.word, self.names, self.word_names = utterance, word, names, word_names
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        out = {f"{a}.coef": c.astype(np.float64) for a, (c, _) in self.utterance.items()}
+        out.update({f"{a}.intercept": np.array([b]) for a, (_, b) in self.utterance.items()})
+        out["word.coef"], out["word.intercept"] = self.word[0].astype(np.float64), np.array([self.word[1]])
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        return {"file": BUNDLE_FILE, "aspects": list(self.utterance), "features": len(self.names),
+                "word_features": len(self.word_names), "decoder": "base"}
+
+    @classmethod
+    def load(cls, model_dir: Path, meta: dict[str, Any]) -> "PronunciationHead":
+        from safetensors.numpy import load_file
+
+        t = load_file(str(model_dir / meta["file"]))
+        utterance = {a: (t[f"{a}.coef"], float(t[f"{a}.intercept"][0])) for a in meta["aspects"]}
+        head = cls(utterance, (t["word.coef"], float(t["word.intercept"][0])), [], [])
+        if any(len(c) != meta["features"] for c, _ in utterance.values()) or len(head.word[0]) != meta["word_features"]:
+            raise ValueError(f"model bundle {model_dir}: the pronunciation heads do not match their feature count")
+        return head
+
+    def score(self, m: Measures) -> tuple[Pronunciation, list[float]]:
+        """The reading's four scores and each written word's accuracy, 0-100."""
+        _, x = utterance_features(m)
+        scores = {a: _scale(x @ c + b) for a, (c, b) in self.utterance.items()}
+        words = [_scale(v) for v in (word_features(m)[1] @ self.word[0] + self.word[1])] if m.forced else []
+        return Pronunciation(**scores), words
+
+
+def _scale(value: float) -> float:
+    """A head's output on the experts' 0-10 scale as 0-100, one decimal."""
+    return round(float(np.clip(value, 0.0, 10.0)) * SCALE, 1)
