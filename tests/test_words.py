@@ -176,7 +176,7 @@ def test_an_unusable_text_is_refused_before_any_audio_work() -> None:
 def test_json_form_of_word_feedback(rater: Rater) -> None:
     d = rater.rate(FIXTURES / "native_uk_english2.flac", words=True).to_dict()
     json.dumps(d)
-    assert set(d["words"][0]) == {"word", "start", "end", "status", "confidence", "heard"}
+    assert set(d["words"][0]) == {"word", "start", "end", "status", "confidence", "heard", "accuracy"}
     assert set(d["reading"]) == {"words", "ok", "unclear", "different", "missed", "extra", "accuracy", "words_per_minute"}
     assert d["reading"]["words"] == 69
 

@@ -149,13 +149,23 @@ def _kept_pronunciation(out_dir: Path) -> dict[str, Any] | None:
     return entry if entry and (out_dir / entry["file"]).is_file() else None
 
 
-def add_pronunciation(bundle_dir: Path, head: Any, summary: dict[str, Any]) -> None:
+PRONUNCIATION_CARD = "## Pronunciation scores"
+
+
+def add_pronunciation(bundle_dir: Path, head: Any, summary: dict[str, Any], card: str = "") -> None:
     """Write the pronunciation heads (``pronunciation.PronunciationHead``) into a bundle, with their
-    feature names and cross-validated figures (``summary``) in ``model.json``."""
+    feature counts, cross-validated figures (``summary``) and model card section (``card``, which
+    replaces the card's previous one) in ``model.json``."""
     from safetensors.numpy import save_file
 
+    from .backbones.whisper import sha256
+
     meta = json.loads((bundle_dir / "model.json").read_text())
-    entry = {**head.meta(), "cv": summary}
+    entry = {**head.meta(), "cv": summary, **({"card": card} if card else {})}
+    card_path = bundle_dir / "MODEL_CARD.md"
+    if card and card_path.is_file():
+        kept = card_path.read_text().split(f"\n{PRONUNCIATION_CARD}")[0]
+        card_path.write_text(kept.rstrip("\n") + "\n\n" + card)
     save_file({k: np.ascontiguousarray(v) for k, v in head.tensors().items()}, str(bundle_dir / entry["file"]))
     meta["pronunciation"] = entry
     meta["files"] = {**meta.get("files", {}), entry["file"]: sha256(bundle_dir / entry["file"])}
@@ -316,7 +326,8 @@ credit the Speech Accent Archive.{whisper_credit}
 **Reproduce.** `accent-rater train --config {config_path}` (needs `../shared/data`).
 """
     path = bundle_dir / "MODEL_CARD.md"
-    path.write_text(text)
+    card = (meta.get("pronunciation") or {}).get("card")
+    path.write_text(text + (f"\n{card}" if card else ""))  # the pronunciation heads' section, kept with them
     return path
 
 

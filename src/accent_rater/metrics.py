@@ -241,3 +241,20 @@ def speaker_table(df):
     agg = {c: "first" for c in df.columns if c not in ("model", "speaker_id")}
     agg["p_native"] = "mean"
     return df.groupby(["model", "speaker_id"], sort=False, as_index=False).agg(agg)
+
+
+def pearson_ci(y, p, groups, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Pearson r of ``p`` against ``y`` with a 95% bootstrap interval that resamples ``groups``
+    (speakers) with all their rows: (r, low, high)."""
+    y, p, groups = np.asarray(y, float), np.asarray(p, float), np.asarray(groups)
+    r = float(np.corrcoef(y, p)[0, 1])
+    names, index = np.unique(groups, return_inverse=True)
+    rows = [np.flatnonzero(index == k) for k in range(len(names))]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        take = np.concatenate([rows[k] for k in rng.integers(0, len(rows), len(rows))])
+        if np.std(y[take]) > 0 and np.std(p[take]) > 0:
+            boots.append(np.corrcoef(y[take], p[take])[0, 1])
+    low, high = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return r, float(low), float(high)

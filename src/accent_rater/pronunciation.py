@@ -18,20 +18,21 @@ a test score and not a judgement of a person."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, Optional
 
 import numpy as np
 
 from . import audio
-from .words import Forced, Heard, Listening, normalize
+from .words import Forced, Heard, Listening, Word, normalize
 
 MIN_SPEECH_SECONDS = 0.2  # a single short word is scored; less than this is silence
 HOP_SECONDS = 0.01  # pitch and energy contours: one value per 10 ms
 PITCH_FRAME = 640  # 40 ms analysis window
 PITCH_MIN_HZ, PITCH_MAX_HZ = 70.0, 400.0
 VOICED_CORRELATION = 0.5  # normalised autocorrelation peak above this: voiced
+OCTAVE_SHARE = 0.9  # the period is the shortest lag whose peak reaches this share of the highest
 ASPECTS = ("accuracy", "fluency", "prosody", "total")
 SCALE = 10.0  # experts' 0-10 scale -> 0-100
 
@@ -62,13 +63,19 @@ class Measures:
     speech_seconds: float
     pitch: np.ndarray  # (frames,) F0 in Hz every 10 ms of the pause-trimmed speech, 0 where unvoiced
     energy: np.ndarray  # (frames,) level in dB every 10 ms of the pause-trimmed speech
+    accent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # ``pooled`` accent-model features
+
+    def with_accent(self, feats: Any) -> "Measures":
+        """These measures with the accent model's features of the same speech (``pooled``)."""
+        return replace(self, accent=pooled(feats))
 
     def save(self, path: Path) -> None:
         np.savez_compressed(
             path, written=np.array(self.written, dtype=object), heard=np.array([tuple(h) for h in self.heard], dtype=object),
             forced=np.array([tuple(f) for f in self.forced], dtype=object), state_mean=self.state_mean,
             state_std=self.state_std, word_states=self.word_states.astype(np.float16), regions=self.regions,
-            speech_seconds=self.speech_seconds, pitch=self.pitch.astype(np.float32), energy=self.energy.astype(np.float32))
+            speech_seconds=self.speech_seconds, pitch=self.pitch.astype(np.float32), energy=self.energy.astype(np.float32),
+            accent=self.accent)
 
     @classmethod
     def load(cls, path: Path) -> "Measures":
@@ -76,7 +83,16 @@ class Measures:
         return cls([str(w) for w in z["written"]], [Heard(str(t), float(a), float(b), float(p)) for t, a, b, p in z["heard"]],
                    [Forced(str(w), float(a), float(b), float(lp), float(mn), int(n)) for w, a, b, lp, mn, n in z["forced"]],
                    z["state_mean"], z["state_std"], z["word_states"].astype(np.float32), z["regions"],
-                   float(z["speech_seconds"]), z["pitch"], z["energy"])
+                   float(z["speech_seconds"]), z["pitch"], z["energy"],
+                   z["accent"] if "accent" in z.files else np.zeros(0, np.float32))
+
+
+def pooled(feats: Any) -> np.ndarray:
+    """The accent model's Whisper tiny.en window statistics (``backbones.whisper.WhisperFeatures``,
+    4 kHz band) averaged over the windows, weighted by their length: one vector per reading."""
+    w = np.maximum(feats.spans[:, 1] - feats.spans[:, 0], 1e-3).astype(np.float64)
+    x = feats.stats.reshape(len(feats.stats), -1).astype(np.float64)
+    return ((x * w[:, None]).sum(0) / w.sum()).astype(np.float32)
 
 
 def measure(speech: audio.Speech, listening: Listening, written: list[str]) -> Measures:
@@ -126,8 +142,11 @@ def pitch_contour(wav: np.ndarray) -> np.ndarray:
     window_ac = np.fft.irfft(np.abs(np.fft.rfft(np.hanning(PITCH_FRAME), 2 * PITCH_FRAME)) ** 2)[:PITCH_FRAME]
     ac = ac / np.maximum(ac[:, :1], 1e-12) / np.maximum(window_ac / window_ac[0], 1e-3)
     lo, hi = int(audio.SAMPLE_RATE / PITCH_MAX_HZ), int(audio.SAMPLE_RATE / PITCH_MIN_HZ)
-    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
-    peak = ac[np.arange(len(ac)), lag]
+    band = ac[:, lo - 1: hi + 1]
+    local = (band[:, 1:-1] >= band[:, :-2]) & (band[:, 1:-1] >= band[:, 2:])
+    top = band[:, 1:-1].max(1, keepdims=True)
+    lag = lo + np.argmax(local & (band[:, 1:-1] >= OCTAVE_SHARE * top), axis=1)  # the shortest lag near the top:
+    peak = ac[np.arange(len(ac)), lag]  # multiples of the period peak as high (no sub-octave errors)
     power = 10 * np.log10(np.mean(frames**2, 1) + 1e-10)
     voiced = (peak >= VOICED_CORRELATION) & (power > power.max() - 35.0)
     return np.where(voiced, audio.SAMPLE_RATE / lag, 0.0)
@@ -202,13 +221,16 @@ def timing_features(m: Measures) -> dict[str, float]:
     }
 
 
-def recogniser_features(m: Measures, statuses: list[str]) -> dict[str, float]:
+def recogniser_features(m: Measures, words: list[Word]) -> dict[str, float]:
     """What the recogniser makes of the reading: teacher-forced log-probabilities of the written
-    words, and the share of words heard as written, unclear, as another word or not at all."""
+    words; the share of words heard as written, unclear, as another word or not at all; how close
+    in spelling what it heard is to what was written."""
     lp = np.array([f.logprob for f in m.forced]) if m.forced else np.zeros(1)
     mn = np.array([f.min_logprob for f in m.forced]) if m.forced else np.zeros(1)
-    n = max(1, len(statuses))
+    said = [w for w in words if w.status != "extra"]
+    n = max(1, len(said))
     probs = np.array([h.probability for h in m.heard]) if m.heard else np.zeros(1)
+    close = np.array([similarity(w) for w in said]) if said else np.zeros(1)
     out = {
         "lp_mean": float(lp.mean()),
         "lp_min": float(lp.min()),
@@ -218,48 +240,55 @@ def recogniser_features(m: Measures, statuses: list[str]) -> dict[str, float]:
         "lp_under_tenth": float(np.mean(lp < LOW_P[1])),
         "heard_p_mean": float(probs.mean()),
         "heard_p_min": float(probs.min()),
-        "extra_share": float(sum(s == "extra" for s in statuses)) / n,
+        "ok_confidence": float(np.mean([w.confidence if w.status == "ok" and w.confidence else 0.0 for w in said])) if said else 0.0,
+        "similarity_mean": float(close.mean()),
+        "similarity_min": float(close.min()),
+        "extra_share": float(sum(w.status == "extra" for w in words)) / n,
     }
-    written = [s for s in statuses if s != "extra"]
     for s in STATUSES:
-        out[f"share_{s}"] = float(sum(x == s for x in written)) / max(1, len(written))
+        out[f"share_{s}"] = float(sum(w.status == s for w in said)) / n
     return out
 
 
-def word_statuses(m: Measures) -> list[str]:
-    """Word feedback's status of every written word (``words.feedback``) and of extra words heard."""
+def similarity(w: Word) -> float:
+    """How close what was heard for a written word is to it in spelling (normalised Levenshtein
+    similarity of the comparable parts, 0..1); 0 when nothing was heard."""
+    from rapidfuzz.distance import Levenshtein
+
+    if w.status == "missed" or not w.heard:
+        return 0.0
+    return float(Levenshtein.normalized_similarity(" ".join(normalize(w.word)), " ".join(normalize(w.heard))))
+
+
+def word_feedback(m: Measures) -> list[Word]:
+    """Word feedback on the reading (``words.feedback``): every written word, and extra words heard."""
     from .words import feedback
 
-    if not m.written:
-        return []
-    return [w.status for w in feedback(m.heard, " ".join(m.written))[0]]
+    return feedback(m.heard, " ".join(m.written))[0] if m.written else []
 
 
 def utterance_features(m: Measures) -> tuple[list[str], np.ndarray]:
     """(names, values) of one reading: recogniser, timing and prosody features, then the encoder
     states' mean and standard deviation over the speech."""
-    statuses = word_statuses(m)
-    named = {**recogniser_features(m, statuses), **timing_features(m), **prosody_features(m.pitch, m.energy)}
-    names = list(named) + [f"state_mean{i}" for i in range(len(m.state_mean))] + [f"state_std{i}" for i in range(len(m.state_std))]
-    return names, np.concatenate([np.array(list(named.values()), np.float64), m.state_mean, m.state_std])
+    named = {**recogniser_features(m, word_feedback(m)), **timing_features(m), **prosody_features(m.pitch, m.energy)}
+    names = list(named) + [f"state_mean{i}" for i in range(len(m.state_mean))] + \
+        [f"state_std{i}" for i in range(len(m.state_std))] + [f"state_accent{i}" for i in range(len(m.accent))]
+    return names, np.concatenate([np.array(list(named.values()), np.float64), m.state_mean, m.state_std, m.accent])
 
 
 def word_features(m: Measures) -> tuple[list[str], np.ndarray]:
     """(names, (words, D) values): per written word its teacher-forced log-probabilities (also
     against the reading's mean), word feedback status, duration per syllable, and its mean encoder
     state; the reading's mean log-probability as context."""
-    from .words import feedback
-
-    words = feedback(m.heard, " ".join(m.written))[0] if m.written else []
-    said = [w for w in words if w.status != "extra"]
+    said = [w for w in word_feedback(m) if w.status != "extra"]
     lp_mean = float(np.mean([f.logprob for f in m.forced])) if m.forced else 0.0
     rows = []
     for f, w in zip(m.forced, said):
         s = syllables(f.word)
         rows.append([f.logprob, f.min_logprob, f.logprob - lp_mean, lp_mean, float(f.tokens), float(s),
-                     np.log(max(f.end - f.start, 0.02) / s), w.confidence if w.confidence is not None else 0.0]
-                    + [float(w.status == x) for x in STATUSES])
-    names = ["lp", "lp_min", "lp_rel", "lp_reading", "tokens", "syllables", "log_syllable_s", "heard_p"] + \
+                     np.log(max(f.end - f.start, 0.02) / s), w.confidence if w.confidence is not None else 0.0,
+                     similarity(w)] + [float(w.status == x) for x in STATUSES])
+    names = ["lp", "lp_min", "lp_rel", "lp_reading", "tokens", "syllables", "log_syllable_s", "heard_p", "similarity"] + \
         [f"is_{x}" for x in STATUSES] + [f"state{i}" for i in range(m.word_states.shape[1])]
     hand = np.array(rows, np.float64).reshape(len(rows), len(names) - m.word_states.shape[1])
     return names, np.concatenate([hand, m.word_states[: len(rows)].astype(np.float64)], axis=1)

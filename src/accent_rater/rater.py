@@ -317,12 +317,13 @@ class Rater:
         speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info, wide=listen,
                                min_speech_seconds=MIN_SPEECH_SECONDS if pronunciation else audio.MIN_SPEECH_SECONDS)
         warnings = quality_warnings(speech, info)
+        feats = self.features(speech)  # the pronunciation heads read the accent model's features too
         if speech.speech_seconds >= audio.MIN_SPEECH_SECONDS:
-            result = self.rate_features(self.features(speech), warnings)
+            result = self.rate_features(feats, warnings)
         else:  # only with pronunciation: the accent is not rated
             warnings = [w for w in warnings if not w.startswith("only ")]
             result = self.unrated(speech, [SHORT_SPEECH_WARNING.format(seconds=speech.speech_seconds)] + warnings)
-        return self.add_listening(result, speech, text, pronunciation) if listen else result
+        return self.add_listening(result, speech, text, feats if pronunciation else None) if listen else result
 
     def unrated(self, speech: audio.Speech, warnings: list[str]) -> AccentResult:
         """A result without the accent fields (speech too short for them)."""
@@ -362,11 +363,13 @@ class Rater:
         return PronunciationHead.load(self.model_dir, meta)
 
     def add_listening(self, result: AccentResult, speech: audio.Speech, text: str | None = PASSAGE,
-                      pronunciation: bool = False) -> AccentResult:
+                      feats: Any = None) -> AccentResult:
         """``result`` with word feedback on ``speech``: the transcript, and with a ``text`` each of its
-        words' status and the reading summary; with ``pronunciation`` the scores and each word's accuracy."""
+        words' status and the reading summary; given the accent model's ``feats`` of the speech, the
+        pronunciation scores and each word's accuracy."""
         from .words import feedback, reading_warning, transcript
 
+        pronunciation = feats is not None
         heard_only = not pronunciation
         listening = self.transcriber.listen(speech, None if heard_only else (text or ""))
         heard = listening.heard
@@ -375,7 +378,7 @@ class Rater:
         if pronunciation and listening.forced:
             from .pronunciation import measure
 
-            m = measure(speech, listening, [f.word for f in listening.forced])
+            m = measure(speech, listening, [f.word for f in listening.forced]).with_accent(feats)
             scores, accuracy = self.pronunciation_head.score(m)
             parts.append("pronunciation")
         notes = [] if scores or not pronunciation else ["no words were heard: there is nothing to score"]

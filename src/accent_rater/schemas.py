@@ -105,7 +105,8 @@ RATE_ERRORS = {
     415: _error("Not a supported audio file, or (batch) not a multipart body"),
     422: _error("Unusable audio (empty, corrupt, silent, too little speech) or invalid request"),
     503: _error("Too many requests waiting: retry after the seconds in the Retry-After header"),
-    501: _error("Word feedback asked for, but the server has no Whisper base weights (`words_unavailable`)"),
+    501: _error("Word feedback asked for, but the server has no Whisper base weights (`words_unavailable`), or "
+                "pronunciation scores of a model without them (`pronunciation_unavailable`)"),
     504: _error("The rating did not finish within the server's per-request timeout"),
 }
 

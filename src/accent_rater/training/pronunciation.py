@@ -13,9 +13,9 @@ import csv
 import hashlib
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 DATA = Path("../shared/data")
 CACHE = Path("cache/pronunciation")
@@ -34,6 +34,7 @@ class Reading:
     native: bool
     scores: dict[str, float] = field(default_factory=dict)  # speechocean762: accuracy, fluency, prosodic, total
     age_onset: Optional[float] = None
+    age: Optional[float] = None
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -48,7 +49,7 @@ def readings(root: Path = DATA, saa_per_label: int = SAA_PER_LABEL) -> list[Read
     so = root / "speechocean762"
     for r in _rows(so / "utterances.csv"):
         out.append(Reading("speechocean762", r["utt_id"], r["speaker_id"], so / r["path"], r["text"], False,
-                           {k: float(r[k]) for k in ("accuracy", "fluency", "prosodic", "total")}))
+                           {k: float(r[k]) for k in ("accuracy", "fluency", "prosodic", "total")}, age=float(r["age"])))
     libri = root / "librispeech"
     for r in _rows(libri / "utterances.csv"):
         out.append(Reading("librispeech", r["utt_id"], r["speaker_id"], libri / r["path"], "", True))
@@ -74,7 +75,10 @@ def measure_all(items: list[Reading], cache: Path = CACHE, threads: int = 2) -> 
     from ..pronunciation import MIN_SPEECH_SECONDS, measure
     from ..words import PASSAGE, Transcriber, text_words
 
+    from ..rater import Rater
+
     listen = Transcriber(threads)
+    accent = Rater(threads=threads)  # the accent model's features of the speech are read too
     errors: dict[str, str] = {}
     todo = [r for r in items if not cache_path(r, cache).exists()]
     for r in tqdm(todo, desc="measuring", unit="reading", mininterval=10):
@@ -83,7 +87,7 @@ def measure_all(items: list[Reading], cache: Path = CACHE, threads: int = 2) -> 
             speech = audio.prepare(r.path, wide=True, min_speech_seconds=MIN_SPEECH_SECONDS)
             listening = listen.listen(speech, text)
             written = text_words(text) if text else [f.word for f in listening.forced]
-            m = measure(speech, listening, written)
+            m = measure(speech, listening, written).with_accent(accent.features(speech))
         except Exception as exc:  # noqa: BLE001 - a corpus's unusable recording is reported, not fatal
             errors[f"{r.corpus}/{r.key}"] = f"{type(exc).__name__}: {exc}"
             continue
@@ -91,21 +95,6 @@ def measure_all(items: list[Reading], cache: Path = CACHE, threads: int = 2) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         m.save(path)
     return errors
-
-
-def main(argv: list[str]) -> None:
-    if argv[:1] == ["measure"]:
-        t0 = time.time()
-        errors = measure_all(readings())
-        for k, v in errors.items():
-            print(f"unusable {k}: {v}")
-        print(f"measured in {time.time() - t0:.0f} s; {len(errors)} unusable")
-    else:
-        raise SystemExit("usage: python -m accent_rater.training.pronunciation measure|fit")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
 
 
 # --- fitting ------------------------------------------------------------------------------------------
@@ -150,6 +139,18 @@ def word_scores(root: Path = DATA) -> dict[str, list[float]]:
     return {k: [a for _, a in sorted(v)] for k, v in out.items()}
 
 
+ACCENT_CACHE = Path("cache/whisper/tiny.en")
+
+
+def accent_features(r: Reading, cache: Path = ACCENT_CACHE) -> Any:
+    """The accent model's cached features of the reading's clean speech (``multicorpus.build_caches``
+    writes them for every corpus), or None."""
+    from ..backbones.whisper import WhisperFeatures
+
+    path = cache / r.corpus / f"{Path(r.path).stem}.npz"
+    return WhisperFeatures.load(path) if path.exists() else None
+
+
 def load_table(items: list[Reading], cache: Path = CACHE, root: Path = DATA) -> Table:
     """The feature table of every measured reading of ``items`` (the unmeasured are left out)."""
     from ..pronunciation import Measures, utterance_features, word_features
@@ -163,6 +164,11 @@ def load_table(items: list[Reading], cache: Path = CACHE, root: Path = DATA) -> 
         if not path.exists():
             continue
         m = Measures.load(path)
+        if not len(m.accent):  # measured before the accent features were kept with the rest
+            accent = accent_features(r)
+            if accent is None:
+                continue
+            m = m.with_accent(accent)
         names, x = utterance_features(m)
         wnames, w = word_features(m)
         scores = experts.get(r.key) if r.corpus == "speechocean762" else None
@@ -181,11 +187,11 @@ def is_state(names: list[str]) -> np.ndarray:
     return np.array([n.startswith("state") for n in names])
 
 
-def fit_linear(X: np.ndarray, y: np.ndarray, states: np.ndarray, *, components: int, alpha: float,
-               weight: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
+def fit_linear(X: np.ndarray, Y: np.ndarray, states: np.ndarray, *, components: int, alpha: float,
+               weight: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
     """Standardise every column, reduce the encoder-state columns to ``components`` principal
-    components, ridge-regress ``y`` on both; returned folded into one linear map on the raw columns
-    (coefficients, intercept), the form a bundle stores."""
+    components (whitened), ridge-regress each column of ``Y`` (N, K) on both; returned folded into
+    one linear map on the raw columns, (D, K) coefficients and (K,) intercepts: what a bundle stores."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import Ridge
 
@@ -195,19 +201,20 @@ def fit_linear(X: np.ndarray, y: np.ndarray, states: np.ndarray, *, components: 
     parts = [Z[:, ~states]]
     pca = None
     if components and states.any():
-        pca = PCA(components, random_state=0).fit(Z[:, states])
+        pca = PCA(min(components, len(X) - 1), random_state=0).fit(Z[:, states])
         parts.append(pca.transform(Z[:, states]) / np.sqrt(pca.explained_variance_[None, :]))
-    ridge = Ridge(alpha=alpha).fit(np.concatenate(parts, 1), y, sample_weight=weight)
+    ridge = Ridge(alpha=alpha).fit(np.concatenate(parts, 1), Y, sample_weight=weight)
+    B = np.atleast_2d(ridge.coef_).T  # (features, K)
     n_hand = int((~states).sum())
-    coef_z = np.zeros(X.shape[1])
-    coef_z[~states] = ridge.coef_[:n_hand]
-    intercept = float(ridge.intercept_)
+    coef_z = np.zeros((X.shape[1], B.shape[1]))
+    coef_z[~states] = B[:n_hand]
+    intercept = np.atleast_1d(ridge.intercept_).astype(float)
     if pca is not None:
-        w = ridge.coef_[n_hand:] / np.sqrt(pca.explained_variance_)
+        w = B[n_hand:] / np.sqrt(pca.explained_variance_)[:, None]
         coef_z[states] = pca.components_.T @ w
-        intercept -= float(pca.mean_ @ pca.components_.T @ w)
-    coef = coef_z / scale
-    return coef, intercept - float(mean @ coef)
+        intercept = intercept - pca.mean_ @ pca.components_.T @ w
+    coef = coef_z / scale[:, None]
+    return coef, intercept - mean @ coef
 
 
 def speaker_folds(speakers: np.ndarray, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
@@ -232,63 +239,237 @@ class Settings:
     native_weight: float = 0.1
 
 
-def _weights(t: Table, rows: np.ndarray, native_weight: float) -> np.ndarray:
-    libri = t.where("librispeech")[rows]
-    w = np.ones(int(rows.sum()))
-    if libri.any() and native_weight > 0:
-        w[libri] = native_weight * (~libri).sum() / libri.sum()
+def _weights(native: np.ndarray, native_weight: float) -> np.ndarray:
+    """Row weights: LibriSpeech's rows together weigh ``native_weight`` times speechocean762's."""
+    w = np.ones(len(native))
+    if native.any() and native_weight > 0:
+        w[native] = native_weight * (~native).sum() / native.sum()
     return w
 
 
-def fit_heads(t: Table, rows: np.ndarray, s: Settings) -> "PronunciationHead":
-    """The four reading heads and the word head fitted on the readings ``rows`` (boolean mask)."""
-    from ..pronunciation import ASPECTS, PronunciationHead
-
-    states = is_state(t.names)
-    train = rows & (t.where("speechocean762") | (t.where("librispeech") & (s.native_weight > 0)))
-    w = _weights(t, train, s.native_weight)
-    heads = {a: fit_linear(t.X[train], t.target(a)[train], states, components=s.components, alpha=s.alpha, weight=w)
-             for a in ASPECTS}
-    wrows = train[t.word_item] & ~np.isnan(t.word_score)
-    libri_w = t.where("librispeech")[t.word_item][wrows]
-    ww = np.ones(int(wrows.sum()))
-    if libri_w.any() and s.native_weight > 0:
-        ww[libri_w] = s.native_weight * (~libri_w).sum() / libri_w.sum()
-    word = fit_linear(t.W[wrows], t.word_score[wrows], is_state(t.word_names), components=s.word_components,
-                      alpha=s.word_alpha, weight=ww)
-    return PronunciationHead(heads, word, t.names, t.word_names)
+def trained_on(t: Table, rows: np.ndarray, s: Settings) -> np.ndarray:
+    """The readings of ``rows`` a fit learns from: speechocean762's, and LibriSpeech's natives unless
+    their weight is 0 (the archive never)."""
+    return rows & (t.where("speechocean762") | (t.where("librispeech") & (s.native_weight > 0)))
 
 
-def predict(head: "PronunciationHead", t: Table, rows: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Out-of-sample predictions (0-10, clipped) of ``rows``: per aspect, and for their word rows."""
+def fit_utterance(t: Table, rows: np.ndarray, s: Settings) -> dict[str, tuple[np.ndarray, float]]:
+    """The four reading heads, fitted on the readings ``rows`` (one PCA, one multi-target ridge)."""
     from ..pronunciation import ASPECTS
 
-    utt = {a: np.clip(t.X[rows] @ head.utterance[a][0] + head.utterance[a][1], 0, 10) for a in ASPECTS}
-    wr = rows[t.word_item]
-    return utt, np.clip(t.W[wr] @ head.word[0] + head.word[1], 0, 10)
+    train = trained_on(t, rows, s)
+    Y = np.stack([t.target(a)[train] for a in ASPECTS], 1)
+    coef, intercept = fit_linear(t.X[train], Y, is_state(t.names), components=s.components, alpha=s.alpha,
+                                 weight=_weights(t.where("librispeech")[train], s.native_weight))
+    return {a: (coef[:, k], float(intercept[k])) for k, a in enumerate(ASPECTS)}
 
 
-def cross_validate(t: Table, s: Settings, folds: int = FOLDS, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Speaker-disjoint out-of-fold predictions of every reading (NaN for the archive: never
-    trained on, predicted by every fold's heads averaged) and of every word row."""
+def fit_word(t: Table, rows: np.ndarray, s: Settings) -> tuple[np.ndarray, float]:
+    """The word accuracy head, fitted on the scored words of the readings ``rows``."""
+    train = trained_on(t, rows, s)[t.word_item] & ~np.isnan(t.word_score)
+    native = t.where("librispeech")[t.word_item][train]
+    coef, intercept = fit_linear(t.W[train], t.word_score[train][:, None], is_state(t.word_names),
+                                 components=s.word_components, alpha=s.word_alpha, weight=_weights(native, s.native_weight))
+    return coef[:, 0], float(intercept[0])
+
+
+def fit_heads(t: Table, rows: np.ndarray, s: Settings) -> "PronunciationHead":
+    """The reading heads and the word head fitted on the readings ``rows`` (boolean mask)."""
+    from ..pronunciation import PronunciationHead
+
+    return PronunciationHead(fit_utterance(t, rows, s), fit_word(t, rows, s), t.names, t.word_names)
+
+
+def cross_validate(t: Table, s: Settings, folds: int = FOLDS, seed: int = 0, words: bool = True,
+                   utterances: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Speaker-disjoint out-of-fold predictions (0-10, clipped) of every reading and of every word
+    row. The archive is never trained on: it is predicted by every fold's heads, averaged."""
     from ..pronunciation import ASPECTS
 
     fold = speaker_folds(t.speakers, folds, seed)
     saa = t.where("saa")
-    utt = {a: np.full(len(t.items), np.nan) for a in ASPECTS}
-    archive = {a: np.zeros(len(t.items)) for a in ASPECTS}
-    words = np.full(len(t.W), np.nan)
+    utt = {a: np.zeros(len(t.items)) for a in ASPECTS}
+    out_words = np.full(len(t.W), np.nan)
     for k in range(folds):
-        test = (fold == k) & ~saa
-        head = fit_heads(t, (fold != k) & ~saa, s)
-        p, pw = predict(head, t, test)
-        for a in ASPECTS:
-            utt[a][test] = p[a]
-        words[test[t.word_item]] = pw
-        if saa.any():
-            pa, _ = predict(head, t, saa)
-            for a in ASPECTS:
-                archive[a][saa] += pa[a] / folds
-    for a in ASPECTS:
-        utt[a][saa] = archive[a][saa]
-    return utt, words
+        test, train = (fold == k) & ~saa, (fold != k) & ~saa
+        if utterances:
+            heads = fit_utterance(t, train, s)
+            for a, (c, b) in heads.items():
+                utt[a][test] = np.clip(t.X[test] @ c + b, 0, 10)
+                utt[a][saa] += np.clip(t.X[saa] @ c + b, 0, 10) / folds
+        if words:
+            c, b = fit_word(t, train, s)
+            wr = test[t.word_item]
+            out_words[wr] = np.clip(t.W[wr] @ c + b, 0, 10)
+    return utt, out_words
+
+
+GRID = [Settings(components=c, alpha=a) for c in (32, 64, 128) for a in (10.0, 30.0, 100.0)]
+WORD_GRID = [(c, a) for c in (16, 32, 64) for a in (10.0, 100.0)]
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and np.std(a) > 0 and np.std(b) > 0 else 0.0
+
+
+def select(t: Table, rows: np.ndarray, grid: list[Settings] = GRID, folds: int = 4) -> Settings:
+    """The settings with the best mean out-of-fold Pearson r (speechocean762 readings of ``rows``,
+    speaker-disjoint inner folds; the four aspects, then the word head's own settings)."""
+    sub = _subset(t, rows)
+    so = sub.where("speechocean762")
+    words = so[sub.word_item] & ~np.isnan(sub.word_score)
+    best, best_r = grid[0], -np.inf
+    for s in grid:
+        utt, _ = cross_validate(sub, s, folds, words=False)
+        r = np.mean([_r(utt[a][so], sub.target(a)[so]) for a in utt])
+        if r > best_r:
+            best, best_r = s, r
+    word_best, word_r = (best.word_components, best.word_alpha), -np.inf
+    for c, a in WORD_GRID:
+        _, pw = cross_validate(sub, replace(best, word_components=c, word_alpha=a), folds, utterances=False)
+        r = _r(pw[words], sub.word_score[words])
+        if r > word_r:
+            word_best, word_r = (c, a), r
+    return replace(best, word_components=word_best[0], word_alpha=word_best[1])
+
+
+def _subset(t: Table, rows: np.ndarray) -> Table:
+    keep = np.flatnonzero(rows)
+    new_index = {int(k): i for i, k in enumerate(keep)}
+    wr = rows[t.word_item]
+    return Table([t.items[k] for k in keep], t.names, t.X[keep], t.word_names, t.W[wr],
+                 np.array([new_index[int(k)] for k in t.word_item[wr]], int), t.word_score[wr])
+
+
+CHILD_AGE = 12  # speechocean762 speakers up to this age count as children in the report
+
+
+def nested_cv(t: Table, folds: int = FOLDS, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, list[Settings]]:
+    """Out-of-fold predictions with the settings chosen inside each outer fold (``select`` on its
+    training speakers only), so that no figure was tuned on the speakers it scores."""
+    from ..pronunciation import ASPECTS
+
+    fold = speaker_folds(t.speakers, folds, seed)
+    saa = t.where("saa")
+    utt = {a: np.zeros(len(t.items)) for a in ASPECTS}
+    words = np.full(len(t.W), np.nan)
+    chosen = []
+    for k in range(folds):
+        test, train = (fold == k) & ~saa, (fold != k) & ~saa
+        s = select(t, train)
+        chosen.append(s)
+        head = fit_heads(t, train, s)
+        for a, (c, b) in head.utterance.items():
+            utt[a][test] = np.clip(t.X[test] @ c + b, 0, 10)
+            utt[a][saa] += np.clip(t.X[saa] @ c + b, 0, 10) / folds
+        wr = test[t.word_item]
+        words[wr] = np.clip(t.W[wr] @ head.word[0] + head.word[1], 0, 10)
+    return utt, words, chosen
+
+
+def figures(t: Table, utt: dict[str, np.ndarray], words: np.ndarray, n_boot: int = 1000) -> dict[str, Any]:
+    """The report's figures from out-of-fold predictions: Pearson r per aspect (readings, and speaker
+    means) and for words, with speaker-bootstrap 95% intervals; children and adults; the archive's
+    natives against its non-natives by total, and total against the age English was learned."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from ..metrics import pearson_ci
+
+    so = t.where("speechocean762")
+    spk = t.speakers
+    out: dict[str, Any] = {"readings": int(so.sum()), "speakers": len(set(spk[so])), "aspects": {}}
+    for a, p in utt.items():
+        y = t.target(a)
+        names = sorted(set(spk[so]))
+        sy = np.array([y[so & (spk == n)].mean() for n in names])
+        sp = np.array([p[so & (spk == n)].mean() for n in names])
+        ages = np.array([t.items[i].age or 0 for i in range(len(t.items))])
+        out["aspects"][a] = {
+            "utterance": pearson_ci(y[so], p[so], spk[so], n_boot),
+            "speaker": pearson_ci(sy, sp, np.array(names), n_boot),
+            "children": _r(p[so & (ages <= CHILD_AGE)], y[so & (ages <= CHILD_AGE)]),
+            "adults": _r(p[so & (ages > CHILD_AGE)], y[so & (ages > CHILD_AGE)]),
+        }
+    wm = so[t.word_item] & ~np.isnan(t.word_score) & ~np.isnan(words)
+    out["words"] = {"n": int(wm.sum()), "r": pearson_ci(t.word_score[wm], words[wm], spk[t.word_item][wm], n_boot)}
+    libri = t.where("librispeech")
+    out["librispeech_total"] = {"n": int(libri.sum()), "median": float(np.median(utt["total"][libri]) * 10) if libri.any() else None}
+    saa = t.where("saa")
+    if saa.any():
+        native = np.array([r.native for r in t.items])[saa]
+        total = utt["total"][saa]
+        rng = np.random.default_rng(0)
+        boots = [roc_auc_score(native[b], total[b]) for b in (rng.integers(0, len(total), len(total)) for _ in range(n_boot))
+                 if 0 < native[b].sum() < len(b)]
+        onset = np.array([r.age_onset if r.age_onset is not None else np.nan for r in t.items])[saa]
+        keep = ~native & ~np.isnan(onset)
+        rho = spearmanr(total[keep], onset[keep])
+        out["archive"] = {"natives": int(native.sum()), "non_natives": int((~native).sum()),
+                          "roc_auc_total": (float(roc_auc_score(native, total)), *map(float, np.percentile(boots, [2.5, 97.5]))),
+                          "native_median": float(np.median(total[native]) * 10), "non_native_median": float(np.median(total[~native]) * 10),
+                          "spearman_age_onset": (float(rho.statistic), float(rho.pvalue)), "age_onset_n": int(keep.sum())}
+    return out
+
+
+def refresh_contours(items: list[Reading], cache: Path = CACHE) -> int:
+    """Recompute the pitch and energy contours of the cached measures (after a change to
+    ``pronunciation.pitch_contour`` or ``energy_contour``: no Whisper pass needed). Returns how many."""
+    from dataclasses import replace as with_fields
+
+    from tqdm import tqdm
+
+    from .. import audio
+    from ..pronunciation import MIN_SPEECH_SECONDS, Measures, energy_contour, pitch_contour
+
+    done = 0
+    for r in tqdm([r for r in items if cache_path(r, cache).exists()], desc="contours", unit="reading", mininterval=10):
+        speech = audio.prepare(r.path, min_speech_seconds=MIN_SPEECH_SECONDS)
+        m = Measures.load(cache_path(r, cache))
+        with_fields(m, pitch=pitch_contour(speech.audio), energy=energy_contour(speech.audio)).save(cache_path(r, cache))
+        done += 1
+    return done
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m accent_rater.training.pronunciation")
+    ap.add_argument("job", choices=["measure", "contours", "fit"])
+    ap.add_argument("--bundle", default="src/accent_rater/assets/model", help="write the heads into this bundle ('' = none)")
+    ap.add_argument("--out", default="reports/pronunciation", help="the report folder")
+    ap.add_argument("--quick", action="store_true", help="fixed settings, no nested selection (tests)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    if args.job == "measure":
+        errors = measure_all(readings())
+        for k, v in errors.items():
+            print(f"unusable {k}: {v}")
+        print(f"measured in {time.time() - t0:.0f} s; {len(errors)} unusable")
+        return
+    if args.job == "contours":
+        print(f"{refresh_contours(readings())} contours recomputed in {time.time() - t0:.0f} s")
+        return
+    from ..export import add_pronunciation
+    from .pronunciation_report import card_section, write_report
+
+    t = load_table(readings())
+    if args.quick:
+        utt, words = cross_validate(t, Settings())
+        chosen = [Settings()]
+    else:
+        utt, words, chosen = nested_cv(t)
+    summary = figures(t, utt, words)
+    final = Settings() if args.quick else select(t, ~t.where("saa"))
+    summary["settings"] = {"folds": [vars(c) for c in chosen], "final": vars(final)}
+    write_report(Path(args.out), t, utt, words, summary)
+    print(json.dumps(summary["aspects"], indent=1), f"in {time.time() - t0:.0f} s")
+    if args.bundle:
+        head = fit_heads(t, ~t.where("saa"), final)
+        add_pronunciation(Path(args.bundle), head, {a: v["utterance"][0] for a, v in summary["aspects"].items()},
+                          card_section(summary))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
