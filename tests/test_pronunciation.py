@@ -92,10 +92,10 @@ def test_the_folded_linear_head_predicts_what_the_pipeline_does() -> None:
     X = rng.normal(size=(200, 30)) * rng.uniform(0.1, 5, 30)
     states = np.arange(30) >= 10
     Y = np.stack([X[:, 0] - X[:, 15], X[:, 3] + 0.1 * rng.normal(size=200)], 1)
-    coef, intercept = fit_linear(X, Y, states, components=8, alpha=3.0)
+    coef, intercept = fit_linear(X, Y, [states], components=8, alpha=3.0)
     Z = (X - X.mean(0)) / X.std(0)
     pca = PCA(8, random_state=0).fit(Z[:, states])
-    F = np.concatenate([Z[:, ~states], pca.transform(Z[:, states]) / np.sqrt(pca.explained_variance_)], 1)
+    F = np.concatenate([Z[:, ~states], pca.transform(Z[:, states]) / np.sqrt(pca.explained_variance_[0])], 1)
     expected = Ridge(alpha=3.0).fit(F, Y).predict(F)
     assert np.allclose(X @ coef + intercept, expected, atol=1e-8)
 

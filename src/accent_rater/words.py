@@ -348,7 +348,7 @@ class Transcriber:
         if text is None:
             return Listening(heard, [], np.zeros((0, 0), np.float32), np.zeros(0))
         states = np.asarray(encoded)
-        written = text_words(text) if text else [_bare(h.text) for h in heard]  # free speech: what was heard
+        written = text_words(text) if text else [w for w in (_bare(h.text) for h in heard) if normalize(w)]  # free speech: what was heard
         forced = self._forced(speech, spans, frames, states, written, heard, window_of) if written else []
         kept = [states[i, : frames[i] // 2] for i in range(len(spans))]
         times = np.concatenate([np.array([speech.to_original_seconds(a + k * 2 * audio.HOP_LENGTH)

@@ -183,35 +183,45 @@ def load_table(items: list[Reading], cache: Path = CACHE, root: Path = DATA) -> 
     return Table(kept, names, np.stack(rows), wnames, np.concatenate(wrows), np.array(witem), np.concatenate(wscore))
 
 
-def is_state(names: list[str]) -> np.ndarray:
-    return np.array([n.startswith("state") for n in names])
+def state_blocks(names: list[str]) -> list[np.ndarray]:
+    """Boolean masks of the encoder-state column blocks: Whisper base's states (mean and std over
+    the speech, or over a word) and the accent model's features; the rest are hand-made features."""
+    base = np.array([n.startswith(("state_mean", "state_std")) for n in names])
+    accent = np.array([n.startswith("state_accent") for n in names])
+    word = np.array([n.startswith("state") for n in names]) & ~base & ~accent
+    return [b for b in (base, accent, word) if b.any()]
 
 
-def fit_linear(X: np.ndarray, Y: np.ndarray, states: np.ndarray, *, components: int, alpha: float,
+def fit_linear(X: np.ndarray, Y: np.ndarray, blocks: list[np.ndarray], *, components: int, alpha: float,
                weight: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Standardise every column, reduce the encoder-state columns to ``components`` principal
-    components (whitened), ridge-regress each column of ``Y`` (N, K) on both; returned folded into
-    one linear map on the raw columns, (D, K) coefficients and (K,) intercepts: what a bundle stores."""
+    """Standardise every column, reduce each block of encoder-state columns (``blocks``: masks) to
+    ``components`` principal components (scaled by the first one's spread, so the ridge penalty
+    keeps their relative sizes), ridge-regress each column of ``Y`` (N, K) on them and the other
+    columns; returned folded into one linear map on the raw columns, (D, K) coefficients and (K,)
+    intercepts: what a bundle stores."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import Ridge
 
     mean, scale = X.mean(0), X.std(0)
     scale = np.where(scale > 1e-9, scale, 1.0)
     Z = (X - mean) / scale
-    parts = [Z[:, ~states]]
-    pca = None
-    if components and states.any():
-        pca = PCA(min(components, len(X) - 1), random_state=0).fit(Z[:, states])
-        parts.append(pca.transform(Z[:, states]) / np.sqrt(pca.explained_variance_[None, :]))
+    hand = ~np.any(blocks, axis=0) if blocks else np.ones(X.shape[1], bool)
+    parts, maps = [Z[:, hand]], []
+    for b in blocks if components else []:
+        pca = PCA(min(components, len(X) - 1, int(b.sum())), random_state=0).fit(Z[:, b])
+        unit = np.sqrt(pca.explained_variance_[0])
+        parts.append(pca.transform(Z[:, b]) / unit)
+        maps.append((b, pca, unit))
     ridge = Ridge(alpha=alpha).fit(np.concatenate(parts, 1), Y, sample_weight=weight)
     B = np.atleast_2d(ridge.coef_).T  # (features, K)
-    n_hand = int((~states).sum())
     coef_z = np.zeros((X.shape[1], B.shape[1]))
-    coef_z[~states] = B[:n_hand]
+    coef_z[hand] = B[: int(hand.sum())]
     intercept = np.atleast_1d(ridge.intercept_).astype(float)
-    if pca is not None:
-        w = B[n_hand:] / np.sqrt(pca.explained_variance_)[:, None]
-        coef_z[states] = pca.components_.T @ w
+    at = int(hand.sum())
+    for b, pca, unit in maps:
+        w = B[at: at + pca.n_components_] / unit
+        at += pca.n_components_
+        coef_z[b] = pca.components_.T @ w
         intercept = intercept - pca.mean_ @ pca.components_.T @ w
     coef = coef_z / scale[:, None]
     return coef, intercept - mean @ coef
@@ -259,7 +269,7 @@ def fit_utterance(t: Table, rows: np.ndarray, s: Settings) -> dict[str, tuple[np
 
     train = trained_on(t, rows, s)
     Y = np.stack([t.target(a)[train] for a in ASPECTS], 1)
-    coef, intercept = fit_linear(t.X[train], Y, is_state(t.names), components=s.components, alpha=s.alpha,
+    coef, intercept = fit_linear(t.X[train], Y, state_blocks(t.names), components=s.components, alpha=s.alpha,
                                  weight=_weights(t.where("librispeech")[train], s.native_weight))
     return {a: (coef[:, k], float(intercept[k])) for k, a in enumerate(ASPECTS)}
 
@@ -268,7 +278,7 @@ def fit_word(t: Table, rows: np.ndarray, s: Settings) -> tuple[np.ndarray, float
     """The word accuracy head, fitted on the scored words of the readings ``rows``."""
     train = trained_on(t, rows, s)[t.word_item] & ~np.isnan(t.word_score)
     native = t.where("librispeech")[t.word_item][train]
-    coef, intercept = fit_linear(t.W[train], t.word_score[train][:, None], is_state(t.word_names),
+    coef, intercept = fit_linear(t.W[train], t.word_score[train][:, None], state_blocks(t.word_names),
                                  components=s.word_components, alpha=s.word_alpha, weight=_weights(native, s.native_weight))
     return coef[:, 0], float(intercept[0])
 
@@ -304,8 +314,8 @@ def cross_validate(t: Table, s: Settings, folds: int = FOLDS, seed: int = 0, wor
     return utt, out_words
 
 
-GRID = [Settings(components=c, alpha=a) for c in (32, 64, 128) for a in (10.0, 30.0, 100.0)]
-WORD_GRID = [(c, a) for c in (16, 32, 64) for a in (10.0, 100.0)]
+GRID = [Settings(components=c, alpha=a) for c in (32, 64, 128) for a in (10.0, 30.0, 100.0, 300.0)]
+WORD_GRID = [(c, a) for c in (16, 32, 64) for a in (1.0, 10.0, 100.0)]
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
