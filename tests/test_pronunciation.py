@@ -276,3 +276,29 @@ def test_training_measures_fits_and_bundles_heads_on_a_handful_of_readings(words
     add_pronunciation(bundle, tp.fit_heads(t, ~t.where("saa"), small), {})
     result = Rater(bundle).rate(FIXTURES / "native_us_english5.flac", pronunciation=True)
     assert all(0 <= v <= 100 for v in result.pronunciation)
+
+
+def test_web_app_shows_the_four_scores_colours_words_by_accuracy_and_says_when_the_accent_is_not_rated() -> None:
+    from dataclasses import replace
+
+    from conftest import make_result
+
+    from accent_rater import ui
+    from accent_rater.pronunciation import Pronunciation
+    from accent_rater.words import Reading, Word, practise
+
+    words = [Word("Please", 0.1, 0.4, "ok", 0.9, "Please", 92.0), Word("call", 0.5, 0.8, "ok", 0.8, "call", 30.0),
+             Word("Stella.", 0.9, 1.2, "unclear", 0.2, "Stella", 60.0), Word("Ask", None, None, "missed", None, "", None)]
+    result = make_result(0.8, pronunciation=Pronunciation(70.0, 80.0, 75.0, 72.0), words=words,
+                         reading=Reading(4, 2, 1, 0, 1, 0, 0.5, 100.0), parts=["accent", "words", "pronunciation"])
+    md = ui.format_result(result)
+    assert "Accuracy: 70 / 100" in md and "Prosody: 75 / 100" in md and "not a test score" in md and "Decision" in md
+    page = ui.words_html(result)
+    assert 'class="w ok acc-hi"' in page and 'class="w ok acc-lo"' in page and 'class="w unclear acc-mid"' in page
+    assert 'class="w missed"' in page and "accuracy 80+" in page
+    assert [w.word for w in practise(words)] == ["Stella.", "call"]  # unclear, then low accuracy ("Ask": not read)
+    short = replace(result, p_native=None, label=None, score=None, band=None, borderline=None, segments=[],
+                    parts=["words", "pronunciation"])
+    md = ui.format_result(short)
+    assert "not rated" in md and "Decision" not in md and "Accuracy: 70 / 100" in md
+    assert ui.headline(short)["label"] == "not rated" and ui.timeline_frame(short).empty

@@ -63,6 +63,9 @@ WORDS_CSS = """
 .wf .w.different { background: #fecaca; color: #7f1d1d; font-weight: 600; }
 .wf .w.missed { color: #6b7280; text-decoration: line-through; cursor: default; }
 .wf .w.extra { color: #6b7280; font-style: italic; font-size: 0.9em; }
+.wf .w.acc-hi { background: #dcfce7; color: #14532d; font-weight: normal; }
+.wf .w.acc-mid { background: #fef08a; color: #713f12; font-weight: normal; }
+.wf .w.acc-lo { background: #fecaca; color: #7f1d1d; font-weight: 600; }
 .wf .w.playing { outline: 2px solid #2563eb; }
 .wf .legend span { margin-right: 0.6em; }
 .wf audio { width: 100%; margin: 0.4em 0; }
@@ -169,7 +172,7 @@ def result_outputs(result: AccentResult, l1_languages: Sequence[str] = (), audio
             *l1_outputs(result, l1_languages))
 
 
-ACCURACY_CLASSES = ((80.0, "ok"), (50.0, "unclear"), (0.0, "different"))  # a word's accuracy -> its colour
+ACCURACY_CLASSES = ((80.0, "acc-hi"), (50.0, "acc-mid"), (0.0, "acc-lo"))  # a word's accuracy -> its colour
 
 
 def _span(w: Word) -> str:
@@ -177,10 +180,10 @@ def _span(w: Word) -> str:
     shown = html.escape(w.word or f"+{w.heard}")
     tip = STATUS_TEXT[w.status] + (f": heard \u201c{w.heard}\u201d" if w.heard and w.status != "ok" else "")
     tip += f" (confidence {w.confidence:.2f})" if w.confidence is not None else ""
-    kind = w.status
-    if w.accuracy is not None:
+    kind = w.status  # the status stays the first class; a read word's accuracy adds its colour
+    if w.accuracy is not None and w.status != "missed":
         tip += f"; accuracy {w.accuracy:.0f} / 100"
-        kind = next(k for floor, k in ACCURACY_CLASSES if w.accuracy >= floor) if w.status != "missed" else "missed"
+        kind += " " + next(k for floor, k in ACCURACY_CLASSES if w.accuracy >= floor)
     timed = f' data-start="{w.start:.2f}" data-end="{w.end:.2f}"' if w.start is not None and w.end is not None else ""
     return f'<span class="w {kind}" title="{html.escape(tip)}"{timed}>{shown}</span>'
 
@@ -226,7 +229,7 @@ def words_html(result: AccentResult, audio_path: str | None = None) -> str:
 def _legend(by_accuracy: bool) -> str:
     if by_accuracy:
         keys = "".join(f'<span class="w {k}">{label}</span>' for k, label in
-                       (("ok", "accuracy 80+"), ("unclear", "50-79"), ("different", "under 50"), ("missed", "missed")))
+                       (("acc-hi", "accuracy 80+"), ("acc-mid", "50-79"), ("acc-lo", "under 50"), ("missed", "missed")))
         return f'<p class="legend"><small>{keys} (hover a word for its accuracy)</small></p>'
     return '<p class="legend"><small>' + "".join(f'<span class="w {s}">{s}</span>' for s in STATUS_TEXT) + "</small></p>"
 

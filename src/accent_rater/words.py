@@ -28,6 +28,7 @@ NEAR_MISS = 0.6  # another word this similar in spelling (normalised Levenshtein
 BEAM_SIZE = 1  # greedy decoding: within the time budget, and feedback should not guess harder than a listener
 MAX_TEXT_CHARS = 5_000
 SNAP_REACH = 0.2  # s: a word whose middle is this close to a speech region belongs to it
+PRACTISE_BELOW = 50.0  # a word heard as written but with a pronunciation accuracy under this is practised too
 MOSTLY_UNHEARD = 0.5  # fewer words of the text heard than this share: warn that another text may have been read
 
 Status = Literal["ok", "unclear", "different", "missed", "extra"]
@@ -254,16 +255,21 @@ def reading_warning(reading: Reading) -> str | None:
 
 
 def practise(words: list[Word], limit: int = 8) -> list[Word]:
-    """The words to practise: written words not heard as ok, one per spelling; those heard as
-    another word first, then unclear ones, then missed ones, in reading order within each. Words
+    """The words to practise: written words not heard as ok (or, with pronunciation scores, heard
+    as written with an accuracy under ``PRACTISE_BELOW``), one per spelling; those heard as another
+    word first, then unclear ones, then low-accuracy ones, then missed ones, in reading order within each. Words
     missed before the first or after the last word heard were not read, so they are left out."""
-    order = {"different": 0, "unclear": 1, "missed": 2}
+    order = {"different": 0, "unclear": 1, "low": 2, "missed": 3}
     written = [w for w in words if w.status != "extra"]
     heard_at = [i for i, w in enumerate(written) if w.status != "missed"]
     read = written[heard_at[0]: heard_at[-1] + 1] if heard_at else []
     seen: set[str] = set()
     out = []
-    for w in sorted((w for w in read if w.status in order), key=lambda w: order[w.status]):
+
+    def kind(w: Word) -> str:  # a word heard as written but scored low on accuracy is practised too
+        return "low" if w.status == "ok" and w.accuracy is not None and w.accuracy < PRACTISE_BELOW else w.status
+
+    for w in sorted((w for w in read if kind(w) in order), key=lambda w: order[kind(w)]):
         key = " ".join(normalize(w.word))
         if key not in seen:
             seen.add(key)
