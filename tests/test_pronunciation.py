@@ -269,7 +269,7 @@ def test_training_measures_fits_and_bundles_heads_on_a_handful_of_readings(words
     t = tp.load_table(items, cache, shared_data)
     assert len(t.items) == len(items) and t.X.shape[1] == len(t.names) and len(t.W) == len(t.word_item)
     small = tp.Settings(components=2, word_components=2)
-    utt, words = tp.cross_validate(t, small, folds=2)
+    utt, _ = tp.cross_validate(t, small, folds=2)
     assert all(np.isfinite(v).all() and (0 <= v).all() and (v <= 10).all() for v in utt.values())
     bundle = tmp_path / "bundle"
     shutil.copytree(Path(Rater().model_dir), bundle)

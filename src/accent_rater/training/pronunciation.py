@@ -15,7 +15,12 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..pronunciation import PronunciationHead
 
 DATA = Path("../shared/data")
 CACHE = Path("cache/pronunciation")
@@ -98,7 +103,6 @@ def measure_all(items: list[Reading], cache: Path = CACHE, threads: int = 2) -> 
 
 
 # --- fitting ------------------------------------------------------------------------------------------
-import numpy as np  # noqa: E402
 
 TARGETS = {"accuracy": "accuracy", "fluency": "fluency", "prosody": "prosodic", "total": "total"}
 NATIVE_SCORE = 10.0  # a native's reading: the top of the experts' scale
