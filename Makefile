@@ -39,6 +39,9 @@ serve: $(STAMP)
 train: $(STAMP)
 	$(BIN)/accent-rater fetch-weights tiny.en
 	$(BIN)/accent-rater train --config configs/default.toml
+	$(BIN)/accent-rater fetch-weights --words
+	$(BIN)/python -m accent_rater.training.pronunciation measure
+	$(BIN)/python -m accent_rater.training.pronunciation fit
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_frontend.py

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -267,9 +267,22 @@ def word_feedback(m: Measures) -> list[Word]:
     return feedback(m.heard, " ".join(m.written))[0] if m.written else []
 
 
+def read_part(m: Measures) -> tuple[Measures, int]:
+    """The measures of the stretch of the text that was read (from the first written word heard to
+    the last; words skipped inside it stay) and the index of its first word: a reading of part of
+    the text is scored on that part. The whole text when no word of it was heard."""
+    said = [w for w in word_feedback(m) if w.status != "extra"]
+    heard_at = [i for i, w in enumerate(said) if w.status != "missed"]
+    if not heard_at or (heard_at[0], heard_at[-1] + 1) == (0, len(said)):
+        return m, 0
+    lo, hi = heard_at[0], heard_at[-1] + 1
+    return replace(m, written=m.written[lo:hi], forced=m.forced[lo:hi], word_states=m.word_states[lo:hi]), lo
+
+
 def utterance_features(m: Measures) -> tuple[list[str], np.ndarray]:
-    """(names, values) of one reading: recogniser, timing and prosody features, then the encoder
-    states' mean and standard deviation over the speech."""
+    """(names, values) of one reading (its ``read_part``): recogniser, timing and prosody features,
+    then the encoder states' mean and standard deviation over the speech."""
+    m = read_part(m)[0]
     named = {**recogniser_features(m, word_feedback(m)), **timing_features(m), **prosody_features(m.pitch, m.energy)}
     names = list(named) + [f"state_mean{i}" for i in range(len(m.state_mean))] + \
         [f"state_std{i}" for i in range(len(m.state_std))] + [f"state_accent{i}" for i in range(len(m.accent))]
@@ -279,7 +292,8 @@ def utterance_features(m: Measures) -> tuple[list[str], np.ndarray]:
 def word_features(m: Measures) -> tuple[list[str], np.ndarray]:
     """(names, (words, D) values): per written word its teacher-forced log-probabilities (also
     against the reading's mean), word feedback status, duration per syllable, and its mean encoder
-    state; the reading's mean log-probability as context."""
+    state; the reading's mean log-probability as context. Rows for the words of ``read_part``."""
+    m = read_part(m)[0]
     said = [w for w in word_feedback(m) if w.status != "extra"]
     lp_mean = float(np.mean([f.logprob for f in m.forced])) if m.forced else 0.0
     rows = []
@@ -336,11 +350,15 @@ class PronunciationHead:
             raise ValueError(f"model bundle {model_dir}: the pronunciation heads do not match their feature count")
         return head
 
-    def score(self, m: Measures) -> tuple[Pronunciation, list[float]]:
-        """The reading's four scores and each written word's accuracy, 0-100."""
+    def score(self, m: Measures) -> tuple[Pronunciation, list[Optional[float]]]:
+        """The reading's four scores and each written word's accuracy, 0-100 (None for the words
+        outside the stretch read, ``read_part``)."""
         _, x = utterance_features(m)
         scores = {a: _scale(x @ c + b) for a, (c, b) in self.utterance.items()}
-        words = [_scale(v) for v in (word_features(m)[1] @ self.word[0] + self.word[1])] if m.forced else []
+        part, first = read_part(m)
+        read = [_scale(v) for v in (word_features(part)[1] @ self.word[0] + self.word[1])] if part.forced else []
+        words: list[Optional[float]] = [None] * len(m.written)
+        words[first: first + len(read)] = read
         return Pronunciation(**scores), words
 
 

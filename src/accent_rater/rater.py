@@ -386,12 +386,16 @@ class Rater:
             return replace(result, transcript=transcript(heard), pronunciation=scores, parts=parts,
                            warnings=result.warnings + notes)
         found, reading = feedback(heard, text)
-        if accuracy:
-            it = iter(accuracy)
-            found = [w if w.status == "extra" else w._replace(accuracy=next(it)) for w in found]
+        if accuracy:  # a word read gets its accuracy; a word skipped or outside the stretch read, none
+            written = iter(accuracy)
+            found = [w if w.status == "extra" else _with_accuracy(w, next(written)) for w in found]
         note = reading_warning(reading)
         return replace(result, words=found, transcript=transcript(heard), reading=reading, pronunciation=scores,
                        parts=parts, warnings=result.warnings + notes + ([note] if note else []))
+
+
+def _with_accuracy(w: Word, accuracy: float | None) -> Word:
+    return w._replace(accuracy=None if w.status == "missed" else accuracy)
 
 
 def check_bundle(model_dir: Path, meta: dict[str, Any]) -> None:

@@ -318,8 +318,8 @@ def cross_validate(t: Table, s: Settings, folds: int = FOLDS, seed: int = 0, wor
     return utt, out_words
 
 
-GRID = [Settings(components=c, alpha=a) for c in (32, 64, 128) for a in (10.0, 30.0, 100.0, 300.0)]
-WORD_GRID = [(c, a) for c in (16, 32, 64) for a in (1.0, 10.0, 100.0)]
+GRID = [Settings(components=c, alpha=a) for c in (64, 128, 256) for a in (10.0, 30.0, 100.0, 300.0)]
+WORD_GRID = [(c, a) for c in (32, 64, 128) for a in (0.1, 1.0, 10.0)]
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
@@ -392,16 +392,22 @@ def figures(t: Table, utt: dict[str, np.ndarray], words: np.ndarray, n_boot: int
 
     so = t.where("speechocean762")
     spk = t.speakers
-    out: dict[str, Any] = {"readings": int(so.sum()), "speakers": len(set(spk[so])), "aspects": {}}
+    out: dict[str, Any] = {"readings": int(so.sum()), "speakers": len(set(spk[so])), "child_age": CHILD_AGE, "aspects": {}}
     for a, p in utt.items():
         y = t.target(a)
         names = sorted(set(spk[so]))
         sy = np.array([y[so & (spk == n)].mean() for n in names])
         sp = np.array([p[so & (spk == n)].mean() for n in names])
         ages = np.array([t.items[i].age or 0 for i in range(len(t.items))])
+        yc, pc = y.copy(), p.copy()  # each speaker's readings about the speaker's mean: does the score move with them?
+        for n in names:
+            m = so & (spk == n)
+            yc[m] -= y[m].mean()
+            pc[m] -= p[m].mean()
         out["aspects"][a] = {
             "utterance": pearson_ci(y[so], p[so], spk[so], n_boot),
             "speaker": pearson_ci(sy, sp, np.array(names), n_boot),
+            "within_speaker": pearson_ci(yc[so], pc[so], spk[so], n_boot),
             "children": _r(p[so & (ages <= CHILD_AGE)], y[so & (ages <= CHILD_AGE)]),
             "adults": _r(p[so & (ages > CHILD_AGE)], y[so & (ages > CHILD_AGE)]),
         }
@@ -410,8 +416,8 @@ def figures(t: Table, utt: dict[str, np.ndarray], words: np.ndarray, n_boot: int
     libri = t.where("librispeech")
     out["librispeech_total"] = {"n": int(libri.sum()), "median": float(np.median(utt["total"][libri]) * 10) if libri.any() else None}
     saa = t.where("saa")
-    if saa.any():
-        native = np.array([r.native for r in t.items])[saa]
+    native = np.array([r.native for r in t.items])[saa]
+    if 0 < native.sum() < len(native):  # both of the archive's groups measured
         total = utt["total"][saa]
         rng = np.random.default_rng(0)
         boots = [roc_auc_score(native[b], total[b]) for b in (rng.integers(0, len(total), len(total)) for _ in range(n_boot))

@@ -32,10 +32,10 @@ def write_report(out: Path, t: Any, utt: dict[str, np.ndarray], words: np.ndarra
             experts = [t.target(a)[i] for a in utt]
             w.writerow([r.corpus, r.key, r.speaker, *("" if np.isnan(e) else e for e in experts),
                         *(round(float(utt[a][i]) * 10, 1) for a in utt)])
-    rows = [[a, _ci(v["utterance"]), _ci(v["speaker"]), f"{v['children']:.3f} / {v['adults']:.3f}", f"{TARGETS_DONE[a]:.2f}"]
-            for a, v in summary["aspects"].items()]
+    rows = [[a, _ci(v["utterance"]), _ci(v["speaker"]), _ci(v["within_speaker"]), f"{v['children']:.3f} / {v['adults']:.3f}",
+             f"{TARGETS_DONE[a]:.2f}"] for a, v in summary["aspects"].items()]
     wr = summary["words"]["r"]
-    rows.append(["word accuracy", _ci(wr), "", "", f"{WORD_TARGET:.2f}"])
+    rows.append(["word accuracy", _ci(wr), "", "", "", f"{WORD_TARGET:.2f}"])
     lines = [
         "# Pronunciation scores: cross-validated figures",
         "",
@@ -44,8 +44,10 @@ def write_report(out: Path, t: Any, utt: dict[str, np.ndarray], words: np.ndarra
         "folds; each fold's settings (principal components, ridge strength) chosen by an inner speaker-disjoint",
         "CV on its training speakers only. Pearson r with the experts (median of five, 0-10), 95% intervals",
         "from 1,000 speaker bootstraps. Speaker level: each speaker's mean score against the mean of the experts'.",
+        "Within speaker: each speaker's readings about that speaker's mean (does the score move with a learner's",
+        f"better and worse readings?). Children: speakers aged up to {summary.get('child_age', 12)}.",
         "",
-        md_table(["aspect", "readings r", "speakers r", "children / adults r", "issue target"], rows),
+        md_table(["aspect", "readings r", "speakers r", "within speaker r", "children / adults r", "issue target (readings)"], rows),
         "",
     ]
     a = summary.get("archive")
@@ -99,7 +101,8 @@ def card_section(summary: dict[str, Any]) -> str:
         "bootstrap intervals; readings / speaker means):",
         "",
     ]
-    lines += [f"- {k}: {_ci(v['utterance'])} / {_ci(v['speaker'])}" for k, v in a.items()]
+    lines += [f"- {k}: {_ci(v['utterance'])} / {_ci(v['speaker'])}; within a speaker's readings {v['within_speaker'][0]:.2f}; "
+              f"children / adults {v['children']:.2f} / {v['adults']:.2f}" for k, v in a.items()]
     lines.append(f"- word accuracy: {_ci(summary['words']['r'])}")
     arch = summary.get("archive")
     if arch:
@@ -109,8 +112,11 @@ def card_section(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "**Limits.** Learned from Mandarin-L1 learners reading short prompts: other first languages, long",
-        "readings and free speech are checked only as above. The scores are not a test score and not a",
-        "judgement of a person; a word's accuracy is a hint about what to practise.",
+        "readings and free speech are checked only as above; the archive's 8 kHz band is unlike the training",
+        "recordings. They track differences between learners far better than a learner's own better and worse",
+        "readings, and children's less well than adults'. A reading of part of the text is scored on that part.",
+        "The scores are not a test score and not a judgement of a person; a word's accuracy is a hint about",
+        "what to practise.",
         "",
         "**Reproduce.** `python -m accent_rater.training.pronunciation measure` then `... fit` (`reports/pronunciation/`).",
         "",
