@@ -6,11 +6,13 @@ feedback; then ``features``, which training and rating both call):
 - what the recogniser makes of the text: each written word teacher-forced through the decoder (its
   tokens' log-probabilities: a goodness of pronunciation per word) and what it heard freely (the
   word feedback statuses);
-- the encoder's states of the speech, over the reading and over each word (full band);
+- the encoder's states of the speech, over the reading and over each word (full band), and the
+  accent model's own features (``pooled``);
 - timing from the word alignment and voice detection: speaking and articulation rate, pauses;
 - pitch and energy contours for prosody.
-The heads are linear (``PronunciationHead``), trained on speechocean762's expert scores with the
-natives of the archive and LibriSpeech as the top of the scale (``training/pronunciation.py``).
+The heads are linear (``PronunciationHead``), trained on speechocean762's expert scores with
+LibriSpeech's natives as the top of the scale (``training/pronunciation.py``); the archive only
+checks them. A reading of part of the text is scored on that part (``read_part``).
 
 The scores say how a reading compares with the experts' ratings of learners' readings. They are not
 a test score and not a judgement of a person."""
@@ -111,6 +113,7 @@ def measure(speech: audio.Speech, listening: Listening, written: list[str]) -> M
         if inside.any():
             word_states[k] = states[inside].mean(0)
     regions = np.array(speech.regions, np.float64).reshape(-1, 2) / audio.SAMPLE_RATE
+    word_states = word_states.astype(np.float16).astype(np.float32)  # as the training cache stores them
     return Measures(list(written), listening.heard, listening.forced, mean.astype(np.float32), std.astype(np.float32),
                     word_states, regions, float(speech.speech_seconds), pitch_contour(speech.audio), energy_contour(speech.audio))
 
