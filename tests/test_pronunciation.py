@@ -303,3 +303,15 @@ def test_web_app_shows_the_four_scores_colours_words_by_accuracy_and_says_when_t
     md = ui.format_result(short)
     assert "not rated" in md and "Decision" not in md and "Accuracy: 70 / 100" in md
     assert ui.headline(short)["label"] == "not rated" and ui.timeline_frame(short).empty
+
+
+def test_a_long_text_over_a_short_reading_is_scored_on_the_stretch_read(rater) -> None:
+    """A 4,200-character text (828 words) over a 7 s excerpt: more tokens than Whisper's decoder holds,
+    so the stretch read is forced; the scores are close to those against the passage it is from."""
+    from accent_rater.words import PASSAGE
+
+    long_text = " ".join([PASSAGE] * 12)[:4990]
+    clip = FIXTURES / "native_us_english5.flac"
+    long, passage = rater.rate(clip, pronunciation=True, text=long_text), rater.rate(clip, pronunciation=True)
+    assert abs(long.pronunciation.total - passage.pronunciation.total) < 5
+    assert sum(w.accuracy is not None for w in long.words) == sum(w.accuracy is not None for w in passage.words)

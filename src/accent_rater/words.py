@@ -284,6 +284,8 @@ def transcript(heard: list[Heard]) -> str:
 # --- transcription -----------------------------------------------------------------------------------
 WINDOW_SECONDS = 30.0  # Whisper's window; speech is cut into windows at its pauses
 WORD_DELAY = 0.04  # s added to Whisper's word times: its cross-attention alignment runs early (fitted on tuning natives)
+MAX_FORCED_TOKENS = 440  # Whisper's decoder holds 448 positions; its start sequence and the end take the rest
+UNFORCED_LOGPROB = float(np.log(1e-6))  # a word the decoder could not be given (beyond MAX_FORCED_TOKENS in its window)
 TOKENS_PER_SECOND = 8  # decoding stops after this many tokens per second of speech (a passage needs ~2.5)
 PUNCTUATION_BEFORE = "\"'\u201c\u00bf([{-"  # faster-whisper's defaults: attached to the next word
 PUNCTUATION_AFTER = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"  # ... to the previous word
@@ -391,30 +393,61 @@ class Transcriber:
     def _forced(self, speech: audio.Speech, spans: list[tuple[int, int]], frames: list[int], states: np.ndarray,
                 written: list[str], heard: list[Heard], window_of: list[int]) -> list[Forced]:
         """Each written word teacher-forced in the window where its reading was heard (words not
-        heard go with the word before them), aligned by cross-attention."""
+        heard go with the word before them), aligned by cross-attention, as the heads were trained.
+        Where a window's words exceed what the decoder holds (``MAX_FORCED_TOKENS``: a long text over
+        a short reading), only the stretch read (first to last written word heard) is forced there,
+        from its first word on as far as it fits. Words not forced get ``UNFORCED_LOGPROB`` at their
+        window's end (the scores leave them out: ``read_part``)."""
         window = written_windows(written, heard, window_of, len(spans))
         cased = natural_case(written)
-        out: list[Forced] = []
+        tokens = [self.tokenizer.encode(" " + w) for w in cased]
         groups = [[k for k in range(len(written)) if window[k] == i] for i in range(len(spans))]
+        if any(sum(len(tokens[k]) for k in g) > MAX_FORCED_TOKENS for g in groups):
+            read = heard_words(written, heard)
+            first, last = (min(read), max(read)) if read else (0, len(written) - 1)
+            groups = [g if sum(len(tokens[k]) for k in g) <= MAX_FORCED_TOKENS else
+                      _fitting([k for k in g if first <= k <= last], tokens, 0) for g in groups]
         used = [i for i, g in enumerate(groups) if g]
-        pieces = [[self.tokenizer.encode(" " + cased[k]) for k in groups[i]] for i in used]
         results = self.model.model.align(_windows_of(states, used), self.tokenizer.sot_sequence,
-                                          [[t for p in ps for t in p] for ps in pieces], [frames[i] for i in used])
-        for i, ps, result in zip(used, pieces, results):
+                                          [[t for k in groups[i] for t in tokens[k]] for i in used], [frames[i] for i in used])
+        out: dict[int, Forced] = {}
+        for i, result in zip(used, results):
             probs = np.asarray(result.text_token_probs, np.float64)
             text_idx = np.array([a for a, _ in result.alignments])
             time_idx = np.array([b for _, b in result.alignments])
             jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
             jump_times = time_idx[jumps] / 50.0  # cross-attention steps of 20 ms
-            edges = np.concatenate([[0], np.cumsum([len(p) for p in ps])])
-            for k, (a, b), p in zip(groups[i], zip(edges[:-1], edges[1:]), ps):
-                word_tokens = [j for j in range(a, b) if any(c.isalnum() for c in self.tokenizer.decode([p[j - a]]))]
+            edges = np.concatenate([[0], np.cumsum([len(tokens[k]) for k in groups[i]])])
+            for k, a, b in zip(groups[i], edges[:-1], edges[1:]):
+                word_tokens = [j for j in range(a, b) if any(c.isalnum() for c in self.tokenizer.decode([tokens[k][j - a]]))]
                 lp = np.log(np.clip(probs[word_tokens or list(range(a, b))], 1e-6, 1.0))
                 t0 = jump_times[min(a, len(jump_times) - 1)]
                 t1 = jump_times[min(b, len(jump_times) - 1)]
                 start, end = self._seconds(speech, spans[i][0], float(t0), float(t1))
-                out.append(Forced(written[k], round(start, 2), round(end, 2), float(lp.mean()), float(lp.min()), b - a))
-        return out  # groups are runs of consecutive words, in order
+                out[k] = Forced(written[k], round(start, 2), round(end, 2), float(lp.mean()), float(lp.min()), int(b - a))
+        end_of = {i: round(speech.span_seconds(*spans[i])[1], 2) for i in range(len(spans))}
+        return [out.get(k) or Forced(written[k], end_of[window[k]], end_of[window[k]], UNFORCED_LOGPROB, UNFORCED_LOGPROB,
+                                     len(tokens[k])) for k in range(len(written))]
+
+
+def _fitting(group: list[int], tokens: list[list[int]], anchor: int) -> list[int]:
+    """The run of ``group``'s words whose tokens fit the decoder: from ``anchor`` on, then back."""
+    lo = hi = anchor
+    total = 0
+    while hi < len(group) and total + len(tokens[group[hi]]) <= MAX_FORCED_TOKENS:
+        total += len(tokens[group[hi]])
+        hi += 1
+    while lo > 0 and total + len(tokens[group[lo - 1]]) <= MAX_FORCED_TOKENS:
+        lo -= 1
+        total += len(tokens[group[lo]])
+    return group[lo:hi]
+
+
+def heard_words(written: list[str], heard: list[Heard]) -> set[int]:
+    """The written words aligned to a heard word (``align`` over normalised parts)."""
+    ref = [i for i, w in enumerate(written) for _ in normalize(w)]
+    match = align([p for w in written for p in normalize(w)], [p for h in heard for p in normalize(h.text)])
+    return {ref[r] for r in match}
 
 
 def _windows_of(encoded: Any, keep: list[int]) -> Any:
