@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rate import REPO, make_clip  # noqa: E402
-from bench_words import timed  # noqa: E402
+from bench_words import print_table, timed  # noqa: E402
 
 from accent_rater import Rater, audio, logmel  # noqa: E402
 from accent_rater.models.resnet import SeedResNet18  # noqa: E402
@@ -59,9 +59,7 @@ def main() -> None:
     ref = float(np.median(rows[0][1]))
     print(f"30 s clip, {rater.threads} threads, {args.runs} warm runs; load average {min(loads):.1f}-{max(loads):.1f} "
           f"on {os.cpu_count()} CPUs\n")
-    print("| what | median (s) | min (s) | x seed recipe |\n|---|---|---|---|")
-    for name, xs in rows:
-        print(f"| {name} | {np.median(xs):.2f} | {min(xs):.2f} | {np.median(xs) / ref:.2f} |")
+    print_table(rows, ref)
 
 
 if __name__ == "__main__":

@@ -57,9 +57,15 @@ def main() -> None:
     print(f"30 s clip ({len(speech.audio) / audio.SAMPLE_RATE:.1f} s of speech after VAD), {rater.threads} threads, "
           f"{args.runs} warm runs; Whisper base load + verify {load:.1f} s; load average {min(loads):.1f}-{max(loads):.1f} "
           f"on {os.cpu_count()} CPUs\n")
-    print("| what | median (s) | min (s) | max (s) |\n|---|---|---|---|")
+    print_table(rows)
+
+
+def print_table(rows: list[tuple[str, list[float]]], reference: float | None = None) -> None:
+    """A Markdown table of timings: median, min, max per row (and the median's ratio to ``reference``)."""
+    ratio = reference is not None
+    print("| what | median (s) | min (s) | max (s) |" + (" x seed recipe |" if ratio else "") + "\n|---|---|---|---|" + ("---|" if ratio else ""))
     for name, xs in rows:
-        print(f"| {name} | {np.median(xs):.2f} | {min(xs):.2f} | {max(xs):.2f} |")
+        print(f"| {name} | {np.median(xs):.2f} | {min(xs):.2f} | {max(xs):.2f} |" + (f" {np.median(xs) / reference:.2f} |" if ratio else ""))
 
 
 if __name__ == "__main__":

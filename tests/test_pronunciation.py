@@ -14,7 +14,7 @@ import pytest
 
 from accent_rater import audio
 from accent_rater.pronunciation import (ASPECTS, SCALE, Measures, NoPronunciationError, PronunciationHead, pitch_contour,
-                                        prosody_features, syllables, utterance_features, word_features)
+                                        prosody_features, reading_features, syllables)
 from accent_rater.words import Forced, Heard, TextError, natural_case, written_windows
 
 from conftest import FIXTURES, write_wav
@@ -73,13 +73,12 @@ def _measures(n_words: int = 3, lp: float = -0.5) -> Measures:
 
 
 def test_features_have_fixed_names_and_follow_the_teacher_forced_probabilities() -> None:
-    names, x = utterance_features(_measures())
+    names, x, word_names, w, first = reading_features(_measures())
     assert len(names) == len(x) == len(set(names)) and np.isfinite(x).all()
-    _, worse = utterance_features(_measures(lp=-4.0))
+    worse = reading_features(_measures(lp=-4.0)).values
     k = names.index("lp_mean")
     assert x[k] == pytest.approx(-0.5) and worse[k] == pytest.approx(-4.0)
-    word_names, w = word_features(_measures())
-    assert w.shape == (3, len(word_names))
+    assert w.shape == (3, len(word_names)) and first == 0
 
 
 def test_the_folded_linear_head_predicts_what_the_pipeline_does() -> None:
@@ -103,8 +102,7 @@ def test_the_folded_linear_head_predicts_what_the_pipeline_does() -> None:
 def test_heads_round_trip_through_a_bundle_and_a_mismatch_is_refused(tmp_path: Path) -> None:
     from accent_rater.export import add_pronunciation
 
-    names, x = utterance_features(_measures())
-    word_names, _ = word_features(_measures())
+    names, x, word_names, _, _ = reading_features(_measures())
     rng = np.random.default_rng(1)
     head = PronunciationHead({a: (rng.normal(size=len(names)) * 1e-3, 7.0) for a in ASPECTS},
                              (np.zeros(len(word_names)), 9.0), names, word_names)
@@ -270,7 +268,8 @@ def test_training_measures_fits_and_bundles_heads_on_a_handful_of_readings(words
     t = tp.load_table(items, cache, shared_data)
     assert len(t.items) == len(items) and t.X.shape[1] == len(t.names) and len(t.W) == len(t.word_item)
     small = tp.Settings(components=2, word_components=2)
-    utt, _ = tp.cross_validate(t, small, folds=2)
+    utt, _, chosen = tp.cross_validate(t, small, folds=2)
+    assert chosen == [small, small]
     assert all(np.isfinite(v).all() and (0 <= v).all() and (v <= 10).all() for v in utt.values())
     bundle = tmp_path / "bundle"
     shutil.copytree(Path(Rater().model_dir), bundle)

@@ -110,11 +110,11 @@ def _rater(opts: dict[str, Any]) -> Rater:
 
 
 def _rate_unit(opts: dict[str, Any], uid: int, unit: tuple) -> tuple[int, list[dict[str, Any]]]:
-    """``("file", key, path)`` or ``("shard", key_prefix, shard_path, row_group, first_row, rows)``
+    """``("file", key, path, text)`` (text: the manifest row's own, or None) or ``("shard", key_prefix, shard_path, row_group, first_row, rows)``
     -> (uid, output rows in the unit's order)."""
     rater, options = _rater(opts), opts.get("rate", {})
     if unit[0] == "file":
-        if len(unit) > 3 and unit[3] is not None and options:  # the manifest's text column: this row's own text
+        if unit[3] is not None and options:  # the manifest's text column: this row's own text
             options = {**options, "text": unit[3]}
         return uid, [flat_row(rate_row(rater, unit[2], unit[1], **options), rater.name)]
     import pyarrow.parquet as pq
@@ -162,7 +162,7 @@ def plan(source: Path, done: AbstractSet[str] = frozenset()) -> Plan:
         if files:
             for p in files:
                 if str(p) not in done:
-                    out.add(("file", str(p), str(p.resolve())), [{}])
+                    out.add(("file", str(p), str(p.resolve()), None), [{}])
             return out
         shards = sorted(source.rglob("*.parquet"))
         if not shards:

@@ -270,45 +270,54 @@ def word_feedback(m: Measures) -> list[Word]:
     return feedback(m.heard, " ".join(m.written))[0] if m.written else []
 
 
-def read_part(m: Measures) -> tuple[Measures, int]:
+def read_part(m: Measures) -> tuple[Measures, int, list[Word]]:
     """The measures of the stretch of the text that was read (from the first written word heard to
-    the last; words skipped inside it stay) and the index of its first word: a reading of part of
-    the text is scored on that part. The whole text when no word of it was heard."""
-    said = [w for w in word_feedback(m) if w.status != "extra"]
+    the last; words skipped inside it stay), the index of its first word, and the word feedback on
+    that stretch: a reading of part of the text is scored on that part. The whole text when no
+    word of it was heard."""
+    words = word_feedback(m)
+    said = [w for w in words if w.status != "extra"]
     heard_at = [i for i, w in enumerate(said) if w.status != "missed"]
     if not heard_at or (heard_at[0], heard_at[-1] + 1) == (0, len(said)):
-        return m, 0
+        return m, 0, words
     lo, hi = heard_at[0], heard_at[-1] + 1
-    return replace(m, written=m.written[lo:hi], forced=m.forced[lo:hi], word_states=m.word_states[lo:hi]), lo
+    part = replace(m, written=m.written[lo:hi], forced=m.forced[lo:hi], word_states=m.word_states[lo:hi])
+    return part, lo, word_feedback(part)
 
 
-def utterance_features(m: Measures) -> tuple[list[str], np.ndarray]:
-    """(names, values) of one reading (its ``read_part``): recogniser, timing and prosody features,
-    then the encoder states' mean and standard deviation over the speech."""
-    m = read_part(m)[0]
-    named = {**recogniser_features(m, word_feedback(m)), **timing_features(m), **prosody_features(m.pitch, m.energy)}
-    names = list(named) + [f"state_mean{i}" for i in range(len(m.state_mean))] + \
-        [f"state_std{i}" for i in range(len(m.state_std))] + [f"state_accent{i}" for i in range(len(m.accent))]
-    return names, np.concatenate([np.array(list(named.values()), np.float64), m.state_mean, m.state_std, m.accent])
+class Features(NamedTuple):
+    """What the heads read of one reading (its ``read_part``)."""
+
+    names: list[str]
+    values: np.ndarray  # (D,) recogniser, timing and prosody features, then the encoder states' mean and std
+    word_names: list[str]
+    words: np.ndarray  # (words of the stretch read, E)
+    first: int  # index in the text of the stretch's first word
 
 
-def word_features(m: Measures) -> tuple[list[str], np.ndarray]:
-    """(names, (words, D) values): per written word its teacher-forced log-probabilities (also
-    against the reading's mean), word feedback status, duration per syllable, and its mean encoder
-    state; the reading's mean log-probability as context. Rows for the words of ``read_part``."""
-    m = read_part(m)[0]
-    said = [w for w in word_feedback(m) if w.status != "extra"]
-    lp_mean = float(np.mean([f.logprob for f in m.forced])) if m.forced else 0.0
+def reading_features(m: Measures) -> Features:
+    """The reading's features and its words' (``read_part``; word feedback computed once per stretch).
+    Per reading: recogniser, timing and prosody features, the encoder states' mean and std over the
+    speech, the accent model's features. Per written word: its teacher-forced log-probabilities (also
+    against the reading's mean), status, heard probability, spelling similarity, duration per
+    syllable and mean encoder state."""
+    part, first, words = read_part(m)
+    named = {**recogniser_features(part, words), **timing_features(part), **prosody_features(part.pitch, part.energy)}
+    names = list(named) + [f"state_mean{i}" for i in range(len(part.state_mean))] + \
+        [f"state_std{i}" for i in range(len(part.state_std))] + [f"state_accent{i}" for i in range(len(part.accent))]
+    values = np.concatenate([np.array(list(named.values()), np.float64), part.state_mean, part.state_std, part.accent])
+    said = [w for w in words if w.status != "extra"]
+    lp_mean = float(np.mean([f.logprob for f in part.forced])) if part.forced else 0.0
     rows = []
-    for f, w in zip(m.forced, said):
-        s = syllables(f.word)
-        rows.append([f.logprob, f.min_logprob, f.logprob - lp_mean, lp_mean, float(f.tokens), float(s),
-                     np.log(max(f.end - f.start, 0.02) / s), w.confidence if w.confidence is not None else 0.0,
+    for f, w in zip(part.forced, said):
+        n = syllables(f.word)
+        rows.append([f.logprob, f.min_logprob, f.logprob - lp_mean, lp_mean, float(f.tokens), float(n),
+                     np.log(max(f.end - f.start, 0.02) / n), w.confidence if w.confidence is not None else 0.0,
                      similarity(w)] + [float(w.status == x) for x in STATUSES])
-    names = ["lp", "lp_min", "lp_rel", "lp_reading", "tokens", "syllables", "log_syllable_s", "heard_p", "similarity"] + \
-        [f"is_{x}" for x in STATUSES] + [f"state{i}" for i in range(m.word_states.shape[1])]
-    hand = np.array(rows, np.float64).reshape(len(rows), len(names) - m.word_states.shape[1])
-    return names, np.concatenate([hand, m.word_states[: len(rows)].astype(np.float64)], axis=1)
+    word_names = ["lp", "lp_min", "lp_rel", "lp_reading", "tokens", "syllables", "log_syllable_s", "heard_p", "similarity"] + \
+        [f"is_{x}" for x in STATUSES] + [f"state{i}" for i in range(part.word_states.shape[1])]
+    hand = np.array(rows, np.float64).reshape(len(rows), len(word_names) - part.word_states.shape[1])
+    return Features(names, values, word_names, np.concatenate([hand, part.word_states[: len(rows)].astype(np.float64)], 1), first)
 
 
 # --- the heads ----------------------------------------------------------------------------------------
@@ -325,7 +334,7 @@ class NoPronunciationError(ValueError):
 
 
 class PronunciationHead:
-    """Linear heads over ``utterance_features`` (one per aspect) and ``word_features`` (word accuracy),
+    """Linear heads over ``reading_features`` (one per aspect over the reading's, one for word accuracy),
     stored in a bundle's ``pronunciation.safetensors`` with their feature names in ``model.json``."""
 
     def __init__(self, utterance: dict[str, tuple[np.ndarray, float]], word: tuple[np.ndarray, float],
@@ -356,12 +365,11 @@ class PronunciationHead:
     def score(self, m: Measures) -> tuple[Pronunciation, list[Optional[float]]]:
         """The reading's four scores and each written word's accuracy, 0-100 (None for the words
         outside the stretch read, ``read_part``)."""
-        _, x = utterance_features(m)
-        scores = {a: _scale(x @ c + b) for a, (c, b) in self.utterance.items()}
-        part, first = read_part(m)
-        read = [_scale(v) for v in (word_features(part)[1] @ self.word[0] + self.word[1])] if part.forced else []
+        f = reading_features(m)
+        scores = {a: _scale(f.values @ c + b) for a, (c, b) in self.utterance.items()}
+        read = [_scale(v) for v in (f.words @ self.word[0] + self.word[1])] if len(f.words) else []
         words: list[Optional[float]] = [None] * len(m.written)
-        words[first: first + len(read)] = read
+        words[f.first: f.first + len(read)] = read
         return Pronunciation(**scores), words
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from . import audio
 from .calibration import Calibrator, shift
 from .profile import SiteProfile, load_profile
-from .pronunciation import Pronunciation
+from .pronunciation import MIN_SPEECH_SECONDS as PRONUNCIATION_MIN_SPEECH
+from .pronunciation import SHORT_SPEECH_WARNING, Pronunciation
 from .words import PASSAGE, Reading, Word, text_words
 
 if TYPE_CHECKING:  # the mel-based features (and torch) are imported only for bundles that use them
@@ -312,17 +313,14 @@ class Rater:
         if pronunciation:
             self.pronunciation_head  # noqa: B018 - a bundle without the heads is refused up front
         info: dict[str, Any] = {}
-        from .pronunciation import MIN_SPEECH_SECONDS, SHORT_SPEECH_WARNING
-
         speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info, wide=listen,
-                               min_speech_seconds=MIN_SPEECH_SECONDS if pronunciation else audio.MIN_SPEECH_SECONDS)
+                               min_speech_seconds=PRONUNCIATION_MIN_SPEECH if pronunciation else audio.MIN_SPEECH_SECONDS)
         warnings = quality_warnings(speech, info)
         feats = self.features(speech)  # the pronunciation heads read the accent model's features too
         if speech.speech_seconds >= audio.MIN_SPEECH_SECONDS:
             result = self.rate_features(feats, warnings)
         else:  # only with pronunciation: the accent is not rated
-            warnings = [w for w in warnings if not w.startswith("only ")]
-            result = self.unrated(speech, [SHORT_SPEECH_WARNING.format(seconds=speech.speech_seconds)] + warnings)
+            result = self.unrated(speech, warnings)
         return self.add_listening(result, speech, text, feats if pronunciation else None) if listen else result
 
     def unrated(self, speech: audio.Speech, warnings: list[str]) -> AccentResult:
@@ -413,9 +411,12 @@ def check_bundle(model_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def quality_warnings(speech: audio.Speech, info: dict[str, Any]) -> list[str]:
-    """Plain-language notes on input quality that make a rating less reliable."""
+    """Plain-language notes on input quality that make a rating less reliable; speech too short for
+    the accent (pronunciation scores only) says so instead of asking for more."""
     out = []
-    if speech.speech_seconds < SHORT_SPEECH_SECONDS:
+    if speech.speech_seconds < audio.MIN_SPEECH_SECONDS:
+        out.append(SHORT_SPEECH_WARNING.format(seconds=speech.speech_seconds))
+    elif speech.speech_seconds < SHORT_SPEECH_SECONDS:
         out.append(f"only {speech.speech_seconds:.0f} s of speech: ratings are more reliable with 20 s or more")
     if info.get("clipped_fraction", 0.0) > CLIPPED_FRACTION:
         out.append(f"clipping: {100 * info['clipped_fraction']:.1f}% of samples are at full scale; lower the input gain")

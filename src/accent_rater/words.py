@@ -403,7 +403,7 @@ class Transcriber:
         tokens = [self.tokenizer.encode(" " + w) for w in cased]
         groups = [[k for k in range(len(written)) if window[k] == i] for i in range(len(spans))]
         if any(sum(len(tokens[k]) for k in g) > MAX_FORCED_TOKENS for g in groups):
-            read = heard_words(written, heard)
+            read = {i for i, _ in aligned_words(written, heard)}
             first, last = (min(read), max(read)) if read else (0, len(written) - 1)
             groups = [g if sum(len(tokens[k]) for k in g) <= MAX_FORCED_TOKENS else
                       _fitting([k for k in g if first <= k <= last], tokens, 0) for g in groups]
@@ -443,11 +443,12 @@ def _fitting(group: list[int], tokens: list[list[int]], anchor: int) -> list[int
     return group[lo:hi]
 
 
-def heard_words(written: list[str], heard: list[Heard]) -> set[int]:
-    """The written words aligned to a heard word (``align`` over normalised parts)."""
-    ref = [i for i, w in enumerate(written) for _ in normalize(w)]
-    match = align([p for w in written for p in normalize(w)], [p for h in heard for p in normalize(h.text)])
-    return {ref[r] for r in match}
+def aligned_words(written: list[str], heard: list[Heard]) -> list[tuple[int, int]]:
+    """(written word, heard word) index pairs of ``align`` over their normalised parts, in order."""
+    ref = [(i, p) for i, w in enumerate(written) for p in normalize(w)]
+    hyp = [(j, p) for j, h in enumerate(heard) for p in normalize(h.text)]
+    match = align([p for _, p in ref], [p for _, p in hyp])
+    return [(ref[r][0], hyp[k][0]) for r, k in sorted(match.items())]
 
 
 def _windows_of(encoded: Any, keep: list[int]) -> Any:
@@ -461,12 +462,9 @@ def written_windows(written: list[str], heard: list[Heard], window_of: list[int]
     not heard takes the window of the nearest aligned word before it (after it at the start)."""
     if n_windows == 1 or not heard:
         return [0] * len(written)
-    ref = [(i, p) for i, w in enumerate(written) for p in normalize(w)]
-    hyp = [(j, p) for j, h in enumerate(heard) for p in normalize(h.text)]
-    match = align([p for _, p in ref], [p for _, p in hyp])
     found: dict[int, int] = {}
-    for r, k in match.items():
-        found.setdefault(ref[r][0], window_of[hyp[k][0]])
+    for i, j in aligned_words(written, heard):
+        found.setdefault(i, window_of[j])
     out: list[int | None] = [found.get(i) for i in range(len(written))]
     last = next((w for w in out if w is not None), 0)
     for i, w in enumerate(out):

@@ -157,7 +157,7 @@ def accent_features(r: Reading, cache: Path = ACCENT_CACHE) -> Any:
 
 def load_table(items: list[Reading], cache: Path = CACHE, root: Path = DATA) -> Table:
     """The feature table of every measured reading of ``items`` (the unmeasured are left out)."""
-    from ..pronunciation import Measures, utterance_features, word_features
+    from ..pronunciation import Measures, reading_features
 
     experts = word_scores(root)
     kept, rows, wrows, witem, wscore = [], [], [], [], []
@@ -173,8 +173,8 @@ def load_table(items: list[Reading], cache: Path = CACHE, root: Path = DATA) -> 
             if accent is None:
                 continue
             m = m.with_accent(accent)
-        names, x = utterance_features(m)
-        wnames, w = word_features(m)
+        f = reading_features(m)
+        names, x, wnames, w = f.names, f.values, f.word_names, f.words
         scores = experts.get(r.key) if r.corpus == "speechocean762" else None
         if r.corpus == "speechocean762" and (scores is None or len(scores) != len(w)):
             scores = None  # the text's words and the experts' words disagree: the reading trains, its words not
@@ -294,28 +294,31 @@ def fit_heads(t: Table, rows: np.ndarray, s: Settings) -> "PronunciationHead":
     return PronunciationHead(fit_utterance(t, rows, s), fit_word(t, rows, s), t.names, t.word_names)
 
 
-def cross_validate(t: Table, s: Settings, folds: int = FOLDS, seed: int = 0, words: bool = True,
-                   utterances: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def cross_validate(t: Table, s: Optional[Settings], folds: int = FOLDS, seed: int = 0, words: bool = True,
+                   utterances: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray, list[Settings]]:
     """Speaker-disjoint out-of-fold predictions (0-10, clipped) of every reading and of every word
-    row. The archive is never trained on: it is predicted by every fold's heads, averaged."""
+    row, and each fold's settings. ``s`` None: nested, each fold choosing its settings by ``select``
+    on its own training speakers, so that no figure was tuned on the speakers it scores. The archive
+    is never trained on: it is predicted by every fold's heads, averaged."""
     from ..pronunciation import ASPECTS
 
     fold = speaker_folds(t.speakers, folds, seed)
     saa = t.where("saa")
     utt = {a: np.zeros(len(t.items)) for a in ASPECTS}
     out_words = np.full(len(t.W), np.nan)
+    chosen = []
     for k in range(folds):
         test, train = (fold == k) & ~saa, (fold != k) & ~saa
+        chosen.append(s or select(t, train))
         if utterances:
-            heads = fit_utterance(t, train, s)
-            for a, (c, b) in heads.items():
+            for a, (c, b) in fit_utterance(t, train, chosen[-1]).items():
                 utt[a][test] = np.clip(t.X[test] @ c + b, 0, 10)
                 utt[a][saa] += np.clip(t.X[saa] @ c + b, 0, 10) / folds
         if words:
-            c, b = fit_word(t, train, s)
+            c, b = fit_word(t, train, chosen[-1])
             wr = test[t.word_item]
             out_words[wr] = np.clip(t.W[wr] @ c + b, 0, 10)
-    return utt, out_words
+    return utt, out_words, chosen
 
 
 GRID = [Settings(components=c, alpha=a) for c in (64, 128, 256) for a in (10.0, 30.0, 100.0, 300.0)]
@@ -334,13 +337,13 @@ def select(t: Table, rows: np.ndarray, grid: list[Settings] = GRID, folds: int =
     words = so[sub.word_item] & ~np.isnan(sub.word_score)
     best, best_r = grid[0], -np.inf
     for s in grid:
-        utt, _ = cross_validate(sub, s, folds, words=False)
+        utt, _, _ = cross_validate(sub, s, folds, words=False)
         r = np.mean([_r(utt[a][so], sub.target(a)[so]) for a in utt])
         if r > best_r:
             best, best_r = s, r
     word_best, word_r = (best.word_components, best.word_alpha), -np.inf
     for c, a in WORD_GRID:
-        _, pw = cross_validate(sub, replace(best, word_components=c, word_alpha=a), folds, utterances=False)
+        _, pw, _ = cross_validate(sub, replace(best, word_components=c, word_alpha=a), folds, utterances=False)
         r = _r(pw[words], sub.word_score[words])
         if r > word_r:
             word_best, word_r = (c, a), r
@@ -356,29 +359,6 @@ def _subset(t: Table, rows: np.ndarray) -> Table:
 
 
 CHILD_AGE = 12  # speechocean762 speakers up to this age count as children in the report
-
-
-def nested_cv(t: Table, folds: int = FOLDS, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, list[Settings]]:
-    """Out-of-fold predictions with the settings chosen inside each outer fold (``select`` on its
-    training speakers only), so that no figure was tuned on the speakers it scores."""
-    from ..pronunciation import ASPECTS
-
-    fold = speaker_folds(t.speakers, folds, seed)
-    saa = t.where("saa")
-    utt = {a: np.zeros(len(t.items)) for a in ASPECTS}
-    words = np.full(len(t.W), np.nan)
-    chosen = []
-    for k in range(folds):
-        test, train = (fold == k) & ~saa, (fold != k) & ~saa
-        s = select(t, train)
-        chosen.append(s)
-        head = fit_heads(t, train, s)
-        for a, (c, b) in head.utterance.items():
-            utt[a][test] = np.clip(t.X[test] @ c + b, 0, 10)
-            utt[a][saa] += np.clip(t.X[saa] @ c + b, 0, 10) / folds
-        wr = test[t.word_item]
-        words[wr] = np.clip(t.W[wr] @ head.word[0] + head.word[1], 0, 10)
-    return utt, words, chosen
 
 
 def figures(t: Table, utt: dict[str, np.ndarray], words: np.ndarray, n_boot: int = 1000) -> dict[str, Any]:
@@ -432,23 +412,20 @@ def figures(t: Table, utt: dict[str, np.ndarray], words: np.ndarray, n_boot: int
     return out
 
 
-def refresh_contours(items: list[Reading], cache: Path = CACHE) -> int:
-    """Recompute the pitch and energy contours of the cached measures (after a change to
-    ``pronunciation.pitch_contour`` or ``energy_contour``: no Whisper pass needed). Returns how many."""
-    from dataclasses import replace as with_fields
-
-    from tqdm import tqdm
-
-    from .. import audio
-    from ..pronunciation import MIN_SPEECH_SECONDS, Measures, energy_contour, pitch_contour
-
-    done = 0
-    for r in tqdm([r for r in items if cache_path(r, cache).exists()], desc="contours", unit="reading", mininterval=10):
-        speech = audio.prepare(r.path, min_speech_seconds=MIN_SPEECH_SECONDS)
-        m = Measures.load(cache_path(r, cache))
-        with_fields(m, pitch=pitch_contour(speech.audio), energy=energy_contour(speech.audio)).save(cache_path(r, cache))
-        done += 1
-    return done
+def librispeech_out(t: Table, s: Settings) -> dict[str, Any]:
+    """Leave-corpus-out for the natives: heads fitted on speechocean762 alone (``s`` without the
+    LibriSpeech anchors), scoring LibriSpeech's natives and the archive: the figures for natives of a
+    corpus the heads never saw."""
+    heads = fit_utterance(t, t.where("speechocean762"), replace(s, native_weight=0.0))
+    c, b = heads["total"]
+    out: dict[str, Any] = {}
+    for corpus in ("librispeech", "saa"):
+        rows = t.where(corpus) & np.array([r.native for r in t.items])
+        if rows.any():
+            total = np.clip(t.X[rows] @ c + b, 0, 10) * 10
+            out[corpus] = {"natives": int(rows.sum()), "median_total": float(np.median(total)),
+                           "share_80_or_more": float(np.mean(total >= 80))}
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -456,7 +433,7 @@ def main(argv: list[str]) -> None:
     import json
 
     ap = argparse.ArgumentParser(prog="python -m accent_rater.training.pronunciation")
-    ap.add_argument("job", choices=["measure", "contours", "fit"])
+    ap.add_argument("job", choices=["measure", "fit"])
     ap.add_argument("--bundle", default="src/accent_rater/assets/model", help="write the heads into this bundle ('' = none)")
     ap.add_argument("--out", default="reports/pronunciation", help="the report folder")
     ap.add_argument("--quick", action="store_true", help="fixed settings, no nested selection (tests)")
@@ -468,21 +445,15 @@ def main(argv: list[str]) -> None:
             print(f"unusable {k}: {v}")
         print(f"measured in {time.time() - t0:.0f} s; {len(errors)} unusable")
         return
-    if args.job == "contours":
-        print(f"{refresh_contours(readings())} contours recomputed in {time.time() - t0:.0f} s")
-        return
     from ..export import add_pronunciation
     from .pronunciation_report import card_section, write_report
 
     t = load_table(readings())
-    if args.quick:
-        utt, words = cross_validate(t, Settings())
-        chosen = [Settings()]
-    else:
-        utt, words, chosen = nested_cv(t)
+    utt, words, chosen = cross_validate(t, Settings() if args.quick else None)
     summary = figures(t, utt, words)
     final = Settings() if args.quick else select(t, ~t.where("saa"))
     summary["settings"] = {"folds": [vars(c) for c in chosen], "final": vars(final)}
+    summary["librispeech_out"] = librispeech_out(t, final)
     write_report(Path(args.out), t, utt, words, summary)
     print(json.dumps(summary["aspects"], indent=1), f"in {time.time() - t0:.0f} s")
     if args.bundle:

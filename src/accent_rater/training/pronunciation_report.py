@@ -64,6 +64,7 @@ def write_report(out: Path, t: Any, utt: dict[str, np.ndarray], words: np.ndarra
             f"- Among the archive's non-natives, Spearman(total, age English was learned) = {rho:.3f} (p = {p:.2g}).",
             "",
         ]
+    lines += _held_out(summary)
     lib = summary.get("librispeech_total") or {}
     if lib.get("n"):
         lines += [f"LibriSpeech natives (free speech, scored on what was heard; in the folds as the top of the "
@@ -80,6 +81,16 @@ def write_report(out: Path, t: Any, utt: dict[str, np.ndarray], words: np.ndarra
     ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     return out
+
+
+def _held_out(summary: dict[str, Any]) -> list[str]:
+    """The leave-corpus-out lines: natives of corpora the heads were fitted without."""
+    out = summary.get("librispeech_out") or {}
+    names = {"librispeech": "LibriSpeech", "saa": "the archive"}
+    parts = [f"{names[c]}'s {v['natives']} natives median total {v['median_total']:.0f}, {100 * v['share_80_or_more']:.0f}% "
+             "at 80 or more" for c, v in out.items()]
+    return [f"Leave-corpus-out (heads fitted on speechocean762 alone, without the LibriSpeech anchors): {'; '.join(parts)}.",
+            ""] if parts else []
 
 
 def card_section(summary: dict[str, Any]) -> str:
@@ -109,6 +120,7 @@ def card_section(summary: dict[str, Any]) -> str:
         lines += ["", f"Beyond the corpus (never trained on): the archive's natives score above its non-natives "
                       f"(ROC-AUC by total {_ci(arch['roc_auc_total'])}); among its non-natives total against the "
                       f"age English was learned, Spearman {arch['spearman_age_onset'][0]:.3f}."]
+    lines += [""] + _held_out(summary)[:1]
     lines += [
         "",
         "**Limits.** Learned from Mandarin-L1 learners reading short prompts: other first languages, long",
