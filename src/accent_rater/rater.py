@@ -307,6 +307,10 @@ class Rater:
         scored against ``text`` (free speech: what was heard). Speech too short for the accent
         (under 3 s, down to a single word) still gets them: the accent fields are then null, with a
         warning, and ``parts`` says so."""
+        with audio.one_blas_thread():
+            return self._rate(source, words, text, pronunciation)
+
+    def _rate(self, source: audio.Source, words: bool, text: str | None, pronunciation: bool) -> AccentResult:
         listen = words or pronunciation
         if listen and text:
             text_words(text)  # an unusable text is refused before any audio work
