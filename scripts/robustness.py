@@ -95,7 +95,7 @@ def main() -> None:
     sid = [r.speaker_id for r in recs]
     y = np.array([r.label == "native" for r in recs], dtype=int)
     fold = np.array([folds[s] for s in sid])
-    cache = Path(cfg.cache).parent / "whisper" / size
+    cache = Path(cfg.cache).parent / "whisper" / whisper.feature_tag(size)
     corpus = Path(cfg.corpus).name
     enc = whisper.onnx_path(size)
 

@@ -77,7 +77,10 @@ def _position(spans: np.ndarray) -> np.ndarray:
 
 def cache_dirs(cache: str | Path, size: str, corpus: str) -> tuple[Path, Path]:
     """Where a corpus' Whisper features live: the 7 s windows (clean and augmented) and the 3 s windows."""
-    return Path(cache) / size / corpus, Path(cache) / f"{size}-w{SHORT_WINDOW_S:g}" / corpus
+    from .backbones.whisper import feature_tag
+
+    tag = feature_tag(size)
+    return Path(cache) / tag / corpus, Path(cache) / f"{tag}-w{SHORT_WINDOW_S:g}" / corpus
 
 
 def corpus_recordings(paths: Sequence[str | Path], max_speakers: int = 0, seed: int = 0) -> dict[str, list[data.Recording]]:

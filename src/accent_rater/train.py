@@ -147,7 +147,7 @@ def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Re
 
         size = cfg.features.removeprefix("whisper-")
         suffix = "" if cfg.window_seconds == audio.CHUNK_SECONDS else f"-w{cfg.window_seconds:g}"
-        cache_dir = Path(cfg.cache).parent / "whisper" / f"{size}{suffix}" / corpus
+        cache_dir = Path(cfg.cache).parent / "whisper" / f"{whisper.feature_tag(size)}{suffix}" / corpus
         items = [(r.speaker_id, r.path, None, 0) for r in recs]
         items += [(f"{r.speaker_id}__aug{c}", r.path, augment_kind(r.speaker_id, c), c + 1) for r in recs for c in range(cfg.augment_copies)]
         errors = features.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), engine=cfg.engine,

@@ -29,6 +29,8 @@ LOG_FLOOR = 1e-10
 DYNAMIC_RANGE = 8.0  # log10 units kept below the maximum
 FRAMES_PER_STATE = 2  # conv2 has stride 2: one encoder state per 20 ms
 MAX_STATES = 1500  # positional table: 30 s
+PRECISIONS = ("int8", "fp16", "fp32")
+ENCODER_PRECISION = "int8"  # the converted encoders' (``whisper_weights.export``): chosen by measurement
 
 
 @dataclass(frozen=True)
@@ -206,9 +208,15 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def converted_path(name: str, weights_dir: Path = WEIGHTS_DIR) -> Path:
-    """Where ``fetch`` writes the converted encoder of Whisper ``name``."""
-    return Path(weights_dir) / f"whisper-{name}-encoder-fp16.onnx"
+def converted_path(name: str, weights_dir: Path = WEIGHTS_DIR, precision: str | None = None) -> Path:
+    """Where ``fetch`` writes the converted encoder of Whisper ``name`` (at ``ENCODER_PRECISION``)."""
+    return Path(weights_dir) / f"whisper-{name}-encoder-{precision or ENCODER_PRECISION}.onnx"
+
+
+def feature_tag(name: str) -> str:
+    """The name of the features of Whisper ``name``'s converted encoder (their cache folder): features
+    of another precision are other features."""
+    return f"{name}-{ENCODER_PRECISION}"
 
 
 def decoder_dir(name: str = "base", weights_dir: Path = WEIGHTS_DIR) -> Path:

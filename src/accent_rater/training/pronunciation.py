@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from ..backbones.whisper import feature_tag
+
 if TYPE_CHECKING:
     from ..pronunciation import PronunciationHead
 
@@ -84,7 +86,7 @@ def measure_all(items: list[Reading], cache: Path = CACHE, threads: int = 2) -> 
 
     listen = Transcriber(threads)
     accent = Rater(threads=threads)  # the accent model's features of the speech are read too
-    errors: dict[str, str] = {}
+    errors = refresh_accent(items, cache, accent)
     todo = [r for r in items if not cache_path(r, cache).exists()]
     for r in tqdm(todo, desc="measuring", unit="reading", mininterval=10):
         text = PASSAGE if r.text is None else r.text
@@ -100,6 +102,34 @@ def measure_all(items: list[Reading], cache: Path = CACHE, threads: int = 2) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         m.save(path)
     return errors
+
+
+def refresh_accent(items: list[Reading], cache: Path, accent: Any) -> dict[str, str]:
+    """Measures cached with another accent encoder (``ACCENT_STAMP`` names the one they were made
+    with) get the features of ``accent`` (a ``Rater``) instead: only the tiny.en pass is redone, on
+    the same speech. {key: error} of readings that could not be."""
+    from tqdm import tqdm
+
+    from .. import audio
+    from ..pronunciation import MIN_SPEECH_SECONDS, Measures
+
+    stamp, encoder = cache / ACCENT_STAMP, accent.meta["files"][accent.meta["encoder"]]
+    cached = [r for r in items if cache_path(r, cache).exists()]
+    errors: dict[str, str] = {}
+    if cached and (not stamp.exists() or stamp.read_text().strip() != encoder):
+        for r in tqdm(cached, desc="accent features", unit="reading", mininterval=10):
+            try:
+                speech = audio.prepare(r.path, wide=True, min_speech_seconds=MIN_SPEECH_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - as in measure_all
+                errors[f"{r.corpus}/{r.key}"] = f"{type(exc).__name__}: {exc}"
+                continue
+            Measures.load(cache_path(r, cache)).with_accent(accent.features(speech)).save(cache_path(r, cache))
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(encoder + "\n")
+    return errors
+
+
+ACCENT_STAMP = "accent_encoder.sha256"  # in the measures' cache: the accent encoder their features are from
 
 
 # --- fitting ------------------------------------------------------------------------------------------
@@ -143,7 +173,7 @@ def word_scores(root: Path = DATA) -> dict[str, list[float]]:
     return {k: [a for _, a in sorted(v)] for k, v in out.items()}
 
 
-ACCENT_CACHE = Path("cache/whisper/tiny.en")
+ACCENT_CACHE = Path("cache/whisper") / feature_tag("tiny.en")  # multicorpus.cache_dirs
 
 
 def accent_features(r: Reading, cache: Path = ACCENT_CACHE) -> Any:
