@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, SAMPLES
 
-from accent_rater import Rater, batch
+from accent_rater import Rater, audio, batch
 from accent_rater.batch import RESULT_COLUMNS, ResultWriter, flat_row, rate_row, rater_options, run_batch
 from accent_rater.engine import Engine
 from accent_rater.rater import AccentResult
@@ -174,7 +174,7 @@ def test_ray_rates_shards_and_a_manifest_like_in_process(ray_local, corpus, rate
     # a CSV manifest: relative paths, extra columns carried through (label -> input_label), a missing file
     manifest = folder / "manifest.csv"
     manifest.write_text("path,label,speaker\n" + "".join(f"{p.relative_to(folder)},native,s{i}\n" for i, p in
-                                                           enumerate(batch.audio_files(folder))) + "gone.wav,non_native,s99\n")
+                                                           enumerate(audio.audio_files(folder))) + "gone.wav,non_native,s99\n")
     out = tmp_path / "manifest.jsonl"
     run_batch(manifest, out, Engine(workers=2, ray="local"), OPTS, progress=False)
     rows = read(out)

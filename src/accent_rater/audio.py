@@ -273,6 +273,11 @@ def load_audio_wide(source: Source, *, max_seconds: float = MAX_DURATION_SECONDS
     return wav, np.pad(full[: len(wav)], (0, max(0, len(wav) - len(full))))  # the two resamplers may differ by a sample
 
 
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files under ``folder`` (recursively, sorted)."""
+    return sorted(q for q in folder.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS)
+
+
 # --- threads ------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _blas():

@@ -45,7 +45,7 @@ from .data import PATH_COLUMNS, audio_bytes, manifest_path
 from .engine import Engine, run_map
 from .errors import error_of
 from .pronunciation import Pronunciation
-from .rater import Rater
+from .rater import Rater, rate_row
 from .words import Reading, Word
 
 UNIT_ROWS = 16
@@ -77,15 +77,6 @@ def _result_schema() -> Any:
 
 class BatchInputError(ValueError):
     """The batch input cannot be read as a folder, a manifest or parquet shards."""
-
-
-def rate_row(rater: Rater, source: audio.Source, path: str, **options: Any) -> dict[str, Any]:
-    """One ``rate --json`` row: ``{"path", **AccentResult.to_dict()}`` or ``{"path", "error": {code,
-    message}}``; never raises for a bad input. ``options`` go to ``Rater.rate`` (word feedback)."""
-    try:
-        return {"path": path, **rater.rate(source, **options).to_dict()}
-    except Exception as exc:  # a bad file never stops a batch
-        return {"path": path, **error_of(exc)}
 
 
 def flat_row(row: dict[str, Any], model: str) -> dict[str, Any]:
@@ -145,11 +136,6 @@ class Plan:
         self.rows += len(extras)
 
 
-def audio_files(folder: Path) -> list[Path]:
-    """The audio files under ``folder`` (recursively, sorted)."""
-    return sorted(q for q in folder.rglob("*") if q.is_file() and q.suffix.lower() in audio.AUDIO_EXTENSIONS)
-
-
 def _carried(row: dict[str, Any]) -> dict[str, Any]:
     return {(f"input_{k}" if k in RESULT_COLUMNS else k): v for k, v in row.items()}
 
@@ -158,7 +144,7 @@ def plan(source: Path, done: AbstractSet[str] = frozenset()) -> Plan:
     """Work units for ``source`` (see the module docstring), leaving out the paths in ``done``."""
     out = Plan()
     if source.is_dir():
-        files = audio_files(source)
+        files = audio.audio_files(source)
         if files:
             for p in files:
                 if str(p) not in done:

@@ -24,13 +24,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="How native d
 
 def _audio_files(inputs: List[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand directories (recursively) into audio files; missing paths are reported, not dropped."""
-    from .batch import audio_files
-
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
     for p in inputs:
         if p.is_dir():
-            found = audio_files(p)
+            found = audio.audio_files(p)
             if not found:
                 missing.append((p, "directory contains no audio files"))
             files += found
@@ -65,16 +63,10 @@ def rate(
     pronunciation: bool = typer.Option(False, "--pronunciation", help=PRONUNCIATION_HELP),
 ) -> None:
     """Rate how native the accent in each recording sounds. Exit code 1 if any input failed."""
-    from rich.console import Console
-    from rich.table import Table
-    from tqdm import tqdm
-
-    from .batch import rate_row
     from .errors import error_body
-    from .pronunciation import ASPECTS
-    from .rater import Rater
+    from .rater import Rater, rate_row
 
-    err = Console(stderr=True)
+    err = _Stderr()
     files, missing = _audio_files(inputs)
     try:
         rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds, threads=1 if jobs > 1 and len(files) > 1 else None,
@@ -91,11 +83,20 @@ def rate(
     # the model is loaded once; onnxruntime and numpy release the GIL, so threads use every core
     with ThreadPoolExecutor(jobs) as pool:
         results = pool.map(lambda p: rate_row(rater, p, str(p), **options), files)  # keeps input order
-        rows += list(tqdm(results, total=len(files), desc="rating", unit="file", disable=len(files) <= 3, file=sys.stderr))
+        if len(files) > 3:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(files), desc="rating", unit="file", file=sys.stderr)
+        rows += list(results)
     if json_out:
         for row in rows:
             sys.stdout.write(json.dumps(row) + "\n")
     else:
+        from rich.console import Console
+        from rich.table import Table
+
+        from .pronunciation import ASPECTS
+
         show_l1 = bool(rater.l1_languages) or any(r.get("l1") for r in rows)
         table = Table(title=f"Accent rating ({rater.name}{f', site profile {rater.profile.name}' if rater.profile else ''})")
         scores = list(ASPECTS) if pronunciation else []
@@ -129,6 +130,15 @@ def rate(
         _write_csv(csv_out, rows)
     if any("error" in r for r in rows):
         raise typer.Exit(1)
+
+
+class _Stderr:
+    """rich's stderr console, made on the first message: ``rate --json`` on good input never needs rich."""
+
+    def print(self, *args, **kwargs) -> None:
+        from rich.console import Console
+
+        Console(stderr=True).print(*args, **kwargs)
 
 
 L1_COLUMN = "first language (guess)"

@@ -396,6 +396,17 @@ class Rater:
                        parts=parts, warnings=result.warnings + notes + ([note] if note else []))
 
 
+def rate_row(rater: Rater, source: audio.Source, path: str, **options: Any) -> dict[str, Any]:
+    """One ``rate --json`` row: ``{"path", **AccentResult.to_dict()}`` or ``{"path", "error": {code,
+    message}}``; never raises for a bad input. ``options`` go to ``Rater.rate`` (word feedback)."""
+    from .errors import error_of
+
+    try:
+        return {"path": path, **rater.rate(source, **options).to_dict()}
+    except Exception as exc:  # a bad file never stops a batch
+        return {"path": path, **error_of(exc)}
+
+
 def _with_accuracy(w: Word, accuracy: float | None) -> Word:
     return w._replace(accuracy=None if w.status == "missed" else accuracy)
 
