@@ -104,8 +104,9 @@ def converted_tiny(tmp_path_factory) -> Path:
 
 
 def test_bundled_encoder_is_the_verified_conversion(converted_tiny: Path) -> None:
-    """A fresh download + verify + convert of tiny.en gives the bundle's encoder: the same states
-    as the float32 PyTorch encoder within float16 weight rounding."""
+    """A fresh download + verify + convert of tiny.en gives the bundle's encoder (the same SHA-256),
+    whose int8 states follow the float32 PyTorch encoder's: every layer's states within 6% of their
+    spread on average (measured 2.6-4.5%), the pooled statistics a rating reads correlated > 0.999."""
     import torch
 
     rater = Rater()
@@ -117,10 +118,13 @@ def test_bundled_encoder_is_the_verified_conversion(converted_tiny: Path) -> Non
     mel = whisper.log_mel(speech.audio[: 7 * audio.SAMPLE_RATE])
     with torch.inference_mode():
         ref = enc(torch.from_numpy(mel)).numpy()
-    for onnx_file in (converted_tiny, rater.model_dir / rater.meta["encoder"]):
-        got = whisper.OnnxWhisper(onnx_file)(mel)
-        rel = np.abs(got - ref).max(axis=(0, 2, 3)) / ref.std(axis=(0, 2, 3))
-        assert rel.max() < 1e-3, (onnx_file.name, rel)
+    assert rater.meta["encoder"] == converted_tiny.name
+    got = whisper.OnnxWhisper(rater.model_dir / rater.meta["encoder"])(mel)
+    rel = np.abs(got - ref).mean(axis=(0, 2, 3)) / ref.std(axis=(0, 2, 3))
+    assert rel.max() < 0.06, rel
+    pooled = [np.concatenate([s.mean(axis=2), s.std(axis=2)], axis=-1)[0] for s in (ref, got)]
+    for layer, (a, b) in enumerate(zip(*pooled)):
+        assert np.corrcoef(a, b)[0, 1] > 0.999, layer
     assert whisper.sha256(converted_tiny) == rater.meta["files"][rater.meta["encoder"]]
 
 
@@ -200,6 +204,23 @@ def test_rating_with_the_default_imports_neither_torch_nor_scipy_signal() -> Non
     out = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "native_us_english5.flac")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cli_rate_path_imports_only_what_rating_needs() -> None:
+    """Cold start (issue 21): `accent-rater rate --json` loads no data-frame, validation, training,
+    batch or distributed machinery."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "pandas", "pyarrow", "pydantic", "ray", "sklearn", "scipy.signal", "matplotlib", "rich",
+             "tqdm", "accent_rater.batch", "accent_rater.engine", "accent_rater.data", "accent_rater.train")
+    code = ("import sys; from accent_rater.cli import app\n"
+            "try: app(['rate', '--json', sys.argv[1]])\nexcept SystemExit as e: assert not e.code, e.code\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "native_us_english5.flac")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '"p_native"' in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "[]"
 
 
 def test_a_damaged_bundle_file_is_refused_by_name(tmp_path: Path) -> None:
