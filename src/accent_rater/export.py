@@ -225,7 +225,7 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
     if meta.get("backbone"):
         architecture = (
             f"{combine} {members} on the frozen **OpenAI Whisper {meta['backbone']} encoder** (MIT licence; weights "
-            "verified by SHA-256 and converted to ONNX with float16 weights by `accent-rater fetch-weights`, shipped "
+            "verified by SHA-256 and converted to ONNX, its projections quantised to 8 bits, by `accent-rater fetch-weights`, shipped "
             f"as `{meta['encoder']}`), then Platt calibration. Speech is cut into {window_s:g} s windows, each encoded on its own; "
             "every layer's states are pooled (time mean and std) per window, a logistic regression gives each window a "
             "logit and a recording's logit is their mean. Training used the clean recordings and augmented copies of the "
