@@ -21,7 +21,7 @@ Three sets of speakers, none in two of them:
 
     .venv/bin/python scripts/validate_words.py [--natives 60] [--non-natives 60] [--hostile 8] [--stage tune]
 
-Everything computed from audio is cached per recording in ``cache/words/v3/`` (what Whisper heard,
+Everything computed from audio is cached per recording in ``cache/words/v4/`` (what Whisper heard,
 p_native, the reference alignment with per-word scores), so a re-run only re-analyses. Needs the
 ``pron`` extra (pocketsphinx). Writes ``reports/words/results.json`` and ``reports/words/tables.md``.
 """
@@ -48,7 +48,7 @@ from accent_rater import words as W  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "data" / "saa"
 FULLBAND = REPO.parent / "shared" / "data" / "saa-fullband"
-CACHE = REPO / "cache" / "words" / "v3"  # a new name for each change of the Transcriber
+CACHE = REPO / "cache" / "words" / "v4"  # a new name for each change of the Transcriber (v4: log-mel on one BLAS thread)
 OUT = REPO / "reports" / "words"
 TOL = 0.15  # seconds
 SEED = 13  # the first validation's sample: now the tuning set
