@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_backbone import timed as median_time  # noqa: E402
 from bench_rate import REPO, make_clip  # noqa: E402
 
 from accent_rater import Rater, audio, logmel  # noqa: E402
@@ -38,16 +39,6 @@ from accent_rater.backbones import whisper  # noqa: E402
 CLI = str(Path(sys.executable).parent / "accent-rater")
 SAA = REPO.parent / "shared" / "data" / "saa" / "audio"
 TARGETS = {"rate": 0.5, "batch": 100.0, "cold": 1.2, "words": 1.3}
-
-
-def median_time(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def children_cpu() -> float:
@@ -147,7 +138,6 @@ def main() -> None:
         except whisper.WeightsError as exc:
             print(f"word feedback not measured: {exc}")
     loads.append(os.getloadavg()[0])
-    rate_s = rows[1][1]
     lines = [f"Host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
              f"{loads[0]:.1f} before and {loads[1]:.1f} after; median of {args.runs} warm runs; 30 s clip of archive speech "
              "unless stated.", "", "| what | time | x seed recipe | target |", "|---|---|---|---|"]

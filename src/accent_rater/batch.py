@@ -43,7 +43,6 @@ from typing import Any
 from . import audio
 from .data import PATH_COLUMNS, audio_bytes, manifest_path
 from .engine import Engine, run_map
-from .errors import error_of
 from .pronunciation import Pronunciation
 from .rater import Rater, rate_row
 from .words import Reading, Word
