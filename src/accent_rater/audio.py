@@ -297,8 +297,8 @@ def one_blas_thread() -> Iterator[None]:
 
 
 # --- voice activity ------------------------------------------------------------------------------
-@lru_cache(maxsize=2)
-def _vad_session(threads: int = 1):
+@lru_cache(maxsize=1)
+def _vad_session():
     import importlib.util
 
     import onnxruntime as ort
@@ -310,7 +310,7 @@ def _vad_session(threads: int = 1):
         raise ImportError("silero-vad is not installed: pip install silero-vad")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / VAD_MODEL
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # the file carries unused initializers, which onnxruntime lists otherwise
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
@@ -326,14 +326,13 @@ VAD_STREAM_CHUNKS = 64  # audio is cut into ~2 s streams, each run on its own (L
 VAD_WARMUP_CHUNKS = 8  # each stream first re-reads 256 ms before its start to settle its state
 
 
-def speech_probabilities(wav: np.ndarray, threads: int = 1) -> np.ndarray:
+def speech_probabilities(wav: np.ndarray) -> np.ndarray:
     """Silero-VAD speech probability for every 32 ms chunk of 16 kHz audio.
 
     The audio is cut into ~2 s streams (each warmed up on the preceding 256 ms), each run through
     the model as one sequence of chunks: one call per stream instead of one per chunk, the same
-    probabilities (a 30 s clip 66 -> 61 ms, a 3 s one 17 -> 8 ms; ``scripts/bench_speed.py``). On
-    ``threads`` (2: 61 -> 46 ms), still the same probabilities."""
-    sess = _vad_session(threads)
+    probabilities (a 30 s clip 66 -> 61 ms, a 3 s one 17 -> 8 ms; ``scripts/bench_speed.py``)."""
+    sess = _vad_session()
     n = int(np.ceil(len(wav) / VAD_CHUNK))
     warm, span = VAD_WARMUP_CHUNKS, VAD_STREAM_CHUNKS
     n_streams = max(1, int(np.ceil(n / span)))
@@ -358,10 +357,9 @@ def detect_speech(
     min_speech_s: float = 0.25,
     min_silence_s: float = 0.1,
     pad_s: float = SPEECH_PAD_SECONDS,
-    threads: int = 1,
 ) -> list[tuple[int, int]]:
     """Speech regions [(start, end)] in samples of 16 kHz audio (silero-vad with hysteresis)."""
-    probs = speech_probabilities(wav, threads)
+    probs = speech_probabilities(wav)
     on, off = threshold, max(threshold - 0.15, 0.01)
     regions: list[list[int]] = []
     active = False
@@ -482,20 +480,19 @@ def prepare(
     min_speech_seconds: float = MIN_SPEECH_SECONDS,
     info: dict | None = None,
     wide: bool = False,
-    threads: int = 1,
 ) -> Speech:
     """Decode, band-limit, check level and run VAD: the speech every model rates. With ``wide`` the
     speech also keeps the input's full band (``Speech.wide``, for the speech recogniser of word
-    feedback; the accent models never see it). ``threads``: voice detection's (the same result on any)."""
+    feedback; the accent models never see it)."""
     if not wide:
         wav = load_audio(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
-        return prepare_waveform(wav, min_speech_seconds=min_speech_seconds, threads=threads)
+        return prepare_waveform(wav, min_speech_seconds=min_speech_seconds)
     wav, full = load_audio_wide(source, max_seconds=max_seconds, max_bytes=max_bytes, info=info)
-    return prepare_waveform(wav, min_speech_seconds=min_speech_seconds, wide=full, threads=threads)
+    return prepare_waveform(wav, min_speech_seconds=min_speech_seconds, wide=full)
 
 
 def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_SECONDS,
-                     wide: np.ndarray | None = None, threads: int = 1) -> Speech:
+                     wide: np.ndarray | None = None) -> Speech:
     """Band-limited 16 kHz audio (``load_audio``'s output) -> speech: the level checks, VAD, pause
     trimming and level normalisation of ``prepare`` (augmented training copies enter here).
     ``wide``: the same recording with its full band, trimmed and scaled as ``wav`` is.
@@ -517,7 +514,7 @@ def prepare_waveform(wav: np.ndarray, *, min_speech_seconds: float = MIN_SPEECH_
     vad_input = wav
     if level < QUIET_DBFS:  # quiet speech: voice detection works on a normal level
         vad_input = wav * np.float32(10.0 ** (min(VAD_LEVEL_DBFS - level, MAX_VAD_GAIN_DB) / 20.0))
-    regions = detect_speech(vad_input, threads=threads)
+    regions = detect_speech(vad_input)
     speech_s = sum(e - s for s, e in regions) / SAMPLE_RATE - 2 * SPEECH_PAD_SECONDS * len(regions)
     speech_s = max(0.0, speech_s)
     if speech_s < min(MIN_ANY_SPEECH_SECONDS, min_speech_seconds):  # a single short word may be asked for

@@ -318,8 +318,7 @@ class Rater:
             self.pronunciation_head  # noqa: B018 - a bundle without the heads is refused up front
         info: dict[str, Any] = {}
         speech = audio.prepare(source, max_seconds=self.max_seconds, max_bytes=self.max_bytes, info=info, wide=listen,
-                               min_speech_seconds=PRONUNCIATION_MIN_SPEECH if pronunciation else audio.MIN_SPEECH_SECONDS,
-                               threads=self.threads)
+                               min_speech_seconds=PRONUNCIATION_MIN_SPEECH if pronunciation else audio.MIN_SPEECH_SECONDS)
         warnings = quality_warnings(speech, info)
         feats = self.features(speech)  # the pronunciation heads read the accent model's features too
         if speech.speech_seconds >= audio.MIN_SPEECH_SECONDS:
