@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -286,14 +287,26 @@ def _blas():
     return ThreadpoolController()
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_HELD: list = []  # the limiter of the ratings running now, one entry per rating
+
+
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """numpy's BLAS on the calling thread only while rating. Its worker threads otherwise spin for a
     while after every product (the log-mel's filter bank) and take the cores that onnxruntime and
     CTranslate2 run on: a 30 s rating took 380 ms instead of 266 (``scripts/bench_speed.py``). The
-    products are small, so one thread loses nothing, and the results are the same."""
-    with _blas().limit(limits=1, user_api="blas"):
+    products are small, so one thread loses nothing, and the results are the same. Ratings in
+    parallel threads share one limit; the last to finish restores the process's own setting."""
+    with _BLAS_LOCK:
+        _BLAS_HELD.append(_BLAS_HELD[-1] if _BLAS_HELD else _blas().limit(limits=1, user_api="blas"))
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            limiter = _BLAS_HELD.pop()
+            if not _BLAS_HELD:
+                limiter.restore_original_limits()
 
 
 # --- voice activity ------------------------------------------------------------------------------
