@@ -526,29 +526,3 @@ def test_speech_band_level_is_the_butterworth_high_pass_level(speech_10s):
     assert audio.rms_dbfs(speech_10s + hum) - audio.rms_dbfs(speech_10s) > 3  # the hum dominates the plain RMS
     assert abs(audio.speech_band_dbfs(speech_10s + hum) - audio.speech_band_dbfs(speech_10s)) < 0.5
 
-
-def test_ratings_run_blas_on_one_thread_and_give_the_process_its_setting_back() -> None:
-    """Issue 21: numpy's BLAS runs on one thread while any rating runs (its spinning workers took the
-    cores of onnxruntime), overlapping ratings in threads share the limit, and the last one to
-    finish restores what the process had."""
-    import threading
-    import time
-
-    from threadpoolctl import ThreadpoolController
-
-    blas = ThreadpoolController().select(filepath=audio._blas().select(user_api="blas").info()[0]["filepath"])  # numpy's
-    before = [i["num_threads"] for i in blas.info()]
-    seen: list[int] = []
-
-    def rating(seconds: float) -> None:
-        with audio.one_blas_thread():
-            time.sleep(seconds)
-            seen.extend(i["num_threads"] for i in blas.info())
-
-    threads = [threading.Thread(target=rating, args=(s,)) for s in (0.2, 0.05, 0.3, 0.1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert seen and set(seen) == {1}
-    assert [i["num_threads"] for i in blas.info()] == before

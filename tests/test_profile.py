@@ -92,7 +92,8 @@ def test_natives_only_profile_lifts_the_sites_natives(rater: Rater, files, befor
     gap = ref["median"] - float(np.median(logit(np.array([before[f] for f in files["natives"]]))))
     assert gap > detectable_shift(6, ref["sd"])  # the noisy room and the line make natives sound less native
     assert natives_only.method == "shift" and natives_only.a == 1.0
-    assert natives_only.b == pytest.approx(gap - detectable_shift(6, ref["sd"]))
+    # calibrate rates in parallel threads: the int8 encoder's sums then differ in their last bits (~1e-5 in a logit)
+    assert natives_only.b == pytest.approx(gap - detectable_shift(6, ref["sd"]), rel=1e-4)
     adjusted = Rater(profile=natives_only)
     for f in files["natives"] + files["non_natives"]:
         result = adjusted.rate(f)

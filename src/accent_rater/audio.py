@@ -298,15 +298,16 @@ def one_blas_thread() -> Iterator[None]:
     CTranslate2 run on: a 30 s rating took 380 ms instead of 266 (``scripts/bench_speed.py``). The
     products are small, so one thread loses nothing, and the results are the same. Ratings in
     parallel threads share one limit; the last to finish restores the process's own setting."""
-    with _BLAS_LOCK:
-        _BLAS_HELD.append(_BLAS_HELD[-1] if _BLAS_HELD else _blas().limit(limits=1, user_api="blas"))
+    with _BLAS_LOCK:  # each rating (re)asserts one thread; the first one's originals are the process's own
+        _BLAS_HELD.append(_blas().limit(limits=1, user_api="blas"))
+        first = _BLAS_HELD[0]
     try:
         yield
     finally:
         with _BLAS_LOCK:
-            limiter = _BLAS_HELD.pop()
+            _BLAS_HELD.remove(first) if len(_BLAS_HELD) == 1 else _BLAS_HELD.pop()
             if not _BLAS_HELD:
-                limiter.restore_original_limits()
+                first.restore_original_limits()
 
 
 # --- voice activity ------------------------------------------------------------------------------
