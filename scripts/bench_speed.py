@@ -35,6 +35,7 @@ from bench_rate import REPO, make_clip  # noqa: E402
 
 from accent_rater import Rater, audio, logmel  # noqa: E402
 from accent_rater.backbones import whisper  # noqa: E402
+from accent_rater.threads import one_blas_thread  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "accent-rater")
 SAA = REPO.parent / "shared" / "data" / "saa" / "audio"
@@ -72,7 +73,7 @@ def rating_rows(clip: Path, runs: int) -> tuple[float, list[tuple[str, float]]]:
     spans = audio.chunk_spans(len(speech.audio))
     mels = [whisper.log_mel(speech.audio[a:b]) for a, b in spans]
     feats = rater.features(speech)
-    with audio.one_blas_thread():
+    with one_blas_thread():
         rows = [
             ("seed recipe: front-end + ResNet18 per 7 s window (3.5 s hop)", ref),
             ("default: `Rater.rate`, warm", median_time(lambda: rater.rate(clip), runs)),

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -277,37 +274,6 @@ def load_audio_wide(source: Source, *, max_seconds: float = MAX_DURATION_SECONDS
 def audio_files(folder: Path) -> list[Path]:
     """The audio files under ``folder`` (recursively, sorted)."""
     return sorted(q for q in folder.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS)
-
-
-# --- threads ------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _blas():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-_BLAS_LOCK = threading.Lock()
-_BLAS_HELD: list = []  # the limiter of the ratings running now, one entry per rating
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS on the calling thread only while rating. Its worker threads otherwise spin for a
-    while after every product (the log-mel's filter bank) and take the cores that onnxruntime and
-    CTranslate2 run on: a 30 s rating took 380 ms instead of 266 (``scripts/bench_speed.py``). The
-    products are small, so one thread loses nothing, and the results are the same. Ratings in
-    parallel threads share one limit; the last to finish restores the process's own setting."""
-    with _BLAS_LOCK:  # each rating (re)asserts one thread; the first one's originals are the process's own
-        _BLAS_HELD.append(_blas().limit(limits=1, user_api="blas"))
-        first = _BLAS_HELD[0]
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_HELD.remove(first) if len(_BLAS_HELD) == 1 else _BLAS_HELD.pop()
-            if not _BLAS_HELD:
-                first.restore_original_limits()
 
 
 # --- voice activity ------------------------------------------------------------------------------

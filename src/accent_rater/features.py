@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .threads import one_blas_thread
 from . import audio, logmel
 from .engine import Engine, run_map
 from .errors import AudioError
@@ -203,7 +204,7 @@ def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment
         wav = audio.load_audio(path)
         if augment_kind:
             wav = audio.band_limit(degrade(wav, augment_kind, np.random.default_rng(seed)), audio.SAMPLE_RATE)
-        with audio.one_blas_thread():
+        with one_blas_thread():
             feats = whisper.embed(audio.prepare_waveform(wav, min_speech_seconds=min_speech_s), _WHISPER[encoder_path],
                                   keep_frames=keep_frames, window_s=window_s)
         feats.save(cache_path(Path(cache_dir), key))

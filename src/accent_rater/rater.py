@@ -24,6 +24,7 @@ from .calibration import Calibrator, shift
 from .profile import SiteProfile, load_profile
 from .pronunciation import MIN_SPEECH_SECONDS as PRONUNCIATION_MIN_SPEECH
 from .pronunciation import SHORT_SPEECH_WARNING, Pronunciation
+from .threads import one_blas_thread
 from .words import PASSAGE, Reading, Word, text_words
 
 if TYPE_CHECKING:  # the mel-based features (and torch) are imported only for bundles that use them
@@ -307,7 +308,7 @@ class Rater:
         scored against ``text`` (free speech: what was heard). Speech too short for the accent
         (under 3 s, down to a single word) still gets them: the accent fields are then null, with a
         warning, and ``parts`` says so."""
-        with audio.one_blas_thread():
+        with one_blas_thread():
             return self._rate(source, words, text, pronunciation)
 
     def _rate(self, source: audio.Source, words: bool, text: str | None, pronunciation: bool) -> AccentResult:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import audio, logmel
+from ..threads import one_blas_thread
 
 # --- Whisper's own front-end constants (openai-whisper/whisper/audio.py) ---------------------------
 N_FFT = 400
@@ -101,7 +102,7 @@ def log_mel(batch: np.ndarray) -> np.ndarray:
     n_frames = x.shape[1] // HOP_LENGTH  # 1 + T // hop frames, the last one dropped
     idx = np.arange(N_FFT)[None, :] + HOP_LENGTH * np.arange(n_frames)[:, None]
     spec = np.fft.rfft(xp[:, idx] * _hann(), axis=-1)
-    with audio.one_blas_thread():  # the same sums whoever calls (rating, training, profiles): int8 magnifies their last bit
+    with one_blas_thread():  # the same sums whoever calls (rating, training, profiles): int8 magnifies their last bit
         mel = (spec.real**2 + spec.imag**2).astype(np.float32) @ mel_filters()  # (B, frames, 80)
     logm = np.log10(np.maximum(mel, LOG_FLOOR))
     logm = np.maximum(logm, logm.max(axis=(1, 2), keepdims=True) - DYNAMIC_RANGE)

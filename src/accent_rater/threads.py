@@ -1,0 +1,38 @@
+"""Threads while rating: numpy's BLAS kept off the cores that onnxruntime and CTranslate2 use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_HELD: list = []  # the limiter of the ratings running now, one entry per rating
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on the calling thread only while rating. Its worker threads otherwise spin for a
+    while after every product (the log-mel's filter bank) and take the cores that onnxruntime and
+    CTranslate2 run on: a 30 s rating took 380 ms instead of 266 (``scripts/bench_speed.py``). The
+    products are small, so one thread loses nothing, and the results are the same. Ratings in
+    parallel threads share one limit; the last to finish restores the process's own setting."""
+    with _BLAS_LOCK:  # each rating (re)asserts one thread; the first one's originals are the process's own
+        _BLAS_HELD.append(_blas().limit(limits=1, user_api="blas"))
+        first = _BLAS_HELD[0]
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_HELD.pop()
+            if not _BLAS_HELD:
+                first.restore_original_limits()
