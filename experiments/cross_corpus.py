@@ -18,8 +18,8 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from accent_rater.audio import MIN_SPEECH_SECONDS
-from accent_rater.multicorpus import Corpora, Recipe, fit_head, folds_of
-from accent_rater.train import Config, corpora_data
+from accent_rater.training.multicorpus import Corpora, Recipe, fit_head, folds_of
+from accent_rater.training.train import Config, corpora_data
 
 BASE = Recipe(corpora=("saa",), C=0.003, scale_floor=0.5, corpus_nuisance=1)
 RECIPES = {

@@ -4,7 +4,7 @@ mean + std pooling, on the same speaker-disjoint folds.
     .venv/bin/python experiments/whisper_attention_pooling.py [--run runs/whisper_layers] [--epochs 12]
 
 Reads the clean tiny.en cache (``cache/whisper/tiny.en/saa``, built with frames by
-``features.build_whisper_cache(..., keep_frames=True)``): per 7 s window, the states of the middle
+``caches.build_whisper_cache(..., keep_frames=True)``): per 7 s window, the states of the middle
 and last layer every 40 ms. The model: per frame a score v^T tanh(W x); softmax over the window's
 frames; attention-weighted mean and std of the frames -> linear -> logit; trained on windows with
 Adam and binary cross-entropy; a recording's logit is the mean of its windows'. Prints ROC-AUC and
@@ -22,9 +22,9 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from torch import nn
 
-from accent_rater import data
+from accent_rater.training import data
 from accent_rater.backbones import whisper
-from accent_rater.calibration import choose_threshold
+from accent_rater.training.stacking import choose_threshold
 from accent_rater.models.whisper_heads import WhisperFamily
 
 

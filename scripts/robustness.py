@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from accent_rater import data, features
+from accent_rater.training import data
+from accent_rater.training import caches
 from accent_rater.backbones import whisper
-from accent_rater.calibration import Calibrator, choose_threshold
+from accent_rater.calibration import Calibrator
+from accent_rater.training.stacking import choose_threshold
 from accent_rater.models import get_family
 from accent_rater.models.whisper_heads import Novelty, layer_rows
-from accent_rater.train import Config, augment_kind, family_params, member_name
+from accent_rater.training.train import Config, augment_kind, family_params, member_name
 
 N_BOOT = 1000
 DEGRADATIONS = ("snr15", "level-30")
@@ -69,7 +71,7 @@ def fold_calibrators(run: Path, logit: np.ndarray, y: np.ndarray, fold: np.ndarr
     path = run / "corpora_predictions.csv"
     if not path.exists():
         return [Calibrator.fit(logit[fold != f], y[fold != f]) for f in range(k)]
-    from accent_rater.multicorpus import cell_weights_of, fold_calibration
+    from accent_rater.training.multicorpus import cell_weights_of, fold_calibration
 
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
@@ -107,7 +109,7 @@ def main() -> None:
         fam = get_family(spec["family"], **family_params(spec))
         fam.load_tensors(load_file(str(run / "folds" / f"{primary}_fold{k}.safetensors")))
         models.append(fam)
-    clean = {s: whisper.WhisperFeatures.load(features.cache_path(cache / corpus, s)) for s in sid}
+    clean = {s: whisper.WhisperFeatures.load(caches.cache_path(cache / corpus, s)) for s in sid}
     logit = np.array([models[f].recording_logit(clean[s]) for s, f in zip(sid, fold)])
     cals = fold_calibrators(run, logit, y, fold, cfg.folds)
     p_clean = np.array([float(cals[f].apply(lg)) for lg, f in zip(logit, fold)])
@@ -139,26 +141,26 @@ def main() -> None:
             rows.append(compare(kind, np.array([pos[r["speaker_id"]] for r in sub]), np.array([float(r["p_native"]) for r in sub])))
     # 2. degraded copies, built here
     items = [(f"{s}__{kind}", r.path, kind, 100) for kind in DEGRADATIONS for s, r in zip(sid, recs)]
-    errors = features.build_whisper_cache(items, cache / corpus, enc)
+    errors = caches.build_whisper_cache(items, cache / corpus, enc)
     for kind in DEGRADATIONS:
         keep = np.array([f"{s}__{kind}" not in errors for s in sid])
         idx = np.flatnonzero(keep)
-        feats = [whisper.WhisperFeatures.load(features.cache_path(cache / corpus, f"{sid[i]}__{kind}")) for i in idx]
+        feats = [whisper.WhisperFeatures.load(caches.cache_path(cache / corpus, f"{sid[i]}__{kind}")) for i in idx]
         p = np.array([float(cals[fold[i]].apply(models[fold[i]].recording_logit(f))) for i, f in zip(idx, feats)])
         rows.append(compare(kind + (f" ({len(sid) - len(idx)} refused)" if len(idx) < len(sid) else ""), idx, p))
     md += ["## Channels and degradations", "", table(header, rows), "",
            "`snr15`: pink noise at 15 dB SNR; `level-30`: the level lowered by 30 dB and quantised to 16 bits. "
-           "The other rows are the training augmentations (`accent_rater.augment`) applied to held-out speakers.", ""]
+           "The other rows are the training augmentations (`accent_rater.training.augment`) applied to held-out speakers.", ""]
 
     # 3. band invariance
     fb_corpus = Path(cfg.corpus).parent / "saa-fullband"
     if fb_corpus.is_dir():
         fb = [r for r in data.load_corpus(fb_corpus).recordings if r.speaker_id in folds]
-        features.build_whisper_cache([(r.speaker_id, r.path, None, 0) for r in fb], cache / "saa-fullband", enc)
+        caches.build_whisper_cache([(r.speaker_id, r.path, None, 0) for r in fb], cache / "saa-fullband", enc)
         pos = {s: i for i, s in enumerate(sid)}
         idx = np.array([pos[r.speaker_id] for r in fb])
         p_fb = np.array([float(cals[fold[i]].apply(models[fold[i]].recording_logit(
-            whisper.WhisperFeatures.load(features.cache_path(cache / "saa-fullband", sid[i]))))) for i in idx])
+            whisper.WhisperFeatures.load(caches.cache_path(cache / "saa-fullband", sid[i]))))) for i in idx])
         dp = np.abs(p_fb - p_clean[idx])
         agree = float(np.mean((p_fb >= t) == (p_clean[idx] >= t)))
         report["band_invariance"] = {"n": int(len(idx)), "mean_abs_dp": float(dp.mean()), "max_abs_dp": float(dp.max()),
@@ -248,7 +250,7 @@ def main() -> None:
             lab.append("clean")
             grp.append(fold[i])
             for c in range(cfg.augment_copies):
-                path = features.cache_path(cache / corpus, f"{s}__aug{c}")
+                path = caches.cache_path(cache / corpus, f"{s}__aug{c}")
                 if path.exists():
                     X.append(layer_rows(whisper.WhisperFeatures.load(path), None).mean(0))
                     lab.append(augment_kind(s, c))
@@ -273,17 +275,17 @@ def main() -> None:
         train_rows = [layer_rows(clean[sid[i]], None) for i in tr]
         for i in tr:
             for c in range(cfg.augment_copies):
-                path = features.cache_path(cache / corpus, f"{sid[i]}__aug{c}")
+                path = caches.cache_path(cache / corpus, f"{sid[i]}__aug{c}")
                 if path.exists():
                     train_rows.append(layer_rows(whisper.WhisperFeatures.load(path), None))
         nov = Novelty().fit(train_rows)
         for i in np.flatnonzero(fold == k):
             with_aug.setdefault("clean", []).append(nov.score(layer_rows(clean[sid[i]], None)) > nov.threshold)
             for kind in DEGRADATIONS:
-                path = features.cache_path(cache / corpus, f"{sid[i]}__{kind}")
+                path = caches.cache_path(cache / corpus, f"{sid[i]}__{kind}")
                 if path.exists():
                     with_aug.setdefault(kind, []).append(nov.score(layer_rows(whisper.WhisperFeatures.load(path), None)) > nov.threshold)
-            path = features.cache_path(cache / "saa-fullband", sid[i])
+            path = caches.cache_path(cache / "saa-fullband", sid[i])
             if path.exists():
                 with_aug.setdefault("full band", []).append(nov.score(layer_rows(whisper.WhisperFeatures.load(path), None)) > nov.threshold)
     if (run / "novelty.csv").exists():

@@ -17,7 +17,7 @@ calibrated by its fold's cross-fitted Platt calibrator (exactly ``predictions.cs
   noise at 0 dB SNR, beyond the 5-20 dB the model was trained with).
 
 For every site, k in ``KS`` and profile kind (natives only; natives and non-natives), ``--draws``
-times: k natives (and k non-natives) of the site make the profile with ``profile.fit_adjustment``
+times: k natives (and k non-natives) of the site make the profile with ``training.site_profile.fit_adjustment``
 (the fit ``accent-rater calibrate`` runs; its target, the bundle's reference, is the out-of-fold
 clean scores of all speakers); every *other* speaker of the site is scored without and with it.
 Balanced accuracy at the bundled threshold and ECE (``metrics.ece``) on those speakers: mean and
@@ -39,18 +39,19 @@ import numpy as np
 from safetensors.numpy import load_file
 from sklearn.metrics import roc_auc_score
 
-from accent_rater import data, features
+from accent_rater.training import data
+from accent_rater.training import caches
 from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator, logit, sigmoid
-from accent_rater.metrics import ece
+from accent_rater.evaluation.metrics import ece
 from accent_rater.models import get_family
-from accent_rater.profile import CONFIDENCE_Z, MIN_PER_GROUP, detectable_shift, fit_adjustment, reference_scores
-from accent_rater.report import md_table
-from accent_rater.train import Config, family_params, member_name
+from accent_rater.training.site_profile import CONFIDENCE_Z, MIN_PER_GROUP, detectable_shift, fit_adjustment, reference_scores
+from accent_rater.evaluation.report import md_table
+from accent_rater.training.train import Config, family_params, member_name
 
 KS = (3, 5, 10, 20)
 KINDS = ("natives", "natives + non-natives")
-BUILT = {"phone in a room": "reverb+noise+telephone", "noise 0 dB": "snr0"}  # site: features.degrade kind
+BUILT = {"phone in a room": "reverb+noise+telephone", "noise 0 dB": "snr0"}  # site: caches.degrade kind
 BUILT_SEED, BUILT_PER_GROUP = 0, 150
 PROFILE = "profile"  # the shipped fit; the others are alternatives scored on the same draws
 OUT = Path("reports/site_calibration")
@@ -82,7 +83,7 @@ def load_sites(cfg: Config, run: Path) -> tuple[dict[str, tuple[np.ndarray, np.n
 
     def windows(key: str) -> tuple[np.ndarray, np.ndarray]:
         """(window spans, fold-model logit per window) of one cached recording."""
-        f = whisper.WhisperFeatures.load(features.cache_path(cache, key))
+        f = whisper.WhisperFeatures.load(caches.cache_path(cache, key))
         return f.spans, np.asarray(models[folds[key.split("__")[0]]].segment_logits(f), dtype=np.float64)
 
     sid = [r.speaker_id for r in recs]
@@ -106,7 +107,7 @@ def load_sites(cfg: Config, run: Path) -> tuple[dict[str, tuple[np.ndarray, np.n
     for kind in ("telephone", "opus", "mp3", "amr", "reverb", "noise", "gain", "clipping"):
         rows = [r for r in aug if r["kind"] == kind]
         sites[kind] = (np.array([y_of[r["speaker_id"]] for r in rows]), logit(np.array([float(r["p_native"]) for r in rows])))
-    noisy = [s for s in sid if features.cache_path(cache, f"{s}__snr15").exists()]
+    noisy = [s for s in sid if caches.cache_path(cache, f"{s}__snr15").exists()]
     sites["snr15"] = (np.array([y_of[s] for s in noisy]), np.array([calibrated(s, windows(f"{s}__snr15")[1]) for s in noisy]))
 
     def second_half(spans: np.ndarray, lg: np.ndarray) -> np.ndarray:
@@ -123,7 +124,7 @@ def load_sites(cfg: Config, run: Path) -> tuple[dict[str, tuple[np.ndarray, np.n
     facts: dict[str, object] = {"run": str(run), "model": primary, "calibration_parity_max_abs_dp": parity, "refused": {}}
     for site, kind in BUILT.items():
         items = [(f"{r.speaker_id}__{kind}", r.path, kind, BUILT_SEED) for r in picked]
-        refused = features.build_whisper_cache(items, cache, whisper.onnx_path(cfg.features.removeprefix("whisper-")))
+        refused = caches.build_whisper_cache(items, cache, whisper.onnx_path(cfg.features.removeprefix("whisper-")))
         kept = [r.speaker_id for r in picked if f"{r.speaker_id}__{kind}" not in refused]
         sites[site] = (np.array([y_of[s] for s in kept]), np.array([calibrated(s, windows(f"{s}__{kind}")[1]) for s in kept]))
         facts["refused"][site] = len(refused)
@@ -282,7 +283,7 @@ def report(r: dict) -> str:
         "A site is one kind of recording change applied to held-out speakers; every score is out of fold (each speaker "
         "scored by the fold model that never saw them; the cross-fitted calibration reproduces `predictions.csv` within "
         f"{r['calibration_parity_max_abs_dp']:.0e}). For every site, k and profile kind, {r['draws']} draws: k natives "
-        "(and k non-natives) of the site fit a profile with `profile.fit_adjustment` (what `accent-rater calibrate` "
+        "(and k non-natives) of the site fit a profile with `training.site_profile.fit_adjustment` (what `accent-rater calibrate` "
         "runs), and all *other* speakers of the site are rated without and with it, so no speaker used for a profile is "
         f"scored with it. Balanced accuracy (bacc) at the bundled threshold {r['threshold']:.3f}, ECE with 15 bins; "
         "cells: mean over draws [95% percentile interval]. The profile's target is the reference stored in the bundle: "
@@ -301,7 +302,7 @@ def report(r: dict) -> str:
                "median logit natives / non-natives"], rows),
         "",
         "The best-threshold column is an optimistic ceiling for what moving the threshold can gain. Channel kinds: "
-        "`accent_rater.augment` (the model was trained with these kinds), each copy with its own parameters. `2nd half` / "
+        "`accent_rater.training.augment` (the model was trained with these kinds), each copy with its own parameters. `2nd half` / "
         "`last 7 s`: only those windows of the passage are rated. `phone in a room`, `noise 0 dB`: one draw of the "
         f"parameters for every speaker ({', '.join(f'{k}: {v}' for k, v in r['refused'].items())} recordings refused as "
         "too little speech).",

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import write_wav
 
-from accent_rater.limits import API_KEY_ENV, Settings
+from accent_rater.serve.limits import API_KEY_ENV, Settings
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -375,7 +375,8 @@ def test_l1_in_responses_model_card_and_openapi():
     single and batch responses exactly as in-process, and the schema documents it."""
     from fastapi.testclient import TestClient
 
-    from accent_rater import Rater, api
+    from accent_rater import Rater
+    from accent_rater.serve import api
 
     clip = SAMPLES / "nonnative_mandarin8.opus"
     local = Rater().rate(clip)
@@ -409,7 +410,8 @@ def test_word_feedback_by_query_or_form_field(words_weights):
     free speech, an unusable text, and the schema of the new fields."""
     from fastapi.testclient import TestClient
 
-    from accent_rater import Rater, api
+    from accent_rater import Rater
+    from accent_rater.serve import api
 
     clip = FIXTURES / "native_us_english5.flac"
     data = clip.read_bytes()
@@ -440,7 +442,8 @@ def test_word_feedback_by_query_or_form_field(words_weights):
 def test_fast_model_has_no_l1_guess(clip_bytes):
     from fastapi.testclient import TestClient
 
-    from accent_rater import Rater, api
+    from accent_rater import Rater
+    from accent_rater.serve import api
 
     with TestClient(api.create_app("fast")) as c:
         body = c.post("/v1/rate", files={"file": (CLIP.name, clip_bytes, "audio/ogg")}).json()
@@ -648,7 +651,7 @@ def test_timeout_is_504(clip_bytes):
     """A rating that does not finish within --timeout: 504 ``timeout`` (a batch file gets the error)."""
     from fastapi.testclient import TestClient
 
-    from accent_rater import api
+    from accent_rater.serve import api
 
     with TestClient(api.create_app(settings=Settings(timeout=0.001))) as c:
         err = _assert_error(c.post("/v1/rate", content=clip_bytes), 504, "timeout")
@@ -662,7 +665,7 @@ def test_serve_options_reach_the_server(monkeypatch):
     """The one entry point: every `serve` option lands in Settings (uvicorn itself is not started)."""
     from typer.testing import CliRunner
 
-    from accent_rater import api
+    from accent_rater.serve import api
     from accent_rater.cli import app
 
     calls = []

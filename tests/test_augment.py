@@ -1,4 +1,4 @@
-"""Channel augmentation (``accent_rater.augment``) on real speech.
+"""Channel augmentation (``accent_rater.training.augment``) on real speech.
 
 All checks run on ``native_us_english5.flac`` (7 s of read speech, 16 kHz, 8 kHz band) and measure
 the effect from the signals themselves: band power by Welch PSD, SNR from the added signal
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy.signal import correlate, welch
 
-from accent_rater import audio, augment
+from accent_rater import audio
+from accent_rater.training import augment
 
 SR = audio.SAMPLE_RATE
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

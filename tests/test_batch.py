@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, SAMPLES
 
-from accent_rater import Rater, audio, batch
-from accent_rater.batch import RESULT_COLUMNS, ResultWriter, flat_row, rate_row, rater_options, run_batch
-from accent_rater.engine import Engine
+from accent_rater import Rater, audio
+from accent_rater.serve import batch
+from accent_rater.serve.batch import RESULT_COLUMNS, ResultWriter, flat_row, rate_row, rater_options, run_batch
+from accent_rater.serve.engine import Engine
 from accent_rater.rater import AccentResult
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -189,14 +190,14 @@ def test_training_feature_cache_builds_on_ray_as_on_the_pool(ray_local, corpus, 
     file and array for array, built by Ray actors or in-process (to float32 round-off: Ray's workers
     run numpy's BLAS on one thread, which sums in another order; measured 1e-6); a bad file is an
     error, not an abort."""
-    from accent_rater import features
+    from accent_rater.training import caches
 
     folder, _ = corpus
     encoder = rater.model_dir / rater.meta["encoder"]
     items = [(c.stem, str(c), None, 0) for c in CLIPS[:2]] + [("aug", str(CLIPS[2]), "telephone", 3), ("bad", str(folder / "notes.wav"), None, 0)]
-    errors = {name: features.build_whisper_cache(items, tmp_path / name, encoder, engine) for name, engine in
+    errors = {name: caches.build_whisper_cache(items, tmp_path / name, encoder, engine) for name, engine in
               (("inline", Engine(1)), ("ray", Engine(2, "local")))}
     assert set(errors["inline"]) == set(errors["ray"]) == {"bad"} and errors["ray"]["bad"].startswith("not_audio")
     for key, *_ in items[:-1]:
-        a, b = (np.load(features.cache_path(tmp_path / name, key)) for name in errors)
+        a, b = (np.load(caches.cache_path(tmp_path / name, key)) for name in errors)
         assert sorted(a.files) == sorted(b.files) and all(np.allclose(a[f], b[f], rtol=0, atol=1e-5) for f in a.files), key

@@ -1,4 +1,4 @@
-"""Loaders, the native rule, speaker groups, speaker-disjoint splits and the EDA report (accent_rater.data / .eda)."""
+"""Loaders, the native rule, speaker groups, speaker-disjoint splits and the EDA report (accent_rater.training.data / .eda)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accent_rater import data
-from accent_rater.data import NATIVE, NON_NATIVE, Recording
-from accent_rater.splits import assert_disjoint, read_splits, select, speaker_folds, speaker_subset, split_speakers, write_splits
+from accent_rater.training import data
+from accent_rater.training.data import NATIVE, NON_NATIVE, Recording
+from accent_rater.training.splits import assert_disjoint, read_splits, select, speaker_folds, speaker_subset, split_speakers, write_splits
 
 # <repo>/../shared/data, overridable with ACCENT_RATER_DATA
 DATA_ROOT = Path(os.environ.get("ACCENT_RATER_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -318,7 +318,7 @@ def test_assert_disjoint_names_the_leak(tmp_path):
 def test_eda_report_on_real_files(saa, tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("pandas")
-    from accent_rater import eda
+    from accent_rater.evaluation import eda
 
     recs = _pick(saa, 3)
     silent = tmp_path / "silent.wav"  # decodes fine, refused by the front-end (SilentAudioError)

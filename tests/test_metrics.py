@@ -1,4 +1,4 @@
-"""Metrics, ECE, speaker-bootstrap and Wilson intervals (accent_rater.metrics) and the threshold chosen
+"""Metrics, ECE, speaker-bootstrap and Wilson intervals (accent_rater.evaluation.metrics) and the threshold chosen
 on the other folds (accent_rater.calibration).
 
 Synthetic predictions are fine here: the modules are pure metrics over predictions."""
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accent_rater import metrics as mt
-from accent_rater.calibration import nested_threshold_decisions
+from accent_rater.evaluation import metrics as mt
+from accent_rater.training.stacking import nested_threshold_decisions
 
 
 # --- metrics --------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accent_rater import data
-from accent_rater.multicorpus import Corpora, Recipe, cell_weights, feature_columns, fit_head, recipe_of, row_weights
+from accent_rater.training import data
+from accent_rater.training.multicorpus import Corpora, Recipe, cell_weights, feature_columns, fit_head, recipe_of, row_weights
 
 D = 3840  # 5 layers x (mean, std) x 384
 
@@ -132,7 +132,7 @@ def test_default_rates_natives_of_every_corpus_above_learners(shared_data: Path)
 def test_other_corpora_need_whisper_features(tmp_path: Path) -> None:
     """A mel-feature config that keeps the default's other corpora is refused before any work,
     with the fix in the message (the mel families train on the archive alone)."""
-    from accent_rater.train import Config, run
+    from accent_rater.training.train import Config, run
 
     cfg = Config(name="mels", features="mels", out_dir=str(tmp_path / "run"), models=[{"family": "fluency"}])
     with pytest.raises(ValueError, match="corpora = \\[\\]"):

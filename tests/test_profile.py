@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, make_result
 
-from accent_rater import audio, features
+from accent_rater import audio
+from accent_rater.training import caches
 from accent_rater.calibration import Calibrator, logit
-from accent_rater.profile import ProfileError, SiteProfile, calibrate, detectable_shift, fit_adjustment, load_profile
+from accent_rater.profile import ProfileError, SiteProfile, load_profile
+from accent_rater.training.site_profile import calibrate, detectable_shift, fit_adjustment
 from accent_rater.rater import Rater
 
 SITE = "snr5+reverb+telephone"  # one room, one line: the same parameters for every speaker
@@ -40,7 +42,7 @@ def site(shared_data: Path, tmp_path_factory) -> Path:
         (root / group).mkdir()
         for sid in ids:
             wav = audio.load_audio(shared_data / "saa" / "audio" / f"{sid}.opus")
-            sf.write(root / group / f"{sid}.flac", features.degrade(wav, SITE, np.random.default_rng(0)), audio.SAMPLE_RATE)
+            sf.write(root / group / f"{sid}.flac", caches.degrade(wav, SITE, np.random.default_rng(0)), audio.SAMPLE_RATE)
     return root
 
 
@@ -193,9 +195,9 @@ def test_cli_calibrate_then_rate_with_the_profile(site: Path, tmp_path: Path) ->
 def test_batch_api_and_ui_say_which_profile(profile_file: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from accent_rater import api, ui
-    from accent_rater.batch import rater_options, run_batch
-    from accent_rater.engine import Engine
+    from accent_rater.serve import api, ui
+    from accent_rater.serve.batch import rater_options, run_batch
+    from accent_rater.serve.engine import Engine
 
     (tmp_path / "in").mkdir()
     shutil.copy(CLIP, tmp_path / "in" / CLIP.name)

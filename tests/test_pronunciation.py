@@ -100,7 +100,7 @@ def test_the_folded_linear_head_predicts_what_the_pipeline_does() -> None:
 
 
 def test_heads_round_trip_through_a_bundle_and_a_mismatch_is_refused(tmp_path: Path) -> None:
-    from accent_rater.export import add_pronunciation
+    from accent_rater.training.export import add_pronunciation
 
     names, x, word_names, _, _ = reading_features(_measures())
     rng = np.random.default_rng(1)
@@ -230,7 +230,7 @@ def test_batch_manifest_text_column_gives_each_row_its_text(words_weights, share
 def test_api_scores_and_leaves_out_the_accent_fields_of_short_speech(words_weights, shared_data: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from accent_rater.api import create_app
+    from accent_rater.serve.api import create_app
 
     path, text = _so762(shared_data, "000010168")
     with TestClient(create_app()) as client:
@@ -249,7 +249,7 @@ def test_api_scores_and_leaves_out_the_accent_fields_of_short_speech(words_weigh
 def test_training_measures_fits_and_bundles_heads_on_a_handful_of_readings(words_weights, shared_data: Path,
                                                                             tmp_path: Path) -> None:
     """The audiocraft habit: the real pipeline (measure, cross-validate, fit, bundle, rate) on a few readings."""
-    from accent_rater.export import add_pronunciation
+    from accent_rater.training.export import add_pronunciation
     from accent_rater.rater import Rater
     from accent_rater.training import pronunciation as tp
 
@@ -283,7 +283,7 @@ def test_web_app_shows_the_four_scores_colours_words_by_accuracy_and_says_when_t
 
     from conftest import make_result
 
-    from accent_rater import ui
+    from accent_rater.serve import ui
     from accent_rater.pronunciation import Pronunciation
     from accent_rater.words import Reading, Word, practise
 

@@ -1,4 +1,4 @@
-"""Group error analysis, fold summary and the Markdown report (accent_rater.report; `accent-rater
+"""Group error analysis, fold summary and the Markdown report (accent_rater.evaluation.report; `accent-rater
 compare` is tested on a real run in test_train.py).
 
 Synthetic predictions are fine here: the report is pure metrics over a predictions table."""
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accent_rater import report as rp
-from accent_rater.data import VARIETIES
-from accent_rater.metrics import metrics, wilson_ci
+from accent_rater.evaluation import report as rp
+from accent_rater.training.data import VARIETIES
+from accent_rater.evaluation.metrics import metrics, wilson_ci
 
 COUNTRIES = ["usa", "uk", "canada", "australia", "ireland", "jamaica"]
 
@@ -163,7 +163,7 @@ def test_report_run_default_primary_and_flag_words(tmp_path: Path):
 
 def test_report_modules_do_not_import_torch():
     """Reports run where the training stack is not installed: no torch, no onnxruntime."""
-    code = ("import sys, accent_rater.report, accent_rater.metrics, accent_rater.calibration, accent_rater.data; "
+    code = ("import sys, accent_rater.evaluation.report, accent_rater.evaluation.metrics, accent_rater.calibration, accent_rater.training.data; "
             "print(sorted({'torch', 'onnxruntime'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -76,10 +76,10 @@ def reachable(g: dict[str, set[str]], start: str) -> set[str]:
 def test_the_import_graph_is_read(graph) -> None:
     """The graph sees lazy imports inside functions and skips typing-only ones (else the checks
     below could pass on an empty graph)."""
-    assert "accent_rater.backbones.whisper" in graph["accent_rater.train"]  # inside load_features
+    assert "accent_rater.backbones.whisper" in graph["accent_rater.training.train"]  # inside load_features
     assert "accent_rater.backbones.speaker" in graph["accent_rater.features"]
     assert "accent_rater.features" not in graph["accent_rater.models.linear"]  # under TYPE_CHECKING
-    assert "accent_rater.models.neural" in reachable(graph, "accent_rater.train")
+    assert "accent_rater.models.neural" in reachable(graph, "accent_rater.training.train")
 
 
 def test_no_import_cycle(graph) -> None:

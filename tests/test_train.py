@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from accent_rater import audio, features, logmel
+from accent_rater.training import caches
 from accent_rater.backbones import speaker as encoder
-from accent_rater.leakage import leakage_demo
-from accent_rater.train import Config, run
+from accent_rater.evaluation.leakage import leakage_demo
+from accent_rater.training.train import Config, run
 from conftest import SAMPLES
 
 FAMILIES = [
@@ -77,7 +78,7 @@ def test_every_family_trains_and_predicts_out_of_fold(tiny_run) -> None:
 
 
 def test_report_is_written(tiny_run) -> None:
-    from accent_rater.report import report_run
+    from accent_rater.evaluation.report import report_run
 
     cfg, _, _ = tiny_run
     readme = report_run(cfg.out_dir, n_boot=50)
@@ -88,8 +89,8 @@ def test_report_is_written(tiny_run) -> None:
 def test_model_card_states_the_runs_numbers(tiny_run) -> None:
     import json
 
-    from accent_rater.export import write_model_card
-    from accent_rater.report import report_run
+    from accent_rater.training.export import write_model_card
+    from accent_rater.evaluation.report import report_run
 
     cfg, _, _ = tiny_run
     report_run(cfg.out_dir, n_boot=50)
@@ -173,7 +174,7 @@ def test_onnx_neural_member_matches_pytorch(family: str, tmp_path: Path) -> None
     seed_resnet ~2e-6."""
     import onnxruntime as ort
 
-    from accent_rater.export import export_onnx
+    from accent_rater.training.export import export_onnx
     from accent_rater.models.neural import CNNFamily, SeedResNetFamily
 
     torch.manual_seed(0)
@@ -197,14 +198,14 @@ def test_fast_model_rates_cached_features_as_it_serves(tmp_path: Path) -> None:
     float32 features with the bundle's ONNX encoder. Through the whole fast bundle (members, stacker,
     calibrator) the two give the same p_native within 1e-3, per recording and per segment (measured
     on these 8 clips: at most 9e-5 per recording, 3e-4 per segment)."""
-    from accent_rater.engine import Engine
+    from accent_rater.serve.engine import Engine
     from accent_rater.rater import Rater
 
     rater = Rater("fast")
     clips = sorted((Path(__file__).parent / "fixtures").glob("*.flac")) + sorted(
         (Path(__file__).parents[1] / "src" / "accent_rater" / "assets" / "samples").glob("*.opus"))
-    assert features.build_cache([(p.stem, str(p)) for p in clips], tmp_path, Engine(1)) == {}
-    cached = features.load_cache([p.stem for p in clips], tmp_path)
+    assert caches.build_cache([(p.stem, str(p)) for p in clips], tmp_path, Engine(1)) == {}
+    cached = caches.load_cache([p.stem for p in clips], tmp_path)
     assert cached[clips[0].stem].mels.dtype == np.float16  # the training path really is float16
     for clip in clips:
         served, trained = rater.rate(clip), rater.rate_features(cached[clip.stem])
@@ -266,8 +267,8 @@ def test_neural_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
 
 def test_group_weights_lift_rare_native_varieties(shared_data: Path) -> None:
     """Re-weighting counters the US majority among natives without changing the class balance."""
-    from accent_rater import data
-    from accent_rater.train import group_weights
+    from accent_rater.training import data
+    from accent_rater.training.train import group_weights
 
     recs = data.load_corpus(shared_data / "saa").recordings
     w = group_weights(recs, 0.5)
@@ -331,7 +332,7 @@ def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
     import csv
 
     from accent_rater import Rater
-    from accent_rater.augment import KINDS
+    from accent_rater.training.augment import KINDS
 
     cfg, summary = whisper_run
     out = Path(cfg.out_dir)
@@ -363,7 +364,7 @@ def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
 
 
 def data_recordings(cfg: Config):
-    from accent_rater.data import load_corpus
-    from accent_rater.splits import speaker_subset
+    from accent_rater.training.data import load_corpus
+    from accent_rater.training.splits import speaker_subset
 
     return speaker_subset(load_corpus(cfg.corpus).recordings, cfg.max_speakers, cfg.seed)

@@ -22,7 +22,7 @@ from conftest import SAMPLES, make_result, words_weights_missing, write_wav
 
 gr = pytest.importorskip("gradio")
 
-from accent_rater import ui  # noqa: E402
+from accent_rater.serve import ui  # noqa: E402
 from accent_rater.errors import AudioError, NotAudioError  # noqa: E402
 from accent_rater.rater import Rater  # noqa: E402
 from accent_rater.words import PASSAGE, Reading, Word  # noqa: E402

@@ -166,7 +166,7 @@ def test_novelty_warns_when_the_input_is_unlike_the_training_data(tmp_path: Path
     longer unusual enough): the rating says so; the same clip clean carries no such warning."""
     import soundfile as sf
 
-    from accent_rater import augment
+    from accent_rater.training import augment
 
     rater = Rater()
     wav = audio.load_audio(SAMPLES / "native_us_english33.opus")
@@ -213,7 +213,7 @@ def test_the_cli_rate_path_imports_only_what_rating_needs() -> None:
     import sys
 
     heavy = ("torch", "pandas", "pyarrow", "pydantic", "ray", "sklearn", "scipy.signal", "matplotlib", "rich",
-             "tqdm", "accent_rater.batch", "accent_rater.engine", "accent_rater.data", "accent_rater.train")
+             "tqdm", "accent_rater.serve.batch", "accent_rater.serve.engine", "accent_rater.training.data", "accent_rater.training.train")
     code = ("import sys; from accent_rater.cli import app\n"
             "try: app(['rate', '--json', sys.argv[1]])\nexcept SystemExit as e: assert not e.code, e.code\n"
             f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `import accent_rater.data` (or .metrics, .report) must not pull in torch and onnxruntime.
+    # Lazy: `import accent_rater.training.data` (or .metrics, .report) must not pull in torch and onnxruntime.
     if name in ("Rater", "AccentResult"):
         from . import rater
 

@@ -276,6 +276,20 @@ def audio_files(folder: Path) -> list[Path]:
     return sorted(q for q in folder.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS)
 
 
+# a manifest (CSV or parquet) names its audio by a path column or carries the bytes
+PATH_COLUMNS = ("path", "file", "filepath", "audio", "audio_path")  # a manifest's path column (first found)
+
+
+def manifest_path(manifest: Path, rel: str) -> Path:
+    """A path written in a manifest: as it is when absolute, else relative to the manifest's folder."""
+    return Path(rel) if os.path.isabs(rel) else manifest.parent / rel
+
+
+def audio_bytes(cell: object) -> bytes | None:
+    """The audio of a Hugging Face parquet cell: a ``{bytes, path}`` struct or the bytes themselves."""
+    return cell.get("bytes") if isinstance(cell, dict) else cell  # type: ignore[return-value]
+
+
 # --- voice activity ------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _vad_session():

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from . import audio
-from .limits import API_KEY_ENV, Settings
+from .serve.limits import API_KEY_ENV, Settings
 
 # str, not Path: a bundled model's name is not a path (a Path option would also accept it, but say "DIR")
 MODEL_HELP = "Bundled model name — 'default' (Whisper-based, with a first-language guess) or 'fast' — or a model bundle directory. Default: default."
@@ -260,8 +260,8 @@ def batch(
     """Rate a whole corpus into one table (a row per input, failures included), resumable, on this
     machine's cores or a Ray cluster. Same numbers as `rate --json`."""
     from .backbones.whisper import WeightsError
-    from .batch import run_batch, rater_options
-    from .engine import Engine
+    from .serve.batch import run_batch, rater_options
+    from .serve.engine import Engine
 
     rate_opts = {"words": True, "text": _words_text(text, text_file)} if words or pronunciation else {}
     if pronunciation:
@@ -290,7 +290,7 @@ def calibrate(
     validated on (natives only: a shift; with non-natives: a scale and a shift), as far as the
     recordings show beyond chance. Use it with `rate`, `batch`, `serve` and `ui --profile`. At
     least 10 recordings of each group are recommended."""
-    from .profile import calibrate as fit
+    from .training.site_profile import calibrate as fit
     from .rater import Rater
 
     groups = {"--natives": _audio_files(natives), "--non-natives": _audio_files(non_natives)}
@@ -330,7 +330,7 @@ def train(
     """Cross-validate, fuse, calibrate, report and (optionally) export a model."""
     import shutil
 
-    from .train import Config, run
+    from .training.train import Config, run
 
     cfg = Config.load(config, corpus=corpus, out_dir=out_dir, max_speakers=max_speakers, bundle_dir=bundle_dir, ray=ray)
     if not resume and Path(cfg.out_dir).exists():
@@ -339,7 +339,7 @@ def train(
     typer.echo(json.dumps({k: summary[k] for k in ("name", "primary", "n_speakers", "threshold", "seconds_total")}, indent=1))
     evaluate(run_dir=Path(cfg.out_dir))
     if cfg.bundle_dir:
-        from .export import write_model_card
+        from .training.export import write_model_card
 
         typer.echo(f"model card: {write_model_card(Path(cfg.bundle_dir), Path(cfg.out_dir), str(config))}")
         # the bundled model's evaluation is versioned with it
@@ -396,8 +396,8 @@ def leakage(
     out: Path = typer.Option(Path("reports/leakage.json"), "--out"),
 ) -> None:
     """Leakage demonstration: the same recipe scored on a random segment split and a speaker split."""
-    from .leakage import leakage_demo
-    from .train import Config
+    from .evaluation.leakage import leakage_demo
+    from .training.train import Config
 
     cfg = Config.load(config, max_speakers=max_speakers)
     spec = dict(cfg.models[0])
@@ -413,7 +413,7 @@ def leakage(
 def evaluate(run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A training run directory.")) -> None:
     """Evaluation report of a training run (speaker- and segment-level metrics with bootstrap CIs,
     per-group errors, ROC / PR / reliability / confusion plots): RUN_DIR/report/README.md."""
-    from .report import report_run
+    from .evaluation.report import report_run
 
     path = report_run(run_dir)
     typer.echo(f"report: {path}")
@@ -425,7 +425,7 @@ def compare(runs: List[Path] = typer.Argument(..., exists=True, file_okay=False,
     """Score every stacking combination of the runs' members from their saved out-of-fold logits
     (nothing is retrained): ROC-AUC with a 95% speaker-bootstrap interval, and balanced accuracy at
     a threshold chosen on the other folds. Prints a Markdown table."""
-    from .compare import compare_members, members_table
+    from .evaluation.compare import compare_members, members_table
 
     try:
         rows = compare_members(runs)
@@ -442,7 +442,7 @@ def eda(
     max_files: Optional[int] = typer.Option(None, help="Analyse the audio of this many speakers only, half of each label."),
 ) -> None:
     """Exploratory report of a corpus: class balance, languages, durations, speech ratio, mel statistics."""
-    from .eda import run_eda
+    from .evaluation.eda import run_eda
 
     typer.echo(f"report: {run_eda(dataset, str(out), max_files)}")
 
@@ -466,7 +466,7 @@ def serve(
     profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
 ) -> None:
     """REST API (FastAPI): POST /v1/rate, POST /v1/rate/batch, GET /v1/model, GET /healthz."""
-    from .api import serve as run_server
+    from .serve.api import serve as run_server
 
     settings = Settings(max_bytes=max_bytes, max_seconds=max_seconds, max_batch=max_batch, max_concurrent=max_concurrent,
                         max_queue=max_queue, timeout=timeout, api_key=api_key or None, cors_origins=tuple(cors_origins))
@@ -485,7 +485,7 @@ def ui(
     profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
 ) -> None:
     """Web app (Gradio): record or upload speech, see the rating and its timeline."""
-    from .ui import main
+    from .serve.ui import main
 
     try:
         main(host=host, port=port, model=model, profile=profile)

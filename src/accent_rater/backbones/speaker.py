@@ -106,7 +106,7 @@ class Partials:
 
 
 class OnnxEncoder:
-    """The same encoder exported to ONNX (``accent_rater.export.export_encoder``), for serving with
+    """The same encoder exported to ONNX (``accent_rater.training.export.export_encoder``), for serving with
     onnxruntime; parity with the PyTorch module is tested."""
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:

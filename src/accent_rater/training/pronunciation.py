@@ -398,7 +398,7 @@ def figures(t: Table, utt: dict[str, np.ndarray], words: np.ndarray, n_boot: int
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from ..metrics import pearson_ci
+    from ..evaluation.metrics import pearson_ci
 
     so = t.where("speechocean762")
     spk = t.speakers
@@ -475,8 +475,8 @@ def main(argv: list[str]) -> None:
             print(f"unusable {k}: {v}")
         print(f"measured in {time.time() - t0:.0f} s; {len(errors)} unusable")
         return
-    from ..export import add_pronunciation
-    from .pronunciation_report import card_section, write_report
+    from .export import add_pronunciation
+    from ..evaluation.pronunciation_report import card_section, write_report
 
     t = load_table(readings())
     utt, words, chosen = cross_validate(t, Settings() if args.quick else None)

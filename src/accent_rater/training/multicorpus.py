@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from . import data
-from .audio import MIN_SPEECH_SECONDS
+from ..audio import MIN_SPEECH_SECONDS
 
 if TYPE_CHECKING:
-    from .calibration import Calibrator
+    from ..calibration import Calibrator
 
 CORPORA = ("saa", "librispeech", "speechocean762")
 SHORT_WINDOW_S = 3.0  # the extra windows of ``Recipe.short``
@@ -77,7 +77,7 @@ def _position(spans: np.ndarray) -> np.ndarray:
 
 def cache_dirs(cache: str | Path, size: str, corpus: str) -> tuple[Path, Path]:
     """Where a corpus' Whisper features live: the 7 s windows (clean and augmented) and the 3 s windows."""
-    from .backbones.whisper import feature_tag
+    from ..backbones.whisper import feature_tag
 
     tag = feature_tag(size)
     return Path(cache) / tag / corpus, Path(cache) / f"{tag}-w{SHORT_WINDOW_S:g}" / corpus
@@ -104,9 +104,9 @@ def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "
     ``copies[name]`` augmented copies (``augment.augment_kind``), and 3 s windows for the corpora named
     in ``short``. Utterances shorter than a rating needs are kept (down to 0.5 s of speech) but for
     the archive, whose readings are all long. Returns {key: error} of unusable recordings."""
-    from . import features
+    from . import caches
     from .augment import augment_kind
-    from .backbones import whisper
+    from ..backbones import whisper
 
     copies = copies or {}
     errors: dict[str, str] = {}
@@ -115,9 +115,9 @@ def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "
         clean = [(recording_key(r), r.path, None, 0) for r in recs]
         items = clean + [(f"{k}__aug{c}", p, augment_kind(k, c), c + 1) for k, p, _, _ in clean for c in range(copies.get(name, 0))]
         min_s = MIN_SPEECH_SECONDS if name == "saa" else TRAIN_MIN_SPEECH_S
-        errors.update(features.build_whisper_cache(items, base, whisper.onnx_path(size), engine=engine, min_speech_s=min_s))
+        errors.update(caches.build_whisper_cache(items, base, whisper.onnx_path(size), engine=engine, min_speech_s=min_s))
         if name in short:
-            errors.update(features.build_whisper_cache(clean, short_dir, whisper.onnx_path(size), engine=engine,
+            errors.update(caches.build_whisper_cache(clean, short_dir, whisper.onnx_path(size), engine=engine,
                                                        window_s=SHORT_WINDOW_S, min_speech_s=TRAIN_MIN_SPEECH_S))
     return errors
 
@@ -127,9 +127,9 @@ def load_corpora(corpora: dict[str, list[data.Recording]], cache: str | Path, si
     clean, ``copies[name]`` augmented copies and the 3 s windows when cached; recordings without a
     clean cache file (unusable ones) are left out. ``train.corpora_data`` gives a config's."""
     from .augment import augment_kind
-    from .backbones.whisper import WhisperFeatures
-    from .features import cache_path
-    from .models.whisper_heads import layer_rows
+    from ..backbones.whisper import WhisperFeatures
+    from .caches import cache_path
+    from ..models.whisper_heads import layer_rows
 
     records, corpus_of, rows, rec_of, view_of, copy_of, pos_of, feats, aug = [], [], [], [], [], [], [], [], []
     for corpus, recs in corpora.items():
@@ -397,7 +397,8 @@ def fold_calibration(z: np.ndarray, y: np.ndarray, w: np.ndarray, fold: np.ndarr
     """Each fold's Platt calibration and balanced threshold, both fitted on the other folds'
     out-of-fold logits (the ``ok`` ones) with weights ``w``: how a fold's recordings are decided
     without their own logits choosing anything."""
-    from .calibration import Calibrator, choose_threshold
+    from ..calibration import Calibrator
+    from .stacking import choose_threshold
 
     ok = np.ones(len(z), bool) if ok is None else ok
     out = {}

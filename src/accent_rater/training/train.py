@@ -19,10 +19,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import audio, data, features, splits
+from .. import audio
+from . import caches
+from . import data, splits
 from .augment import augment_kind  # noqa: F401  (the training copies' kinds; scripts import it from here)
-from .engine import Engine
-from .models import Family, family_class, get_family
+from ..serve.engine import Engine
+from ..models import Family, family_class, get_family
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -140,20 +142,20 @@ def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Re
     corpus = Path(cfg.corpus).name
     if cfg.features == "mels":
         cache_dir = Path(cfg.cache) / corpus
-        errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
-        load = lambda keys: features.load_cache(keys, cache_dir)  # noqa: E731
+        errors = caches.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
+        load = lambda keys: caches.load_cache(keys, cache_dir)  # noqa: E731
     elif cfg.features.startswith("whisper-"):
-        from .backbones import whisper
+        from ..backbones import whisper
 
         size = cfg.features.removeprefix("whisper-")
         suffix = "" if cfg.window_seconds == audio.CHUNK_SECONDS else f"-w{cfg.window_seconds:g}"
         cache_dir = Path(cfg.cache).parent / "whisper" / f"{whisper.feature_tag(size)}{suffix}" / corpus
         items = [(r.speaker_id, r.path, None, 0) for r in recs]
         items += [(f"{r.speaker_id}__aug{c}", r.path, augment_kind(r.speaker_id, c), c + 1) for r in recs for c in range(cfg.augment_copies)]
-        errors = features.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), engine=cfg.engine,
+        errors = caches.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), engine=cfg.engine,
                                               window_s=cfg.window_seconds)
-        load = lambda keys: {k: whisper.WhisperFeatures.load(features.cache_path(cache_dir, k)) for k in keys  # noqa: E731
-                             if features.cache_path(cache_dir, k).exists()}
+        load = lambda keys: {k: whisper.WhisperFeatures.load(caches.cache_path(cache_dir, k)) for k in keys  # noqa: E731
+                             if caches.cache_path(cache_dir, k).exists()}
     else:
         raise ValueError(f"unknown features {cfg.features!r}: use 'mels' or 'whisper-<size>'")
     for k, e in errors.items():
@@ -203,8 +205,9 @@ def check_members(cfg: Config) -> None:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Cross-validate every member, fuse, calibrate, report, and optionally export the bundle."""
-    from .calibration import Calibrator, choose_threshold, cross_fit_stacker, fit_stacker
-    from .profile import reference_scores
+    from ..calibration import Calibrator
+    from .stacking import choose_threshold, cross_fit_stacker, fit_stacker
+    from .site_profile import reference_scores
 
     if cfg.corpora:
         if not cfg.features.startswith("whisper-"):
@@ -382,11 +385,12 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     what an archive-only run holds (``predictions.csv`` etc. for the archive) plus
     ``corpora_predictions.csv`` for every recording."""
 
-    from .calibration import Calibrator, choose_threshold
-    from .models.whisper_heads import WhisperFamily
+    from ..calibration import Calibrator
+    from .stacking import choose_threshold
+    from ..models.whisper_heads import WhisperFamily
     from .multicorpus import (cell_weights, corpora_notes, cross_validate, fit_head, fold_calibration, folds_of, recipe_of,
                               write_run_files)
-    from .profile import reference_scores
+    from .site_profile import reference_scores
 
     t0 = time.time()
     out = Path(cfg.out_dir)
@@ -443,7 +447,7 @@ def fit_l1(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
     cross-fitted too) and the final head fitted on every speaker, temperature from all folds."""
     import csv
 
-    from .models.whisper_heads import L1Head
+    from ..models.whisper_heads import L1Head
 
     langs = np.array([l1_language(r) for r in recs])
     # trained and scored on the non-native speakers: the guess is shown only for speech rated non-native
@@ -487,7 +491,7 @@ def fit_novelty(cfg: Config, out: Path, recs, feats, aug, fold_of: np.ndarray):
     training data is measured), then the final one fitted on every recording."""
     import csv
 
-    from .models.whisper_heads import Novelty, layer_rows
+    from ..models.whisper_heads import Novelty, layer_rows
 
     rows = [layer_rows(f, None) for f in feats]
     aug_rows = [[(kind, layer_rows(f, None)) for kind, f in copies] for copies in aug]

@@ -12,9 +12,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .calibration import nested_threshold_decisions
-from .data import AGE_BANDS, VARIETIES, age_band, native_variety
-from .metrics import ECE_BINS, bootstrap_ci, ece, load_table, metrics, speaker_table, wilson_ci
+from ..training.stacking import nested_threshold_decisions
+from ..training.data import AGE_BANDS, VARIETIES, age_band, native_variety
+from .metrics import ECE_BINS, bootstrap_ci, load_table, metrics, speaker_table, wilson_ci
 from .plots import figure, plot_confusion, plot_pr, plot_reliability, plot_roc, save
 
 MIN_GROUP = 5  # groups smaller than this are never flagged

@@ -39,17 +39,17 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
-from .backbones.whisper import WeightsError
-from .errors import AudioError, RequestError, error_body
+from .. import __version__
+from ..backbones.whisper import WeightsError
+from ..errors import AudioError, RequestError, error_body
 from .limits import Settings
-from .rater import AccentResult, Rater
+from ..rater import AccentResult, Rater
 from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
 from .upload import Upload, mib, read_file, read_files, too_large_error
-from .pronunciation import NoPronunciationError
-from .words import MAX_TEXT_CHARS, TextError, reading_text, text_words
+from ..pronunciation import NoPronunciationError
+from ..words import MAX_TEXT_CHARS, TextError, reading_text, text_words
 
-log = logging.getLogger("accent_rater.api")
+log = logging.getLogger("accent_rater.serve.api")
 
 RETRY_AFTER_S = 2  # what a 503 "busy" asks the client to wait
 _HTTP_CODES = {

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 
 from pydantic import BaseModel, Field, create_model
 
-from .rater import AccentResult
+from ..rater import AccentResult
 
 
 def model_of(cls: type, name: str | None = None, notes: dict[str, str] | None = None, **extra: Any) -> type[BaseModel]:

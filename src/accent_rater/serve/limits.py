@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import audio
+from .. import audio
 
 API_KEY_ENV = "ACCENT_RATER_API_KEY"
 

@@ -24,16 +24,16 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # must be set before gradio is
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .backbones.whisper import WeightsError, check_decoder  # noqa: E402
-from .errors import AudioError  # noqa: E402
-from .rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
+from ..backbones.whisper import WeightsError, check_decoder  # noqa: E402
+from ..errors import AudioError  # noqa: E402
+from ..rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
 from .ui_label import DecisionLabel  # noqa: E402
-from .pronunciation import NoPronunciationError  # noqa: E402
-from .words import PASSAGE, TextError, Word, practise  # noqa: E402
+from ..pronunciation import NoPronunciationError  # noqa: E402
+from ..words import PASSAGE, TextError, Word, practise  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-SAMPLES_DIR = Path(__file__).parent / "assets" / "samples"
+SAMPLES_DIR = Path(__file__).parents[1] / "assets" / "samples"
 SAMPLES = ("native_us_english33.opus", "native_uk_english38.opus", "nonnative_mandarin8.opus")
 
 CREDIT = "Model trained on the Speech Accent Archive (George Mason University, CC BY-NC-SA)."

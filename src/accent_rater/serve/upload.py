@@ -18,7 +18,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from .errors import AudioError, FileTooLargeError, RequestError
+from ..errors import AudioError, FileTooLargeError, RequestError
 
 MULTIPART_OVERHEAD = 64 * 1024  # allowance for boundaries, part headers and small form fields
 MAX_FIELD_BYTES = 64 * 1024  # non-file form fields larger than this are refused

@@ -61,7 +61,7 @@ from scipy.fft import irfft, next_fast_len, rfftfreq
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
-from .audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 __all__ = [
     "KINDS",

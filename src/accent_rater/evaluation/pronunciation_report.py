@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report import md_table
+from .report import md_table
 
 TARGETS_DONE = {"total": 0.80, "accuracy": 0.78, "fluency": 0.82, "prosody": 0.82}  # issue 20's dev targets
 WORD_TARGET = 0.60

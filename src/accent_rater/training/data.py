@@ -58,6 +58,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..audio import PATH_COLUMNS, audio_bytes, manifest_path
+
 NATIVE = "native"
 NON_NATIVE = "non_native"
 LABELS = (NATIVE, NON_NATIVE)
@@ -181,19 +183,6 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-PATH_COLUMNS = ("path", "file", "filepath", "audio", "audio_path")  # a manifest's path column (first found)
-
-
-def manifest_path(manifest: Path, rel: str) -> Path:
-    """A path written in a manifest: as it is when absolute, else relative to the manifest's folder."""
-    return Path(rel) if os.path.isabs(rel) else manifest.parent / rel
-
-
-def audio_bytes(cell: object) -> bytes | None:
-    """The audio of a Hugging Face parquet cell: a ``{bytes, path}`` struct or the bytes themselves."""
-    return cell.get("bytes") if isinstance(cell, dict) else cell  # type: ignore[return-value]
-
-
 def _get(row: Mapping[str, str], *names: str) -> str:
     for n in names:
         if row.get(n):
@@ -214,7 +203,7 @@ def _abs(path: str | os.PathLike) -> str:
 
 
 def _audio_extensions() -> tuple[str, ...]:
-    from .audio import AUDIO_EXTENSIONS  # lazy: keeps `import accent_rater.data` free of torch
+    from ..audio import AUDIO_EXTENSIONS  # lazy: keeps `import accent_rater.training.data` free of torch
 
     return AUDIO_EXTENSIONS
 

@@ -50,7 +50,8 @@ def compare_members(runs: Sequence[str | Path], *, extra: Mapping[str, np.ndarra
 
     from sklearn.metrics import balanced_accuracy_score
 
-    from .calibration import cross_fit_stacker, nested_decisions, sigmoid
+    from ..training.stacking import cross_fit_stacker, nested_decisions
+    from ..calibration import sigmoid
 
     first = Path(runs[0])
     logits, y, fold, ids = member_logits(first)

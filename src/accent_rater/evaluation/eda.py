@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import LABELS, NATIVE, NON_NATIVE, Recording
-from .splits import speaker_subset
+from ..training.data import LABELS, NATIVE, NON_NATIVE, Recording
+from ..training.splits import speaker_subset
 from .plots import figure, save
 from .report import md_table
 
@@ -42,8 +42,8 @@ def _analyse(recordings: Sequence[Recording]) -> _AudioStats:
     import torch
     from tqdm import tqdm
 
-    from . import audio, logmel
-    from .errors import AudioError
+    from .. import audio, logmel
+    from ..errors import AudioError
 
     st = _AudioStats()
     for r in tqdm(recordings, desc="EDA: analysing audio", unit="file"):
@@ -101,7 +101,7 @@ def write_report(
     that did not make it into the data."""
     import pandas as pd
 
-    from . import audio
+    from .. import audio
 
     if not recordings:
         raise ValueError("no recordings to report on")
@@ -227,7 +227,7 @@ def write_report(
 
 def run_eda(dataset: str, out_dir: str, max_files: int | None) -> Path:
     """Load ``dataset`` (any layout ``data.load_corpus`` detects) and write the report there."""
-    from .data import load_corpus
+    from ..training.data import load_corpus
 
     report = load_corpus(dataset)
     if not report.recordings:

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from . import data, features, splits
-from .features import Features
-from .train import Config, fit_member
+from ..training import data, splits
+from ..training import caches
+from ..features import Features
+from ..training.train import Config, fit_member
 
 
 def _subset(f: Features, idx: np.ndarray) -> Features:
@@ -31,9 +32,9 @@ def leakage_demo(cfg: Config, spec: dict[str, Any], test_size: float = 0.2) -> d
     if cfg.max_speakers:
         recs = splits.speaker_subset(recs, cfg.max_speakers, cfg.seed)
     cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
-    errors = features.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
+    errors = caches.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
     recs = [r for r in recs if r.speaker_id not in errors]
-    fmap = features.load_cache([r.speaker_id for r in recs], cache_dir)
+    fmap = caches.load_cache([r.speaker_id for r in recs], cache_dir)
     feats = [fmap[r.speaker_id] for r in recs]
     y = np.array([r.label == "native" for r in recs], dtype=int)
     # every segment is one row: (recording index, segment index)

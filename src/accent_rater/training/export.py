@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import __version__, audio
-from .calibration import Calibrator
-from .models import Family
+from .. import __version__, audio
+from ..calibration import Calibrator
+from ..models import Family
 
 BUNDLE_FORMAT = 1
 
@@ -44,7 +44,7 @@ def export_onnx(module: torch.nn.Module, path: Path) -> None:
 def export_encoder(path: Path) -> None:
     """The pretrained speaker encoder -> ONNX (batch of (160, 40) mel partials -> embeddings and
     per-layer hidden-state mean / mean square)."""
-    from .backbones.speaker import MEL_CHANNELS, PARTIAL_FRAMES, load_encoder
+    from ..backbones.speaker import MEL_CHANNELS, PARTIAL_FRAMES, load_encoder
 
     dummy = torch.rand(1, PARTIAL_FRAMES, MEL_CHANNELS)
     names = ["embeddings", "means", "squares"]
@@ -79,7 +79,7 @@ def export_bundle(
 
     from safetensors.numpy import save_file
 
-    from .backbones.whisper import onnx_path, sha256
+    from ..backbones.whisper import onnx_path, sha256
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}
@@ -117,7 +117,7 @@ def export_bundle(
         "fusion": fusion,
         "calibration": calibrator.to_dict(),
         "threshold": threshold,
-        "reference": summary.get("reference"),  # out-of-fold calibrated logits per group (profile.reference_scores)
+        "reference": summary.get("reference"),  # out-of-fold calibrated logits per group (training.site_profile.reference_scores)
         "frontend": {
             "sample_rate": audio.SAMPLE_RATE,
             "band_rate": audio.BAND_RATE,
@@ -158,7 +158,7 @@ def add_pronunciation(bundle_dir: Path, head: Any, summary: dict[str, Any], card
     replaces the card's previous one) in ``model.json``."""
     from safetensors.numpy import save_file
 
-    from .backbones.whisper import sha256
+    from ..backbones.whisper import sha256
 
     meta = json.loads((bundle_dir / "model.json").read_text())
     entry = {**head.meta(), "cv": summary, **({"card": card} if card else {})}
@@ -175,7 +175,7 @@ def add_pronunciation(bundle_dir: Path, head: Any, summary: dict[str, Any], card
 def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
     """MODEL_CARD.md in the bundle: every figure (metrics, speaker counts, languages, folds) from the
     run's files (``report/metrics.json``, ``summary.json``, ``predictions.csv``, ``folds.json``)."""
-    from .rater import L1_UNSURE_BELOW
+    from ..rater import L1_UNSURE_BELOW
 
     metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -40,12 +40,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import audio
-from .data import PATH_COLUMNS, audio_bytes, manifest_path
+from .. import audio
+from ..training.data import PATH_COLUMNS, audio_bytes, manifest_path
 from .engine import Engine, run_map
-from .pronunciation import Pronunciation
-from .rater import Rater, rate_row
-from .words import Reading, Word
+from ..pronunciation import Pronunciation
+from ..rater import Rater, rate_row
+from ..words import Reading, Word
 
 UNIT_ROWS = 16
 TEXT_COLUMN = "text"  # a manifest column giving each row the text read (word feedback, pronunciation)
