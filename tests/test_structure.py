@@ -89,18 +89,43 @@ def test_no_import_cycle(graph) -> None:
         pytest.fail(f"import cycle: {' -> '.join(reversed(err.args[1]))}")  # listed importer first
 
 
-def test_layers_import_downwards_only(graph) -> None:
-    """backbones < features < models < train / export < serving: pretrained extractors know nothing
-    of features or heads, features nothing of the heads, heads nothing of the pipeline."""
-    def under(prefix: str) -> set[str]:
-        return {m for m in graph if m == prefix or m.startswith(prefix + ".")}
+def under(graph: dict[str, set[str]], prefix: str) -> set[str]:
+    """The modules of a package (or the one module) ``prefix``."""
+    return {m for m in graph if m == prefix or m.startswith(prefix + ".")}
 
-    pipeline = {f"accent_rater.{m}" for m in ("features", "train", "export", "rater", "cli", "api", "ui", "report")}
-    for m in under("accent_rater.backbones"):
-        assert not reachable(graph, m) & (under("accent_rater.models") | pipeline), m
-    assert not reachable(graph, "accent_rater.features") & under("accent_rater.models")
-    for m in under("accent_rater.models"):
+
+SURFACES = ("accent_rater.training", "accent_rater.evaluation", "accent_rater.serve")
+
+
+def test_layers_import_downwards_only(graph) -> None:
+    """backbones < features < models < rater < cli, and training / evaluation / serve beside the CLI:
+    pretrained extractors know nothing of features or heads, features nothing of the heads, heads
+    nothing of the pipeline."""
+    pipeline = {f"accent_rater.{m}" for m in ("features", "rater", "cli")}.union(*(under(graph, s) for s in SURFACES))
+    assert len(pipeline) > 20  # the names exist (a renamed module would otherwise drop out silently)
+    for m in under(graph, "accent_rater.backbones"):
+        assert not reachable(graph, m) & (under(graph, "accent_rater.models") | pipeline), m
+    assert not reachable(graph, "accent_rater.features") & under(graph, "accent_rater.models")
+    for m in under(graph, "accent_rater.models"):
         assert not reachable(graph, m) & pipeline, m
+
+
+def test_rating_imports_nothing_from_training_evaluation_or_serve(graph) -> None:
+    """What you rate with lives at the top level (and in ``backbones`` / ``models``); every module of
+    it, the package itself included, reaches no module of ``training``, ``evaluation`` or ``serve``.
+    Only the CLI reaches into them (``serve``, ``train``, ``batch`` ...)."""
+    surfaces = set().union(*(under(graph, s) for s in SURFACES))
+    runtime = set(graph) - surfaces - {"accent_rater.cli", "accent_rater.__main__"}
+    assert {"accent_rater", "accent_rater.rater", "accent_rater.bundle", "accent_rater.audio"} <= runtime
+    for m in sorted(runtime):
+        assert not reachable(graph, m) & surfaces, f"{m} reaches {sorted(reachable(graph, m) & surfaces)}"
+    assert reachable(graph, "accent_rater.cli") & under(graph, "accent_rater.serve")  # the graph sees the CLI's lazy imports
+
+
+def test_every_onnx_session_is_made_by_one_helper() -> None:
+    """``threads.onnx_session`` is the one place an onnxruntime session is built (its thread counts)."""
+    makers = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if "InferenceSession(" in p.read_text())
+    assert makers == ["threads.py"]
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -11,6 +11,7 @@ import pytest
 
 from accent_rater import audio
 from accent_rater.backbones import whisper, whisper_weights
+from accent_rater.bundle import sha256
 from accent_rater.rater import Rater
 
 from conftest import FIXTURES, SAMPLES
@@ -125,7 +126,7 @@ def test_bundled_encoder_is_the_verified_conversion(converted_tiny: Path) -> Non
     pooled = [np.concatenate([s.mean(axis=2), s.std(axis=2)], axis=-1)[0] for s in (ref, got)]
     for layer, (a, b) in enumerate(zip(*pooled)):
         assert np.corrcoef(a, b)[0, 1] > 0.999, layer
-    assert whisper.sha256(converted_tiny) == rater.meta["files"][rater.meta["encoder"]]
+    assert sha256(converted_tiny) == rater.meta["files"][rater.meta["encoder"]]
 
 
 def test_fetch_refuses_weights_that_do_not_match(tmp_path: Path, monkeypatch) -> None:
@@ -221,16 +222,3 @@ def test_the_cli_rate_path_imports_only_what_rating_needs() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"p_native"' in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "[]"
-
-
-def test_a_damaged_bundle_file_is_refused_by_name(tmp_path: Path) -> None:
-    import shutil
-
-    bundle = tmp_path / "bundle"
-    shutil.copytree(Rater().model_dir, bundle)
-    Rater(bundle)  # intact copy loads
-    data = bytearray((bundle / "model.safetensors").read_bytes())
-    data[-1] ^= 0xFF
-    (bundle / "model.safetensors").write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="model.safetensors does not match the SHA-256"):
-        Rater(bundle)

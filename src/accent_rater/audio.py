@@ -33,6 +33,7 @@ from .errors import (
     SilentAudioError,
     TooLittleSpeechError,
 )
+from .threads import onnx_session
 
 # --- constants: the single source of truth ---------------------------------------------------
 SAMPLE_RATE = 16_000  # model rate (Hz)
@@ -56,6 +57,7 @@ SEGMENT_FRAMES = SEGMENT_SAMPLES // HOP_LENGTH + 1  # 701 with center=True
 CHUNK_SECONDS = 7.0
 MIN_TAIL_SECONDS = 2.0
 
+
 MIN_SPEECH_SECONDS = 3.0  # less speech than this after VAD is refused
 MAX_DURATION_SECONDS = 600.0  # longer recordings are refused (configurable per call)
 MAX_FILE_BYTES = 200 * 1024 * 1024  # checked before decoding
@@ -73,6 +75,13 @@ LEVEL_HIGHPASS_HZ = 100.0  # the level is measured above this frequency
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".webm", ".m4a", ".aac", ".mp4")
 
 Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+
+
+def frontend() -> dict[str, float]:
+    """The front-end settings a model is trained with: a bundle records them (``model.json``'s
+    ``frontend``) and ``bundle.open_bundle`` refuses one whose settings differ from these."""
+    return {"sample_rate": SAMPLE_RATE, "band_rate": BAND_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH,
+            "n_mels": N_MELS, "f_max": F_MAX, "segment_seconds": SEGMENT_SECONDS}
 
 
 # --- decoding ------------------------------------------------------------------------------------
@@ -295,19 +304,13 @@ def audio_bytes(cell: object) -> bytes | None:
 def _vad_session():
     import importlib.util
 
-    import onnxruntime as ort
-
     # Locate the weights without importing silero_vad (its __init__ imports torch models and
     # changes torch's global thread count).
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("silero-vad is not installed: pip install silero-vad")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / VAD_MODEL
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # the file carries unused initializers, which onnxruntime lists otherwise
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
+    return onnx_session(path, threads=1, quiet=True)  # the file carries unused initializers
 
 
 VAD_MODEL = "silero_vad_16k_sequence.onnx"  # silero-vad's 16 kHz model over a whole sequence of chunks

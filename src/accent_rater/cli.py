@@ -72,10 +72,7 @@ def rate(
         rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds, threads=1 if jobs > 1 and len(files) > 1 else None,
                       profile=profile)
     except (FileNotFoundError, ValueError) as exc:
-        from .rater import BUNDLED_MODELS
-
-        hint = f" (bundled models: {', '.join(BUNDLED_MODELS)})" if isinstance(exc, FileNotFoundError) and model else ""
-        err.print(f"[red]error:[/red] {exc}{hint}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     options = _word_options(rater, text, text_file, err, pronunciation) if words or pronunciation else {}
     rows: list[dict] = [{"path": str(p), **error_body("not_found", why)} for p, why in missing]

@@ -87,3 +87,10 @@ class RequestError(Exception):
 
     def to_dict(self) -> dict[str, dict[str, str]]:
         return error_body(self.code, str(self))
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be used: missing, damaged, of another format or front-end."""
+
+    code = "bad_bundle"
+    http_status = 500

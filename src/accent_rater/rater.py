@@ -8,18 +8,17 @@ REST API, web app) returns.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Optional
 
 import numpy as np
 
 from . import audio
+from .bundle import Bundle, open_bundle
 from .calibration import Calibrator, shift
 from .profile import SiteProfile, load_profile
 from .pronunciation import MIN_SPEECH_SECONDS as PRONUNCIATION_MIN_SPEECH
@@ -34,8 +33,6 @@ if TYPE_CHECKING:  # the mel-based features (and torch) are imported only for bu
 
 Part = Literal["accent", "words", "pronunciation"]
 
-DEFAULT_MODEL = "default"
-BUNDLED_MODELS = {"default": "assets/model", "fast": "assets/fast"}  # --model NAME
 BORDERLINE_MARGIN = 0.10  # |p_native - threshold| below this is flagged as borderline
 SHORT_SPEECH_SECONDS = 10.0
 LOW_LEVEL_DBFS = -40.0
@@ -130,15 +127,6 @@ def band_for(p_native: float, threshold: float = 0.5) -> str:
     return next(name for cut, (_, name) in zip(cuts, BANDS) if p_native >= cut)
 
 
-def _model_dir(model: str | Path | None) -> Path:
-    if model is None or str(model) in BUNDLED_MODELS:
-        return Path(str(resources.files("accent_rater").joinpath(BUNDLED_MODELS[str(model or DEFAULT_MODEL)])))
-    path = Path(model)
-    if not (path / "model.json").is_file():
-        raise FileNotFoundError(f"{path} is not a model bundle (no model.json)")
-    return path
-
-
 class Rater:
     """Loads a model bundle once; ``rate`` is then safe to call repeatedly (and from threads)."""
 
@@ -158,9 +146,8 @@ class Rater:
         or requests are rated in parallel threads.
         ``profile``: a site profile (``accent-rater calibrate``) for this model, applied after its
         calibration; ``ProfileError`` for one made for another model or not a profile."""
-        self.model_dir = _model_dir(model)
-        self.meta: dict[str, Any] = json.loads((self.model_dir / "model.json").read_text())
-        check_bundle(self.model_dir, self.meta)
+        self.bundle = open_bundle(model)
+        self.model_dir, self.meta = self.bundle.dir, self.bundle.meta
         self.calibrator = Calibrator(**self.meta["calibration"])
         self.profile = None if profile is None else load_profile(profile, self.meta)
         if self.profile is not None:
@@ -204,11 +191,9 @@ class Rater:
         return [c for c in self._l1.classes if c != "english"] if self._l1 else []
 
     def _load_members(self) -> tuple[list[tuple[str, Any]], Any]:
-        from safetensors.numpy import load_file
-
         from .models import get_family
 
-        tensors = load_file(str(self.model_dir / "model.safetensors"))
+        tensors = self.bundle.tensors()
         l1 = None
         if self.meta.get("l1"):
             from .models.whisper_heads import L1Head
@@ -218,7 +203,7 @@ class Rater:
         members = []
         for spec in self.meta["members"]:
             if "onnx" in spec:
-                members.append((spec["name"], _OnnxSegmentModel(self.model_dir / spec["onnx"], self.threads)))
+                members.append((spec["name"], _OnnxSegmentModel(self.bundle, spec["onnx"], self.threads)))
             else:
                 fam = get_family(spec["family"], **spec["params"])
                 prefix = spec["name"] + "."
@@ -412,20 +397,6 @@ def _with_accuracy(w: Word, accuracy: float | None) -> Word:
     return w._replace(accuracy=None if w.status == "missed" else accuracy)
 
 
-def check_bundle(model_dir: Path, meta: dict[str, Any]) -> None:
-    """Every file ``model.json`` lists under ``files`` must have its SHA-256: a damaged or swapped
-    file is refused with a message naming it (bundles written before the list existed pass)."""
-    from .backbones.whisper import sha256
-
-    for name, digest in (meta.get("files") or {}).items():
-        path = model_dir / name
-        if not path.is_file():
-            raise FileNotFoundError(f"model bundle {model_dir} is missing {name}")
-        if sha256(path) != digest:
-            raise ValueError(f"model bundle {model_dir}: {name} does not match the SHA-256 in model.json "
-                             "(damaged or replaced); reinstall or re-export the model")
-
-
 def quality_warnings(speech: audio.Speech, info: dict[str, Any]) -> list[str]:
     """Plain-language notes on input quality that make a rating less reliable; speech too short for
     the accent (pronunciation scores only) says so instead of asking for more."""
@@ -446,13 +417,8 @@ def quality_warnings(speech: audio.Speech, info: dict[str, Any]) -> list[str]:
 class _OnnxSegmentModel:
     """A neural member exported to ONNX: (S, n_mels, frames) -> (S,) logits, served by onnxruntime."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
+    def __init__(self, bundle: Bundle, name: str, threads: int = 1) -> None:
+        self.session = bundle.session(name, threads)
 
     def segment_logits(self, feats: Features) -> np.ndarray:
         return self.session.run(None, {"mels": np.asarray(feats.mels, dtype=np.float32)})[0]

@@ -1,4 +1,5 @@
-"""Threads while rating: numpy's BLAS kept off the cores that onnxruntime and CTranslate2 use."""
+"""Threads while rating: numpy's BLAS kept off the cores that onnxruntime and CTranslate2 use, and
+the one way an onnxruntime session is made (its thread counts)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 
 @lru_cache(maxsize=1)
@@ -36,3 +39,17 @@ def one_blas_thread() -> Iterator[None]:
             _BLAS_HELD.pop()
             if not _BLAS_HELD:
                 first.restore_original_limits()
+
+
+def onnx_session(path: str | Path, threads: int = 1, quiet: bool = False) -> Any:
+    """An onnxruntime CPU session of the model at ``path``: ``threads`` intra-op threads (pass 1
+    when sessions run in parallel threads or processes), one inter-op thread. ``quiet``: only
+    errors are logged (for files that carry unused initializers, which onnxruntime lists otherwise)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    if quiet:
+        opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)

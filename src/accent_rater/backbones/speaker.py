@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .. import audio, logmel
+from ..threads import onnx_session
 
 MEL_CHANNELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s
@@ -110,12 +111,7 @@ class OnnxEncoder:
     onnxruntime; parity with the PyTorch module is tested."""
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
+        self.session = onnx_session(path, threads)
 
     def __call__(self, mels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         emb, means, squares = self.session.run(None, {"mels": np.ascontiguousarray(mels, dtype=np.float32)})

@@ -10,7 +10,6 @@ neither torch nor scipy.signal. Input audio is the shared front-end's band-limit
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import audio, logmel
-from ..threads import one_blas_thread
+from ..bundle import sha256
+from ..threads import onnx_session, one_blas_thread
 
 # --- Whisper's own front-end constants (openai-whisper/whisper/audio.py) ---------------------------
 N_FFT = 400
@@ -113,16 +113,11 @@ class OnnxWhisper:
     """The converted encoder, served by onnxruntime: (B, 80, frames) log-mel -> (B, L, T, D) states."""
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise WeightsError(f"{path} is missing: run `accent-rater fetch-weights` once (downloads ~{_mb(path)} MB)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         self.path = path
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], sess_options=opts)
+        self.session = onnx_session(path, threads)
 
     def __call__(self, mel: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"mel": np.ascontiguousarray(np.asarray(mel, dtype=np.float32))})[0]
@@ -199,13 +194,6 @@ def embed(speech: audio.Speech, encoder: OnnxWhisper, keep_frames: bool = False,
 
 
 # --- weights on disk -------------------------------------------------------------------------------
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def converted_path(name: str, weights_dir: Path = WEIGHTS_DIR, precision: str | None = None) -> Path:
     """Where ``fetch`` writes the converted encoder of Whisper ``name`` (at ``ENCODER_PRECISION``)."""

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from .whisper import (ENCODER_PRECISION, MAX_STATES, PRECISIONS, MEL_FILTERS_SOURCE, N_MELS, SOURCES, WEIGHTS_DIR, WeightSource, WeightsError,
-                      check_decoder, converted_path, decoder_dir, mel_filters, sha256)
+                      check_decoder, converted_path, decoder_dir, mel_filters)
+from ..bundle import sha256
 
 
 # --- reading CTranslate2's model.bin -----------------------------------------------------------------

@@ -18,11 +18,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .. import __version__, audio
+from .. import __version__, audio, bundle
+from ..bundle import sha256
 from ..calibration import Calibrator
 from ..models import Family
 
-BUNDLE_FORMAT = 1
 
 
 def export_onnx(module: torch.nn.Module, path: Path) -> None:
@@ -79,7 +79,7 @@ def export_bundle(
 
     from safetensors.numpy import save_file
 
-    from ..backbones.whisper import onnx_path, sha256
+    from ..backbones.whisper import onnx_path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}
@@ -106,7 +106,7 @@ def export_bundle(
             tensors.update({f"{prefix}.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in part.tensors().items()})
     save_file(tensors, str(out_dir / "model.safetensors"))
     meta = {
-        "format": BUNDLE_FORMAT,
+        "format": bundle.FORMAT,
         "name": summary.get("name", "accent-rater"),
         "version": f"{__version__}+{_dt.date.today():%Y%m%d}",
         "members": spec,
@@ -118,15 +118,7 @@ def export_bundle(
         "calibration": calibrator.to_dict(),
         "threshold": threshold,
         "reference": summary.get("reference"),  # out-of-fold calibrated logits per group (training.site_profile.reference_scores)
-        "frontend": {
-            "sample_rate": audio.SAMPLE_RATE,
-            "band_rate": audio.BAND_RATE,
-            "n_fft": audio.N_FFT,
-            "hop_length": audio.HOP_LENGTH,
-            "n_mels": audio.N_MELS,
-            "f_max": audio.F_MAX,
-            "segment_seconds": audio.SEGMENT_SECONDS,
-        },
+        "frontend": audio.frontend(),
         "training": {k: summary[k] for k in ("n_speakers", "members", "primary") if k in summary},
     }
     kept = _kept_pronunciation(out_dir)
@@ -157,8 +149,6 @@ def add_pronunciation(bundle_dir: Path, head: Any, summary: dict[str, Any], card
     feature counts, cross-validated figures (``summary``) and model card section (``card``, which
     replaces the card's previous one) in ``model.json``."""
     from safetensors.numpy import save_file
-
-    from ..backbones.whisper import sha256
 
     meta = json.loads((bundle_dir / "model.json").read_text())
     entry = {**head.meta(), "cv": summary, **({"card": card} if card else {})}
