@@ -176,7 +176,7 @@ def _stats(x: np.ndarray, k: int = 2) -> list[float]:
     return [float(np.mean(x)), float(np.std(x))][:k]
 
 
-def _is_filler(w: str) -> bool:
+def is_filler(w: str) -> bool:
     return w.startswith("<") or w.startswith("+") or w.startswith("[") or w.upper() == "SIL"
 
 
@@ -236,13 +236,13 @@ def _compute(audio_16k: np.ndarray, words: list[str] | None) -> np.ndarray:
     except RuntimeError:
         return np.array([f[n] for n in PRON_NAMES], np.float32)
 
-    real = [w for w in awords if not _is_filler(w[0])]
-    pauses = [w for w in awords if _is_filler(w[0])]
+    real = [w for w in awords if not is_filler(w[0])]
+    pauses = [w for w in awords if is_filler(w[0])]
     if len(real) < max(3, len(words) // 4):
         return np.array([f[n] for n in PRON_NAMES], np.float32)
     n_frames = d.n_frames()
-    lead = awords[0][2] if _is_filler(awords[0][0]) else 0
-    trail = awords[-1][2] if len(awords) > 1 and _is_filler(awords[-1][0]) else 0
+    lead = awords[0][2] if is_filler(awords[0][0]) else 0
+    trail = awords[-1][2] if len(awords) > 1 and is_filler(awords[-1][0]) else 0
     inner_pauses = [w for w in pauses if w is not awords[0] and w is not awords[-1] and w[2] >= 5]
 
     ph_name, ph_dur, ph_num, ph_den, ph_word = [], [], [], [], []
@@ -324,3 +324,19 @@ def pron_features(audio_16k: np.ndarray, text: str | None = None) -> np.ndarray:
             out = np.zeros(PRON_DIM, np.float32)
             out[PRON_NAMES.index("pron_seconds")] = len(audio_16k) / SAMPLE_RATE
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def align_words(data: bytes, words: list[str]) -> list | None:
+    """Forced alignment of ``words`` (normalised, ``normalize_text``) to 16 kHz int16 ``data``, with
+    optional silences and fillers between them: per aligned word ``(name, start frame, frames,
+    phones)``, phones as ``(name, start, frames, score)``; None when pocketsphinx finds none.
+    Thread-safe (one decoder per process)."""
+    with _lock:
+        d = _get_decoder()
+        try:
+            d.set_align_text(" ".join(words))
+            _decode(d, data)
+            res = _state_align(d, data) if d.hyp() is not None else None
+        except RuntimeError:
+            return None
+    return None if res is None else res[0]

@@ -82,7 +82,7 @@ def window_position(recs, feats, y, fold) -> None:
         print(f"trained on first windows, tested on the {name} window: ROC-AUC {roc_auc_score(y[te], lg):.3f}", flush=True)
     from accent_rater import Rater
 
-    enc = Rater()._encoder
+    enc = Rater().encoder
     cut = []
     for i in te[::2]:
         a = audio.prepare(recs[i].path).audio[: 3 * audio.SAMPLE_RATE]

@@ -80,7 +80,7 @@ def rating_rows(clip: Path, runs: int) -> tuple[float, list[tuple[str, float]]]:
             ("  decode + band limit", median_time(lambda: audio.load_audio(clip), runs)),
             ("  voice activity (silero-vad)", median_time(lambda: audio.detect_speech(wav), runs)),
             ("  log-mel", median_time(lambda: [whisper.log_mel(speech.audio[a:b]) for a, b in spans], runs)),
-            (f"  encoder ({rater.meta['encoder']}, {len(spans)} windows)", median_time(lambda: [rater._encoder(m) for m in mels], runs)),
+            (f"  encoder ({rater.meta['encoder']}, {len(spans)} windows)", median_time(lambda: [rater.encoder(m) for m in mels], runs)),
             ("  heads, calibration, first language", median_time(lambda: rater.rate_features(feats), runs)),
         ]
     return ref, rows

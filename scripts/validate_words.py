@@ -103,18 +103,11 @@ def reference_alignment(wav: np.ndarray) -> list[list[float]] | None:
 
     words = ps.normalize_text(W.PASSAGE)
     data = (np.clip(wav / max(1.0, float(np.abs(wav).max())), -1, 1) * 32767).astype(np.int16).tobytes()
-    with ps._lock:
-        d = ps._get_decoder()
-        try:
-            d.set_align_text(" ".join(words))
-            ps._decode(d, data)
-            res = ps._state_align(d, data) if d.hyp() is not None else None
-        except RuntimeError:
-            return None
-    if res is None:
+    aligned = ps.align_words(data, words)
+    if aligned is None:
         return None
     real = [[s / ps.FRAME_RATE, (s + n) / ps.FRAME_RATE, sum(p[3] for p in phones) / max(1, sum(p[2] for p in phones))]
-            for name, s, n, phones in res[0] if not ps._is_filler(name)]
+            for name, s, n, phones in aligned if not ps.is_filler(name)]
     return real if len(real) == len(words) else None
 
 

@@ -161,7 +161,7 @@ def test_onnx_encoder_matches_pytorch(shared_data: Path) -> None:
     from accent_rater.rater import Rater
 
     speech = audio.prepare(next((Path(__file__).parent / "fixtures").glob("nonnative_*.flac")))
-    onnx_feats = features.extract(speech, Rater("fast")._encoder)
+    onnx_feats = features.extract(speech, Rater("fast").encoder)
     torch_feats = features.extract(speech, encoder.load_encoder())
     np.testing.assert_allclose(onnx_feats.stats, torch_feats.stats, atol=1e-4)
     np.testing.assert_allclose(onnx_feats.seg_embeddings, torch_feats.seg_embeddings, atol=1e-4)

@@ -67,7 +67,7 @@ def test_chunk_spans_cover_every_sample_without_overlap(seconds: float, expected
 def test_embed_pools_every_layer_per_window_on_real_speech() -> None:
     rater = Rater()
     speech = audio.prepare(SAMPLES / "native_us_english33.opus")
-    feats = whisper.embed(speech, rater._encoder, keep_frames=True)
+    feats = whisper.embed(speech, rater.encoder, keep_frames=True)
     spans = audio.chunk_spans(len(speech.audio))
     L, D = feats.stats.shape[1], feats.stats.shape[3]
     assert feats.stats.shape == (len(spans), L, 2, D) and L == whisper.SOURCES[rater.backbone].n_layer + 1
@@ -80,15 +80,15 @@ def test_embed_pools_every_layer_per_window_on_real_speech() -> None:
     assert abs(int(feats.n_frames[0]) - full) <= 1
     # the same window encoded alone gives the same statistics: windows do not see each other
     s, e = spans[0]
-    alone = rater._encoder(whisper.log_mel(speech.audio[s:e]))
+    alone = rater.encoder(whisper.log_mel(speech.audio[s:e]))
     np.testing.assert_allclose(feats.stats[0, :, 0], alone[0].mean(axis=1), rtol=1e-4, atol=1e-4)
 
 
 def test_whisper_features_ignore_the_band_above_4khz() -> None:
     """Same 8 s of the same speaker, full-band vs 8 kHz-band copy: the front-end makes them alike."""
     rater = Rater()
-    a = whisper.embed(audio.prepare(FIXTURES / "pair_fullband_english104.flac"), rater._encoder)
-    b = whisper.embed(audio.prepare(FIXTURES / "pair_8k_english104.flac"), rater._encoder)
+    a = whisper.embed(audio.prepare(FIXTURES / "pair_fullband_english104.flac"), rater.encoder)
+    b = whisper.embed(audio.prepare(FIXTURES / "pair_8k_english104.flac"), rater.encoder)
     cos = [float(np.dot(x, y) / np.linalg.norm(x) / np.linalg.norm(y)) for x, y in
            zip(a.stats[:, -1, 0], b.stats[:, -1, 0])]
     assert min(cos) > 0.98, cos

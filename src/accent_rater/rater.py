@@ -177,6 +177,12 @@ class Rater:
             self._encoder = OnnxEncoder(self.model_dir / self.meta["encoder"], threads=self.threads)
 
     @property
+    def encoder(self) -> Any:
+        """The bundle's frozen encoder, an ONNX session wrapper: ``OnnxWhisper`` (log-mel windows ->
+        layer states) or the speaker encoder's ``OnnxEncoder``."""
+        return self._encoder
+
+    @property
     def name(self) -> str:
         return f"{self.meta['name']} {self.meta['version']}"
 
