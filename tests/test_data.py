@@ -15,16 +15,9 @@ from accent_rater.training import data
 from accent_rater.training.data import NATIVE, NON_NATIVE, Recording
 from accent_rater.training.splits import assert_disjoint, read_splits, select, speaker_folds, speaker_subset, split_speakers, write_splits
 
-# <repo>/../shared/data, overridable with ACCENT_RATER_DATA
-DATA_ROOT = Path(os.environ.get("ACCENT_RATER_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-SAA = DATA_ROOT / "saa"
-
-
 @pytest.fixture(scope="module")
-def saa() -> data.LoadReport:
-    if not (SAA / "speakers.csv").is_file():
-        pytest.skip(f"Speech Accent Archive data not found at {SAA} (set ACCENT_RATER_DATA)")
-    return data.load_saa(SAA)
+def saa(shared_data: Path) -> data.LoadReport:
+    return data.load_saa(shared_data / "saa")
 
 
 def _pick(saa: data.LoadReport, n_each: int = 3) -> list[Recording]:
