@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from accent_rater.training import data
+from accent_rater import paths
 from accent_rater.training import caches
 from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator
@@ -97,7 +99,7 @@ def main() -> None:
     sid = [r.speaker_id for r in recs]
     y = np.array([r.label == "native" for r in recs], dtype=int)
     fold = np.array([folds[s] for s in sid])
-    cache = Path(cfg.cache).parent / "whisper" / whisper.feature_tag(size)
+    cache = partial(paths.whisper_features, whisper.feature_tag(size), cache=Path(cfg.cache).parent)  # corpus -> its folder
     corpus = Path(cfg.corpus).name
     enc = whisper.onnx_path(size)
 
@@ -109,7 +111,7 @@ def main() -> None:
         fam = get_family(spec["family"], **family_params(spec))
         fam.load_tensors(load_file(str(run / "folds" / f"{primary}_fold{k}.safetensors")))
         models.append(fam)
-    clean = {s: whisper.WhisperFeatures.load(caches.cache_path(cache / corpus, s)) for s in sid}
+    clean = {s: whisper.WhisperFeatures.load(caches.cache_path(cache(corpus), s)) for s in sid}
     logit = np.array([models[f].recording_logit(clean[s]) for s, f in zip(sid, fold)])
     cals = fold_calibrators(run, logit, y, fold, cfg.folds)
     p_clean = np.array([float(cals[f].apply(lg)) for lg, f in zip(logit, fold)])
@@ -141,11 +143,11 @@ def main() -> None:
             rows.append(compare(kind, np.array([pos[r["speaker_id"]] for r in sub]), np.array([float(r["p_native"]) for r in sub])))
     # 2. degraded copies, built here
     items = [(f"{s}__{kind}", r.path, kind, 100) for kind in DEGRADATIONS for s, r in zip(sid, recs)]
-    errors = caches.build_whisper_cache(items, cache / corpus, enc)
+    errors = caches.build_whisper_cache(items, cache(corpus), enc)
     for kind in DEGRADATIONS:
         keep = np.array([f"{s}__{kind}" not in errors for s in sid])
         idx = np.flatnonzero(keep)
-        feats = [whisper.WhisperFeatures.load(caches.cache_path(cache / corpus, f"{sid[i]}__{kind}")) for i in idx]
+        feats = [whisper.WhisperFeatures.load(caches.cache_path(cache(corpus), f"{sid[i]}__{kind}")) for i in idx]
         p = np.array([float(cals[fold[i]].apply(models[fold[i]].recording_logit(f))) for i, f in zip(idx, feats)])
         rows.append(compare(kind + (f" ({len(sid) - len(idx)} refused)" if len(idx) < len(sid) else ""), idx, p))
     md += ["## Channels and degradations", "", table(header, rows), "",
@@ -156,11 +158,11 @@ def main() -> None:
     fb_corpus = Path(cfg.corpus).parent / "saa-fullband"
     if fb_corpus.is_dir():
         fb = [r for r in data.load_corpus(fb_corpus).recordings if r.speaker_id in folds]
-        caches.build_whisper_cache([(r.speaker_id, r.path, None, 0) for r in fb], cache / "saa-fullband", enc)
+        caches.build_whisper_cache([(r.speaker_id, r.path, None, 0) for r in fb], cache("saa-fullband"), enc)
         pos = {s: i for i, s in enumerate(sid)}
         idx = np.array([pos[r.speaker_id] for r in fb])
         p_fb = np.array([float(cals[fold[i]].apply(models[fold[i]].recording_logit(
-            whisper.WhisperFeatures.load(caches.cache_path(cache / "saa-fullband", sid[i]))))) for i in idx])
+            whisper.WhisperFeatures.load(caches.cache_path(cache("saa-fullband"), sid[i]))))) for i in idx])
         dp = np.abs(p_fb - p_clean[idx])
         agree = float(np.mean((p_fb >= t) == (p_clean[idx] >= t)))
         report["band_invariance"] = {"n": int(len(idx)), "mean_abs_dp": float(dp.mean()), "max_abs_dp": float(dp.max()),
@@ -250,7 +252,7 @@ def main() -> None:
             lab.append("clean")
             grp.append(fold[i])
             for c in range(cfg.augment_copies):
-                path = caches.cache_path(cache / corpus, f"{s}__aug{c}")
+                path = caches.cache_path(cache(corpus), f"{s}__aug{c}")
                 if path.exists():
                     X.append(layer_rows(whisper.WhisperFeatures.load(path), None).mean(0))
                     lab.append(augment_kind(s, c))
@@ -275,17 +277,17 @@ def main() -> None:
         train_rows = [layer_rows(clean[sid[i]], None) for i in tr]
         for i in tr:
             for c in range(cfg.augment_copies):
-                path = caches.cache_path(cache / corpus, f"{sid[i]}__aug{c}")
+                path = caches.cache_path(cache(corpus), f"{sid[i]}__aug{c}")
                 if path.exists():
                     train_rows.append(layer_rows(whisper.WhisperFeatures.load(path), None))
         nov = Novelty().fit(train_rows)
         for i in np.flatnonzero(fold == k):
             with_aug.setdefault("clean", []).append(nov.score(layer_rows(clean[sid[i]], None)) > nov.threshold)
             for kind in DEGRADATIONS:
-                path = caches.cache_path(cache / corpus, f"{sid[i]}__{kind}")
+                path = caches.cache_path(cache(corpus), f"{sid[i]}__{kind}")
                 if path.exists():
                     with_aug.setdefault(kind, []).append(nov.score(layer_rows(whisper.WhisperFeatures.load(path), None)) > nov.threshold)
-            path = caches.cache_path(cache / "saa-fullband", sid[i])
+            path = caches.cache_path(cache("saa-fullband"), sid[i])
             if path.exists():
                 with_aug.setdefault("full band", []).append(nov.score(layer_rows(whisper.WhisperFeatures.load(path), None)) > nov.threshold)
     if (run / "novelty.csv").exists():

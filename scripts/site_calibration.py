@@ -40,6 +40,7 @@ from safetensors.numpy import load_file
 from sklearn.metrics import roc_auc_score
 
 from accent_rater.training import data
+from accent_rater import paths
 from accent_rater.training import caches
 from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator, logit, sigmoid
@@ -79,7 +80,8 @@ def load_sites(cfg: Config, run: Path) -> tuple[dict[str, tuple[np.ndarray, np.n
         fam = get_family(spec["family"], **family_params(spec))
         fam.load_tensors(load_file(str(run / "folds" / f"{primary}_fold{k}.safetensors")))
         models.append(fam)
-    cache = Path(cfg.cache).parent / "whisper" / cfg.features.removeprefix("whisper-") / Path(cfg.corpus).name
+    size = cfg.features.removeprefix("whisper-")
+    cache = paths.whisper_features(whisper.feature_tag(size), Path(cfg.corpus).name, cache=Path(cfg.cache).parent)
 
     def windows(key: str) -> tuple[np.ndarray, np.ndarray]:
         """(window spans, fold-model logit per window) of one cached recording."""
@@ -124,7 +126,7 @@ def load_sites(cfg: Config, run: Path) -> tuple[dict[str, tuple[np.ndarray, np.n
     facts: dict[str, object] = {"run": str(run), "model": primary, "calibration_parity_max_abs_dp": parity, "refused": {}}
     for site, kind in BUILT.items():
         items = [(f"{r.speaker_id}__{kind}", r.path, kind, BUILT_SEED) for r in picked]
-        refused = caches.build_whisper_cache(items, cache, whisper.onnx_path(cfg.features.removeprefix("whisper-")))
+        refused = caches.build_whisper_cache(items, cache, whisper.onnx_path(size))
         kept = [r.speaker_id for r in picked if f"{r.speaker_id}__{kind}" not in refused]
         sites[site] = (np.array([y_of[s] for s in kept]), np.array([calibrated(s, windows(f"{s}__{kind}")[1]) for s in kept]))
         facts["refused"][site] = len(refused)

@@ -43,12 +43,12 @@ from scipy import stats
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))  # the pocketsphinx alignment lives with the experiments
 
-from accent_rater import Rater, audio  # noqa: E402
+from accent_rater import Rater, audio, paths  # noqa: E402
 from accent_rater import words as W  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "data" / "saa"
 FULLBAND = REPO.parent / "shared" / "data" / "saa-fullband"
-CACHE = REPO / "cache" / "words" / "v4"  # a new name for each change of the Transcriber (v4: log-mel on one BLAS thread)
+CACHE = REPO / paths.words_cache("v4")  # a new version for each change of the Transcriber (v4: log-mel on one BLAS thread)
 OUT = REPO / "reports" / "words"
 TOL = 0.15  # seconds
 SEED = 13  # the first validation's sample: now the tuning set

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import audio, logmel
+from .. import audio, logmel, paths
 from ..bundle import sha256
 from ..threads import onnx_session, one_blas_thread
 
@@ -71,7 +71,7 @@ SOURCES: dict[str, WeightSource] = {
     ),
 }
 MEL_FILTERS_SOURCE = ("openai-whisper==20250625", "openai_whisper-20250625/whisper/assets/mel_filters.npz")
-WEIGHTS_DIR = Path(os.environ.get("ACCENT_RATER_WEIGHTS", "cache/weights"))
+WEIGHTS_DIR = paths.WEIGHTS  # cache/weights, or $ACCENT_RATER_WEIGHTS
 
 
 class WeightsError(RuntimeError):

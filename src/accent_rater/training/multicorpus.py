@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from . import data
+from .. import paths
 from ..audio import MIN_SPEECH_SECONDS
 
 if TYPE_CHECKING:
@@ -76,11 +77,12 @@ def _position(spans: np.ndarray) -> np.ndarray:
 
 
 def cache_dirs(cache: str | Path, size: str, corpus: str) -> tuple[Path, Path]:
-    """Where a corpus' Whisper features live: the 7 s windows (clean and augmented) and the 3 s windows."""
+    """Where a corpus' Whisper features live under the cache root ``cache`` (``paths.whisper_features``):
+    the 7 s windows (clean and augmented) and the 3 s windows."""
     from ..backbones.whisper import feature_tag
 
     tag = feature_tag(size)
-    return Path(cache) / tag / corpus, Path(cache) / f"{tag}-w{SHORT_WINDOW_S:g}" / corpus
+    return paths.whisper_features(tag, corpus, cache=cache), paths.whisper_features(tag, corpus, SHORT_WINDOW_S, cache)
 
 
 def corpus_recordings(paths: Sequence[str | Path], max_speakers: int = 0, seed: int = 0) -> dict[str, list[data.Recording]]:
@@ -98,7 +100,7 @@ def corpus_recordings(paths: Sequence[str | Path], max_speakers: int = 0, seed: 
     return out
 
 
-def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = "cache/whisper", size: str = "tiny.en",
+def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = paths.CACHE, size: str = "tiny.en",
                  copies: dict[str, int] | None = None, short: Sequence[str] = (), engine=None) -> dict[str, str]:
     """Whisper features of every recording of ``corpora`` ({name: recordings}; resumable): clean,
     ``copies[name]`` augmented copies (``augment.augment_kind``), and 3 s windows for the corpora named

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from .. import paths
 from ..backbones.whisper import feature_tag
 
 if TYPE_CHECKING:
     from ..pronunciation import PronunciationHead
 
 DATA = Path("../shared/data")
-CACHE = Path("cache/pronunciation")
+CACHE = paths.PRONUNCIATION
 SAA_PER_LABEL = 100  # archive speakers per label measured for the validity check
 
 
@@ -173,15 +174,12 @@ def word_scores(root: Path = DATA) -> dict[str, list[float]]:
     return {k: [a for _, a in sorted(v)] for k, v in out.items()}
 
 
-ACCENT_CACHE = Path("cache/whisper") / feature_tag("tiny.en")  # multicorpus.cache_dirs
-
-
-def accent_features(r: Reading, cache: Path = ACCENT_CACHE) -> Any:
+def accent_features(r: Reading, cache: Path = paths.CACHE) -> Any:
     """The accent model's cached features of the reading's clean speech (``multicorpus.build_caches``
     writes them for every corpus), or None."""
     from ..backbones.whisper import WhisperFeatures
 
-    path = cache / r.corpus / f"{Path(r.path).stem}.npz"
+    path = paths.whisper_features(feature_tag("tiny.en"), r.corpus, cache=cache) / f"{Path(r.path).stem}.npz"
     return WhisperFeatures.load(path) if path.exists() else None
 
 

@@ -368,7 +368,7 @@ def corpora_data(cfg: Config, build: bool = False):
     paths = [cfg.corpus, *cfg.corpora]
     names = [Path(p).name for p in paths]
     size = cfg.features.removeprefix("whisper-")
-    cache = Path(cfg.cache).parent / "whisper"
+    cache = Path(cfg.cache).parent  # the cache root (cfg.cache holds the mel features)
     copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
     corpora = corpus_recordings(paths, cfg.max_speakers, cfg.seed)
     if build:
