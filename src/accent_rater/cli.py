@@ -327,6 +327,7 @@ def train(
     """Cross-validate, fuse, calibrate, report and (optionally) export a model."""
     import shutil
 
+    from .paths import report_dir
     from .training.train import Config, run
 
     cfg = Config.load(config, corpus=corpus, out_dir=out_dir, max_speakers=max_speakers, bundle_dir=bundle_dir, ray=ray)
@@ -340,7 +341,7 @@ def train(
 
         typer.echo(f"model card: {write_model_card(Path(cfg.bundle_dir), Path(cfg.out_dir), str(config))}")
         # the bundled model's evaluation is versioned with it
-        shutil.copytree(Path(cfg.out_dir) / "report", Path("reports") / cfg.name, dirs_exist_ok=True)
+        shutil.copytree(Path(cfg.out_dir) / "report", report_dir(config), dirs_exist_ok=True)
 
 
 @app.command("fetch-weights")

@@ -2,7 +2,7 @@
 calibration, threshold choice, and export of the bundled model.
 
     accent-rater train --config configs/default.toml                      # what the bundled model came from
-    accent-rater train --config configs/experiments/exp3_optimized.toml   # the seed's recipe, as a config
+    accent-rater train --config configs/experiments/seed_exp3_optimized.toml   # the seed's recipe, as a config
 
 Everything is resumable: per-fold predictions and neural checkpoints are written to the run
 directory and reused when the same command runs again (``--resume`` is the default).
