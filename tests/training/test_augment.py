@@ -7,7 +7,6 @@ the effect from the signals themselves: band power by Welch PSD, SNR from the ad
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from scipy.signal import correlate, welch
 from accent_rater import audio
 from accent_rater.training import augment
 
+from conftest import FIXTURES
+
 SR = audio.SAMPLE_RATE
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CODEC_KINDS = [k for k in ("opus", "mp3", "amr", "gsm") if k in augment.KINDS]
 FRAME = SR // 50  # 20 ms
 

@@ -1,8 +1,8 @@
 """Web app: the handler the page calls (in process, real model) and the page itself in a browser.
 
 The browser test starts ``python -m accent_rater ui`` in a subprocess and drives it with
-tests/e2e/ui.spec.mjs (playwright-core + the system chromium); it skips, saying why, when
-/usr/bin/chromium, node or tests/e2e/node_modules/playwright-core is missing.
+tests/serve/e2e/ui.spec.mjs (playwright-core + the system chromium); it skips, saying why, when
+/usr/bin/chromium, node or tests/serve/e2e/node_modules/playwright-core is missing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, make_result, words_weights_missing, write_wav
+from conftest import REPO, SAMPLES, make_result, words_weights_missing, write_wav
 
 gr = pytest.importorskip("gradio")
 
@@ -27,8 +27,7 @@ from accent_rater.errors import AudioError, NotAudioError  # noqa: E402
 from accent_rater.rater import Rater  # noqa: E402
 from accent_rater.words import PASSAGE, Reading, Word  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-E2E = ROOT / "tests" / "e2e"
+E2E = Path(__file__).resolve().parent / "e2e"
 CLIP = ui.SAMPLES_DIR / "native_us_english33.opus"
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -214,7 +213,7 @@ def _e2e_missing() -> str | None:
     if shutil.which("node") is None:
         return "node not found"
     if not (E2E / "node_modules" / "playwright-core").is_dir():
-        return "tests/e2e/node_modules/playwright-core missing (run: cd tests/e2e && npm install)"
+        return "tests/serve/e2e/node_modules/playwright-core missing (run: cd tests/serve/e2e && npm install)"
     return None
 
 
@@ -236,7 +235,7 @@ def server(tmp_path_factory):
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "accent_rater", "ui", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 180

@@ -1,7 +1,7 @@
-// Browser check of the Accent Rater web app, driven by tests/test_ui.py.
+// Browser check of the Accent Rater web app, driven by tests/serve/test_ui.py.
 //
-//   node tests/e2e/ui.spec.mjs <url> <file to upload>
-//   node tests/e2e/ui.spec.mjs <url> <16-bit WAV> --record <seconds>
+//   node tests/serve/e2e/ui.spec.mjs <url> <file to upload>
+//   node tests/serve/e2e/ui.spec.mjs <url> <16-bit WAV> --record <seconds>
 //
 // Launches the system chromium (/usr/bin/chromium, never a downloaded browser) through
 // playwright-core and opens the page. Upload mode switches the audio input to "upload" and uploads

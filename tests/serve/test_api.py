@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_wav
+from conftest import FIXTURES, REPO, write_wav
 
 from accent_rater.serve.limits import API_KEY_ENV, Settings
 
@@ -35,9 +35,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402 (after the skips)
 
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "src" / "accent_rater" / "assets" / "samples"
-FIXTURES = ROOT / "tests" / "fixtures"
+SAMPLES = REPO / "src" / "accent_rater" / "assets" / "samples"
 CLIP = SAMPLES / "native_uk_english38.opus"  # 80 KB, 22.9 s, p_native ~0.68
 BIG_CLIP = SAMPLES / "nonnative_mandarin8.opus"  # 97 KB
 SHORT_CLIP = FIXTURES / "nonnative_spanish6.flac"  # 91 KB, 7 s
@@ -67,11 +65,11 @@ class Server:
         env.update(
             TMPDIR=str(tmpdir),
             PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p),
+            PYTHONPATH=os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p),
         )
         self._log = open(self.log_path, "wb")
         cmd = [sys.executable, "-m", "accent_rater", "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -692,7 +690,7 @@ def test_serve_options_reach_the_server(monkeypatch):
 
 def test_serve_with_a_bad_model_fails_cleanly(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "accent_rater", "serve", "--model", str(tmp_path)], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+                          text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 2 and "model bundle" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -16,7 +16,7 @@ from accent_rater.training import caches
 from accent_rater.backbones import speaker as encoder
 from accent_rater.evaluation.leakage import leakage_demo
 from accent_rater.training.train import Config, run
-from conftest import SAMPLES
+from conftest import FIXTURES, REPO, SAMPLES
 
 FAMILIES = [
     {"family": "encoder", "C": 0.05},
@@ -151,7 +151,7 @@ def test_exported_bundle_serves(tiny_run) -> None:
     files = {p.name for p in bundle.iterdir()}
     assert {"model.json", "model.safetensors", "encoder.onnx", "cnn.onnx", "seed_resnet.onnx"} <= files
     assert not any(p.suffix in (".pt", ".pkl", ".pickle") for p in bundle.iterdir())
-    clip = next((Path(__file__).parent / "fixtures").glob("native_us_*.flac"))
+    clip = next(FIXTURES.glob("native_us_*.flac"))
     result = Rater(bundle).rate(clip)
     assert 0.0 <= result.p_native <= 1.0 and len(result.segments) >= 1
 
@@ -160,7 +160,7 @@ def test_onnx_encoder_matches_pytorch(shared_data: Path) -> None:
     """Serving (ONNX) and training (PyTorch) compute the same speaker-encoder features."""
     from accent_rater.rater import Rater
 
-    speech = audio.prepare(next((Path(__file__).parent / "fixtures").glob("nonnative_*.flac")))
+    speech = audio.prepare(next(FIXTURES.glob("nonnative_*.flac")))
     onnx_feats = features.extract(speech, Rater("fast").encoder)
     torch_feats = features.extract(speech, encoder.load_encoder())
     np.testing.assert_allclose(onnx_feats.stats, torch_feats.stats, atol=1e-4)
@@ -202,8 +202,8 @@ def test_fast_model_rates_cached_features_as_it_serves(tmp_path: Path) -> None:
     from accent_rater.rater import Rater
 
     rater = Rater("fast")
-    clips = sorted((Path(__file__).parent / "fixtures").glob("*.flac")) + sorted(
-        (Path(__file__).parents[1] / "src" / "accent_rater" / "assets" / "samples").glob("*.opus"))
+    clips = sorted(FIXTURES.glob("*.flac")) + sorted(
+        (REPO / "src" / "accent_rater" / "assets" / "samples").glob("*.opus"))
     assert caches.build_cache([(p.stem, str(p)) for p in clips], tmp_path, Engine(1)) == {}
     cached = caches.load_cache([p.stem for p in clips], tmp_path)
     assert cached[clips[0].stem].mels.dtype == np.float16  # the training path really is float16
@@ -234,7 +234,7 @@ def test_config_defaults_are_the_default_recipe() -> None:
     export target differs, so that no run overwrites the bundled model unless its config says so."""
     from dataclasses import asdict
 
-    recipe = asdict(Config.load(Path(__file__).parents[1] / "configs" / "default.toml"))
+    recipe = asdict(Config.load(REPO / "configs" / "default.toml"))
     code = asdict(Config(name="default"))
     assert recipe.pop("bundle_dir") == "src/accent_rater/assets/model" and code.pop("bundle_dir") == ""
     for derived in ("out_dir", "primary"):  # filled in by Config.load from the rest
@@ -254,7 +254,7 @@ def test_neural_fit_resumes_from_checkpoint(tmp_path: Path) -> None:
     """An interrupted neural fit continues from its last epoch instead of starting over."""
     from accent_rater.models import get_family
 
-    clip_dir = Path(__file__).parent / "fixtures"
+    clip_dir = FIXTURES
     feats = [features.extract(audio.prepare(p)) for p in sorted(clip_dir.glob("n*.flac"))]
     y = np.array([1 if p.name.startswith("native") else 0 for p in sorted(clip_dir.glob("n*.flac"))])
     ckpt = tmp_path / "cnn.ckpt"
@@ -283,7 +283,7 @@ def test_weights_change_what_a_member_learns() -> None:
     """Weights reach the fit: up-weighting one speaker moves the model towards it."""
     from accent_rater.models import get_family
 
-    clip_dir = Path(__file__).parent / "fixtures"
+    clip_dir = FIXTURES
     paths = sorted(clip_dir.glob("n*.flac"))
     feats = [features.extract(audio.prepare(p)) for p in paths]
     y = np.array([1 if p.name.startswith("native") else 0 for p in paths])
@@ -299,7 +299,7 @@ def test_weights_change_what_a_member_learns() -> None:
 def test_encoder_reads_the_embedding_alone_when_asked(tmp_path: Path) -> None:
     from accent_rater.models import get_family
 
-    paths = sorted((Path(__file__).parent / "fixtures").glob("n*.flac"))
+    paths = sorted(FIXTURES.glob("n*.flac"))
     feats = [features.extract(audio.prepare(p)) for p in paths]
     y = np.array([1 if p.name.startswith("native") else 0 for p in paths])
     emb, full = get_family("encoder", inputs="embedding"), get_family("encoder")
@@ -320,7 +320,7 @@ def whisper_run(shared_data: Path, tmp_path_factory) -> tuple[Config, dict]:
     accent head with the corpus projection, first-language head, novelty check) on 10 archive
     speakers and 5 of each other corpus, 2 folds, with the bundled encoder (no download)."""
     tmp = tmp_path_factory.mktemp("whisper")
-    cfg = Config.load(Path(__file__).parents[1] / "configs" / "default.toml", corpus=str(shared_data / "saa"),
+    cfg = Config.load(REPO / "configs" / "default.toml", corpus=str(shared_data / "saa"),
                       corpora=[str(shared_data / "librispeech"), str(shared_data / "speechocean762")],
                       cache=str(tmp / "cache" / "features"), folds=2, max_speakers=10, augment_copies=1,
                       out_dir=str(tmp / "run"), bundle_dir=str(tmp / "bundle"), workers=1)
@@ -350,7 +350,7 @@ def test_whisper_recipe_trains_exports_and_serves(whisper_run) -> None:
     assert meta["backbone"] == "tiny.en" and set(meta["files"]) == {meta["encoder"], "model.safetensors"}
     rater = Rater(bundle)
     assert rater.l1_languages and set(rater.l1_languages) <= {r.native_language for r in data_recordings(cfg)}
-    result = rater.rate(Path(__file__).parent / "fixtures" / "nonnative_spanish6.flac")
+    result = rater.rate(FIXTURES / "nonnative_spanish6.flac")
     assert 0.0 <= result.p_native <= 1.0 and len(result.segments) == 1  # 6 s of speech: one window
     assert result.label == "native" or len(result.l1) >= 1
     with open(out / "corpora_predictions.csv") as fh:  # every corpus was cross-validated
