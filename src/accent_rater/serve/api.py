@@ -40,14 +40,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..backbones.whisper import WeightsError
-from ..errors import AudioError, RequestError, error_body
+from ..errors import AccentRaterError, RequestError, error_body
 from .limits import Settings
 from ..rater import AccentResult, Rater
 from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
 from .upload import Upload, mib, read_file, read_files, too_large_error
-from ..pronunciation import NoPronunciationError
-from ..words import MAX_TEXT_CHARS, TextError, reading_text, text_words
+from ..words import MAX_TEXT_CHARS, reading_text, text_words
 
 log = logging.getLogger("accent_rater.serve.api")
 
@@ -124,22 +122,9 @@ def _error(request: Request, status: int, body: dict[str, Any], headers: dict[st
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestError)
-    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    @app.exception_handler(AccentRaterError)  # RequestError, AudioError, TextError, WeightsError (501), ...
+    async def _accent_rater_error(request: Request, exc: AccentRaterError) -> JSONResponse:
         return _error(request, exc.http_status, exc.to_dict(), exc.headers)
-
-    @app.exception_handler(AudioError)
-    async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
-        return _error(request, exc.http_status, exc.to_dict())
-
-    @app.exception_handler(TextError)
-    @app.exception_handler(NoPronunciationError)
-    async def _text_error(request: Request, exc: TextError | NoPronunciationError) -> JSONResponse:
-        return _error(request, exc.http_status, error_body(exc.code, str(exc)))
-
-    @app.exception_handler(WeightsError)
-    async def _weights_error(request: Request, exc: WeightsError) -> JSONResponse:
-        return _error(request, 501, words_unavailable(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -242,11 +227,6 @@ def word_options(words: bool, text: str | None, form: dict[str, str], pronunciat
     return {"words": True, "text": text, **({"pronunciation": True} if pronunciation else {})}
 
 
-def words_unavailable(exc: WeightsError) -> dict[str, Any]:
-    """The error body of word feedback asked of a server without the Whisper base weights (501)."""
-    return error_body("words_unavailable", str(exc))
-
-
 # --- the app -----------------------------------------------------------------------------------------
 def create_app(model: str | Path | None = None, settings: Settings = Settings(), profile: str | Path | None = None) -> FastAPI:
     """Load the model bundle (default: the bundled model), with a site ``profile`` if given, and
@@ -337,10 +317,8 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
                 if upload.too_large:
                     raise too_large_error(s.max_bytes, upload.size)
                 return {"filename": upload.filename, **(await pool.rate(view, upload.data, **options)).to_dict()}
-            except (AudioError, RequestError) as exc:
+            except AccentRaterError as exc:  # AudioError, RequestError (too large, timeout), WeightsError...
                 return {"filename": upload.filename, **exc.to_dict()}
-            except WeightsError as exc:
-                return {"filename": upload.filename, **words_unavailable(exc)}
             except Exception as exc:  # a bad file never fails the batch
                 log.exception("rating a batch file failed")
                 return {"filename": upload.filename, **error_body("internal", f"internal error ({type(exc).__name__})")}
