@@ -28,9 +28,9 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -233,7 +233,38 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
     build the API around it."""
     s = settings
     rater = Rater(model, max_seconds=s.max_seconds, max_bytes=s.max_bytes, threads=1, profile=profile)  # ratings run in parallel threads
+    app = FastAPI(
+        title="Accent Rater",
+        version=__version__,
+        summary="How native does an English accent sound? Offline, on the CPU.",
+        description=_description(s),
+        lifespan=_lifespan(rater, s),
+    )
+    app.state.rater, app.state.settings = rater, s
+    _install_error_handlers(app)
+    _install_middleware(app, s)
+    auth = UNAUTHORIZED if s.api_key else {}
     rate_result, batch_response = rating_models(rater.l1_languages)
+    _add_rate_route(app, rater, s, rate_result, auth)
+    _add_batch_route(app, rater, s, batch_response, auth)
+    _add_model_routes(app, rater, auth)
+    return app
+
+
+def _description(s: Settings) -> str:
+    """The OpenAPI description: what the score means, and this server's limits."""
+    return (
+        "Rates how native the accent in a recording of English speech sounds: `p_native` is a calibrated "
+        "probability, `score` = round(100 x p_native). It rates accent only, not intelligibility, fluency or "
+        f"proficiency. Limits: {mib(s.max_bytes)} per file, {s.max_seconds / 60:g} min per recording, "
+        f"{s.max_batch} files per batch; {s.max_concurrent} ratings at once, {s.max_queue} more requests wait "
+        f"(then 503 with Retry-After), {s.timeout:g} s per rating (then 504). "
+        "Errors are JSON: `{\"error\": {\"code\", \"message\"}}`."
+    )
+
+
+def _lifespan(rater: Rater, s: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: its ``RatingPool`` made on startup (with a log line saying what is served), shut down on exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -244,22 +275,11 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         yield
         app.state.pool.shutdown()
 
-    app = FastAPI(
-        title="Accent Rater",
-        version=__version__,
-        summary="How native does an English accent sound? Offline, on the CPU.",
-        description=(
-            "Rates how native the accent in a recording of English speech sounds: `p_native` is a calibrated "
-            "probability, `score` = round(100 x p_native). It rates accent only, not intelligibility, fluency or "
-            f"proficiency. Limits: {mib(s.max_bytes)} per file, {s.max_seconds / 60:g} min per recording, "
-            f"{s.max_batch} files per batch; {s.max_concurrent} ratings at once, {s.max_queue} more requests wait "
-            f"(then 503 with Retry-After), {s.timeout:g} s per rating (then 504). "
-            "Errors are JSON: `{\"error\": {\"code\", \"message\"}}`."
-        ),
-        lifespan=lifespan,
-    )
-    app.state.rater, app.state.settings = rater, s
-    _install_error_handlers(app)
+    return lifespan
+
+
+def _install_middleware(app: FastAPI, s: Settings) -> None:
+    """The API key check (when one is set), the request log and, outermost, CORS (when origins are given)."""
     if s.api_key:
         app.add_middleware(_RequireKey, key=s.api_key)
     app.add_middleware(_RequestLog)
@@ -270,7 +290,10 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
             CORSMiddleware, allow_origins=list(s.cors_origins), allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Content-Disposition", "Authorization", "X-API-Key"], expose_headers=["Retry-After"],
         )
-    auth = UNAUTHORIZED if s.api_key else {}
+
+
+def _add_rate_route(app: FastAPI, rater: Rater, s: Settings, rate_result: Any, auth: dict[Any, Any]) -> None:
+    """``POST /v1/rate``: one recording."""
 
     @app.post(
         "/v1/rate",
@@ -294,6 +317,10 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
             options = word_options(words, text, upload.form, pronunciation)
             result = (await pool.rate(rater_view(rater, threshold, prior), upload.data, **options)).to_dict()
         return {"filename": upload.filename, **result} if upload.filename else result
+
+
+def _add_batch_route(app: FastAPI, rater: Rater, s: Settings, batch_response: Any, auth: dict[Any, Any]) -> None:
+    """``POST /v1/rate/batch``: several recordings, an error entry for each one that cannot be rated."""
 
     @app.post(
         "/v1/rate/batch",
@@ -332,6 +359,10 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
                 view.pronunciation_head  # noqa: B018 - NoPronunciationError: one 501, not one per file
             return {"results": list(await asyncio.gather(*(one(u, options) for u in uploads)))}
 
+
+def _add_model_routes(app: FastAPI, rater: Rater, auth: dict[Any, Any]) -> None:
+    """``GET /v1/model`` (the model card) and ``GET /healthz``."""
+
     @app.get("/v1/model", response_model=ModelInfo, responses=auth, summary="The model card", tags=["model"])
     async def model_info() -> dict[str, Any]:
         """Name, version, default threshold, calibration, ensemble members, front-end settings and the model
@@ -352,8 +383,6 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
     async def healthz() -> dict[str, Any]:
         """`{"status": "ok"}` once the model is loaded; answers while ratings run (and without an API key)."""
         return {"status": "ok", "model": rater.name}
-
-    return app
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, model: str | Path | None = None, settings: Settings = Settings(),
