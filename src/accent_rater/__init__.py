@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 # Offline means offline: onnxruntime otherwise records usage telemetry (files in $TMPDIR and ~/.cache).
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from .errors import AudioError  # noqa: E402
+from .errors import AccentRaterError, AudioError  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["AccentResult", "AudioError", "Rater", "__version__"]
+__all__ = ["AccentRaterError", "AccentResult", "AudioError", "Rater", "__version__"]
 
 if TYPE_CHECKING:
     from .rater import AccentResult, Rater

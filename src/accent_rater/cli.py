@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from . import audio
+from .errors import AccentRaterError
 from .serve.limits import API_KEY_ENV, Settings
 
 # str, not Path: a bundled model's name is not a path (a Path option would also accept it, but say "DIR")
@@ -71,7 +72,7 @@ def rate(
     try:
         rater = Rater(model, threshold=threshold, prior=prior, max_seconds=max_seconds, threads=1 if jobs > 1 and len(files) > 1 else None,
                       profile=profile)
-    except (FileNotFoundError, ValueError) as exc:
+    except (AccentRaterError, ValueError) as exc:  # a bad bundle or profile; a threshold out of range
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     options = _word_options(rater, text, text_file, err, pronunciation) if words or pronunciation else {}
@@ -146,13 +147,10 @@ def _word_options(rater, text: str | None, text_file: Path | None, err, pronunci
     """``rate``'s keyword options for word feedback (and pronunciation scores), after checking the
     text and loading Whisper base (a missing weights folder, an unusable text or a model without
     pronunciation heads stops here, before any file is rated)."""
-    from .backbones.whisper import WeightsError
-    from .words import TextError
-
     text = _words_text(text, text_file)
     try:
         rater.check_words(text, pronunciation)
-    except (WeightsError, TextError, ValueError) as exc:
+    except (AccentRaterError, ValueError) as exc:  # TextError, WeightsError, NoPronunciationError
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     return {"words": True, "text": text, **({"pronunciation": True} if pronunciation else {})}
@@ -256,7 +254,6 @@ def batch(
 ) -> None:
     """Rate a whole corpus into one table (a row per input, failures included), resumable, on this
     machine's cores or a Ray cluster. Same numbers as `rate --json`."""
-    from .backbones.whisper import WeightsError
     from .serve.batch import run_batch, rater_options
     from .serve.engine import Engine
 
@@ -266,7 +263,7 @@ def batch(
     try:
         summary = run_batch(source, out, Engine(workers, ray, cpus),
                             rater_options(model, threshold, prior, max_seconds, cpus, profile, rate_opts), resume=resume)
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError, ConnectionError, WeightsError) as exc:
+    except (AccentRaterError, FileNotFoundError, FileExistsError, ValueError, ImportError, ConnectionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(f"{out}: {summary.text()}", err=True)
@@ -299,7 +296,7 @@ def calibrate(
         rater = Rater(model, max_seconds=max_seconds, threads=1 if jobs > 1 else None)
         profile = fit(rater, groups["--natives"][0], groups["--non-natives"][0], name or out.stem, jobs)
         profile.save(out)
-    except (FileNotFoundError, ValueError, OSError) as exc:
+    except (AccentRaterError, FileNotFoundError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(f"{out}: site profile {profile.name!r} for {profile.model} ({profile.method}: logit' = {profile.a:.3f} x logit "
@@ -470,7 +467,7 @@ def serve(
                         max_queue=max_queue, timeout=timeout, api_key=api_key or None, cors_origins=tuple(cors_origins))
     try:
         run_server(host, port, model, settings, profile)
-    except (FileNotFoundError, ValueError) as exc:
+    except (AccentRaterError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
 
@@ -487,7 +484,7 @@ def ui(
 
     try:
         main(host=host, port=port, model=model, profile=profile)
-    except (FileNotFoundError, ValueError) as exc:
+    except (AccentRaterError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
 

@@ -37,14 +37,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .calibration import Calibrator
+from .errors import AccentRaterError
 
 PROFILE_FORMAT = 1
 METHODS = ("shift", "scale+shift")
 GROUPS = ("native", "non_native")
 
 
-class ProfileError(ValueError):
+class ProfileError(AccentRaterError, ValueError):
     """A site profile that cannot be made or used: the message says why and what to do."""
+
+    code = "bad_profile"
+    http_status = 422
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Annotated, Any, NamedTuple, Optional
 import numpy as np
 
 from . import audio
+from .errors import AccentRaterError
 from .words import Forced, Heard, Listening, Word, normalize
 
 MIN_SPEECH_SECONDS = 0.2  # a single short word is scored; less than this is silence
@@ -326,7 +327,7 @@ SHORT_SPEECH_WARNING = (f"only {{seconds:.1f}} s of speech: the accent is rated 
                         "of speech, so this result holds pronunciation scores only")
 
 
-class NoPronunciationError(ValueError):
+class NoPronunciationError(AccentRaterError, ValueError):
     """Pronunciation scores asked of a model bundle trained without them."""
 
     code = "pronunciation_unavailable"

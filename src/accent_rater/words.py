@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, NamedTuple, Optional
 import numpy as np
 
 from . import audio
+from .errors import AccentRaterError
 
 # The Speech Accent Archive paragraph: what the model was trained on and the default text.
 PASSAGE = ("Please call Stella. Ask her to bring these things with her from the store: Six spoons of fresh snow "
@@ -93,7 +94,7 @@ class Listening(NamedTuple):
     times: np.ndarray  # (frames,) each state's time in seconds of the original recording
 
 
-class TextError(ValueError):
+class TextError(AccentRaterError, ValueError):
     """The text given for word feedback is unusable (too long, or no words in it)."""
 
     code = "bad_text"

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import audio, logmel, paths
 from ..bundle import sha256
+from ..errors import AccentRaterError
 from ..threads import onnx_session, one_blas_thread
 
 # --- Whisper's own front-end constants (openai-whisper/whisper/audio.py) ---------------------------
@@ -74,8 +75,12 @@ MEL_FILTERS_SOURCE = ("openai-whisper==20250625", "openai_whisper-20250625/whisp
 WEIGHTS_DIR = paths.WEIGHTS  # cache/weights, or $ACCENT_RATER_WEIGHTS
 
 
-class WeightsError(RuntimeError):
-    """The Whisper weights are missing, or are not the files they should be."""
+class WeightsError(AccentRaterError, RuntimeError):
+    """The Whisper weights are missing, or are not the files they should be. Only word feedback
+    needs them when rating, so the API answers 501 ``words_unavailable``."""
+
+    code = "words_unavailable"
+    http_status = 501
 
 
 # --- Whisper's log-mel -----------------------------------------------------------------------------

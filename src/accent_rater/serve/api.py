@@ -28,9 +28,9 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,14 +40,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..backbones.whisper import WeightsError
-from ..errors import AudioError, RequestError, error_body
+from ..errors import AccentRaterError, RequestError, error_body
 from .limits import Settings
 from ..rater import AccentResult, Rater
 from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
 from .upload import Upload, mib, read_file, read_files, too_large_error
-from ..pronunciation import NoPronunciationError
-from ..words import MAX_TEXT_CHARS, TextError, reading_text, text_words
+from ..words import MAX_TEXT_CHARS, reading_text, text_words
 
 log = logging.getLogger("accent_rater.serve.api")
 
@@ -124,22 +122,9 @@ def _error(request: Request, status: int, body: dict[str, Any], headers: dict[st
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestError)
-    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    @app.exception_handler(AccentRaterError)  # RequestError, AudioError, TextError, WeightsError (501), ...
+    async def _accent_rater_error(request: Request, exc: AccentRaterError) -> JSONResponse:
         return _error(request, exc.http_status, exc.to_dict(), exc.headers)
-
-    @app.exception_handler(AudioError)
-    async def _audio_error(request: Request, exc: AudioError) -> JSONResponse:
-        return _error(request, exc.http_status, exc.to_dict())
-
-    @app.exception_handler(TextError)
-    @app.exception_handler(NoPronunciationError)
-    async def _text_error(request: Request, exc: TextError | NoPronunciationError) -> JSONResponse:
-        return _error(request, exc.http_status, error_body(exc.code, str(exc)))
-
-    @app.exception_handler(WeightsError)
-    async def _weights_error(request: Request, exc: WeightsError) -> JSONResponse:
-        return _error(request, 501, words_unavailable(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -242,18 +227,44 @@ def word_options(words: bool, text: str | None, form: dict[str, str], pronunciat
     return {"words": True, "text": text, **({"pronunciation": True} if pronunciation else {})}
 
 
-def words_unavailable(exc: WeightsError) -> dict[str, Any]:
-    """The error body of word feedback asked of a server without the Whisper base weights (501)."""
-    return error_body("words_unavailable", str(exc))
-
-
 # --- the app -----------------------------------------------------------------------------------------
 def create_app(model: str | Path | None = None, settings: Settings = Settings(), profile: str | Path | None = None) -> FastAPI:
     """Load the model bundle (default: the bundled model), with a site ``profile`` if given, and
     build the API around it."""
     s = settings
     rater = Rater(model, max_seconds=s.max_seconds, max_bytes=s.max_bytes, threads=1, profile=profile)  # ratings run in parallel threads
+    app = FastAPI(
+        title="Accent Rater",
+        version=__version__,
+        summary="How native does an English accent sound? Offline, on the CPU.",
+        description=_description(s),
+        lifespan=_lifespan(rater, s),
+    )
+    app.state.rater, app.state.settings = rater, s
+    _install_error_handlers(app)
+    _install_middleware(app, s)
+    auth = UNAUTHORIZED if s.api_key else {}
     rate_result, batch_response = rating_models(rater.l1_languages)
+    _add_rate_route(app, rater, s, rate_result, auth)
+    _add_batch_route(app, rater, s, batch_response, auth)
+    _add_model_routes(app, rater, auth)
+    return app
+
+
+def _description(s: Settings) -> str:
+    """The OpenAPI description: what the score means, and this server's limits."""
+    return (
+        "Rates how native the accent in a recording of English speech sounds: `p_native` is a calibrated "
+        "probability, `score` = round(100 x p_native). It rates accent only, not intelligibility, fluency or "
+        f"proficiency. Limits: {mib(s.max_bytes)} per file, {s.max_seconds / 60:g} min per recording, "
+        f"{s.max_batch} files per batch; {s.max_concurrent} ratings at once, {s.max_queue} more requests wait "
+        f"(then 503 with Retry-After), {s.timeout:g} s per rating (then 504). "
+        "Errors are JSON: `{\"error\": {\"code\", \"message\"}}`."
+    )
+
+
+def _lifespan(rater: Rater, s: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: its ``RatingPool`` made on startup (with a log line saying what is served), shut down on exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -264,22 +275,11 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
         yield
         app.state.pool.shutdown()
 
-    app = FastAPI(
-        title="Accent Rater",
-        version=__version__,
-        summary="How native does an English accent sound? Offline, on the CPU.",
-        description=(
-            "Rates how native the accent in a recording of English speech sounds: `p_native` is a calibrated "
-            "probability, `score` = round(100 x p_native). It rates accent only, not intelligibility, fluency or "
-            f"proficiency. Limits: {mib(s.max_bytes)} per file, {s.max_seconds / 60:g} min per recording, "
-            f"{s.max_batch} files per batch; {s.max_concurrent} ratings at once, {s.max_queue} more requests wait "
-            f"(then 503 with Retry-After), {s.timeout:g} s per rating (then 504). "
-            "Errors are JSON: `{\"error\": {\"code\", \"message\"}}`."
-        ),
-        lifespan=lifespan,
-    )
-    app.state.rater, app.state.settings = rater, s
-    _install_error_handlers(app)
+    return lifespan
+
+
+def _install_middleware(app: FastAPI, s: Settings) -> None:
+    """The API key check (when one is set), the request log and, outermost, CORS (when origins are given)."""
     if s.api_key:
         app.add_middleware(_RequireKey, key=s.api_key)
     app.add_middleware(_RequestLog)
@@ -290,7 +290,10 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
             CORSMiddleware, allow_origins=list(s.cors_origins), allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Content-Disposition", "Authorization", "X-API-Key"], expose_headers=["Retry-After"],
         )
-    auth = UNAUTHORIZED if s.api_key else {}
+
+
+def _add_rate_route(app: FastAPI, rater: Rater, s: Settings, rate_result: Any, auth: dict[Any, Any]) -> None:
+    """``POST /v1/rate``: one recording."""
 
     @app.post(
         "/v1/rate",
@@ -315,6 +318,10 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
             result = (await pool.rate(rater_view(rater, threshold, prior), upload.data, **options)).to_dict()
         return {"filename": upload.filename, **result} if upload.filename else result
 
+
+def _add_batch_route(app: FastAPI, rater: Rater, s: Settings, batch_response: Any, auth: dict[Any, Any]) -> None:
+    """``POST /v1/rate/batch``: several recordings, an error entry for each one that cannot be rated."""
+
     @app.post(
         "/v1/rate/batch",
         response_model=batch_response,
@@ -337,10 +344,8 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
                 if upload.too_large:
                     raise too_large_error(s.max_bytes, upload.size)
                 return {"filename": upload.filename, **(await pool.rate(view, upload.data, **options)).to_dict()}
-            except (AudioError, RequestError) as exc:
+            except AccentRaterError as exc:  # AudioError, RequestError (too large, timeout), WeightsError...
                 return {"filename": upload.filename, **exc.to_dict()}
-            except WeightsError as exc:
-                return {"filename": upload.filename, **words_unavailable(exc)}
             except Exception as exc:  # a bad file never fails the batch
                 log.exception("rating a batch file failed")
                 return {"filename": upload.filename, **error_body("internal", f"internal error ({type(exc).__name__})")}
@@ -353,6 +358,10 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
             if options.get("pronunciation"):
                 view.pronunciation_head  # noqa: B018 - NoPronunciationError: one 501, not one per file
             return {"results": list(await asyncio.gather(*(one(u, options) for u in uploads)))}
+
+
+def _add_model_routes(app: FastAPI, rater: Rater, auth: dict[Any, Any]) -> None:
+    """``GET /v1/model`` (the model card) and ``GET /healthz``."""
 
     @app.get("/v1/model", response_model=ModelInfo, responses=auth, summary="The model card", tags=["model"])
     async def model_info() -> dict[str, Any]:
@@ -374,8 +383,6 @@ def create_app(model: str | Path | None = None, settings: Settings = Settings(),
     async def healthz() -> dict[str, Any]:
         """`{"status": "ok"}` once the model is loaded; answers while ratings run (and without an API key)."""
         return {"status": "ok", "model": rater.name}
-
-    return app
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, model: str | Path | None = None, settings: Settings = Settings(),

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import audio
+from ..errors import AccentRaterError
 from ..training.data import PATH_COLUMNS, audio_bytes, manifest_path
 from .engine import Engine, run_map
 from ..pronunciation import Pronunciation
@@ -74,8 +75,11 @@ def _result_schema() -> Any:
     return pa.schema([(c, types.get(c, pa.string())) for c in RESULT_COLUMNS])
 
 
-class BatchInputError(ValueError):
+class BatchInputError(AccentRaterError, ValueError):
     """The batch input cannot be read as a folder, a manifest or parquet shards."""
+
+    code = "bad_batch_input"
+    http_status = 422
 
 
 def flat_row(row: dict[str, Any], model: str) -> dict[str, Any]:
