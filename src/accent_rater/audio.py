@@ -158,7 +158,7 @@ def decode_rates(
         in_rate = 0
         chunks: list[list[np.ndarray]] = [[] for _ in rates]
         pending: list[np.ndarray] = []  # raw frames, converted and resampled in ~1 s blocks
-        pending_key: tuple | None = None
+        pending_key: tuple = ()
         pending_n = 0
         decoded_seconds = 0.0
         clipped = 0
@@ -379,7 +379,7 @@ def detect_speech(
             merged.append(r)
     min_len = int(round(min_speech_s * SAMPLE_RATE / VAD_CHUNK))
     pad = int(pad_s * SAMPLE_RATE)
-    out = []
+    out: list[tuple[int, int]] = []
     for a, b in merged:
         if b - a < min_len:
             continue

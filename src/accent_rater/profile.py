@@ -95,7 +95,7 @@ class SiteProfile:
             raise ProfileError(f"{where} is not an accent-rater site profile (made by `accent-rater calibrate`)")
         if d.get("format") != PROFILE_FORMAT:
             raise ProfileError(f"{where}: profile format {d.get('format')!r} is not supported (expected {PROFILE_FORMAT})")
-        types = {"name": str, "model": str, "model_sha256": str, "method": str, "a": (int, float), "b": (int, float),
+        types: dict[str, type | tuple[type, ...]] = {"name": str, "model": str, "model_sha256": str, "method": str, "a": (int, float), "b": (int, float),
                  "groups": dict, "warnings": list, "skipped": list, "created": str}
         for key, typ in types.items():
             if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):

@@ -167,7 +167,7 @@ class Rater:
         if self.backbone:
             from .backbones.whisper import OnnxWhisper
 
-            self._encoder = OnnxWhisper(self.model_dir / self.meta["encoder"], threads=self.threads)
+            self._encoder: Any = OnnxWhisper(self.model_dir / self.meta["encoder"], threads=self.threads)
         else:
             import torch
 
@@ -206,7 +206,7 @@ class Rater:
 
             l1 = L1Head(**self.meta["l1"]["params"]).load_tensors(
                 {k[3:]: v for k, v in tensors.items() if k.startswith("l1.")}, self.meta["l1"]["classes"])
-        members = []
+        members: list[tuple[str, Any]] = []
         for spec in self.meta["members"]:
             if "onnx" in spec:
                 members.append((spec["name"], _OnnxSegmentModel(self.bundle, spec["onnx"], self.threads)))
@@ -258,7 +258,7 @@ class Rater:
         p = float(self.calibrator.apply(seg.mean(), prior=self.prior))
         seg_p = self.calibrator.apply(seg, prior=self.prior)
         score = int(round(100 * p))
-        label = "native" if p >= self.threshold else "non_native"
+        label: Literal["native", "non_native"] = "native" if p >= self.threshold else "non_native"
         l1 = self.l1_guess(feats) if label == "non_native" else []
         return AccentResult(
             p_native=p,
@@ -368,7 +368,7 @@ class Rater:
         listening = self.transcriber.listen(speech, None if heard_only else (text or ""))
         heard = listening.heard
         parts = result.parts + ["words"]
-        scores, accuracy = None, []
+        scores, accuracy = None, list[float | None]()
         if pronunciation and listening.forced:
             from .pronunciation import measure
 

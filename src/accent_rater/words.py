@@ -33,7 +33,7 @@ PRACTISE_BELOW = 50.0  # a word heard as written but with a pronunciation accura
 MOSTLY_UNHEARD = 0.5  # fewer words of the text heard than this share: warn that another text may have been read
 
 Status = Literal["ok", "unclear", "different", "missed", "extra"]
-_RANK = {"ok": 0, "unclear": 1, "different": 2, "missed": 3}  # a written word of several parts takes its worst
+_RANK: dict[str, int] = {"ok": 0, "unclear": 1, "different": 2, "missed": 3}  # a written word of several parts takes its worst
 
 
 class Word(NamedTuple):
@@ -160,13 +160,14 @@ def feedback(heard: list[Heard], text: str) -> tuple[list[Word], Reading]:
     match = align([p for _, p in ref], [p for _, p in hyp])  # ref part -> hyp part
     used = {hyp[k][0] for k in match.values()}
 
-    by_word: dict[int, list[tuple[str, int | None]]] = {}  # written word -> (part status, heard word)
+    by_word: dict[int, list[tuple[Status, int | None]]] = {}  # written word -> (part status, heard word)
     for r, (i, part) in enumerate(ref):
         k = match.get(r)
         if k is None:
             by_word.setdefault(i, []).append(("missed", None))
             continue
         j, heard_part = hyp[k]
+        status: Status
         if heard_part == part:
             status = "ok" if heard[j].probability >= P_OK else "unclear"
         else:
@@ -180,9 +181,9 @@ def feedback(heard: list[Heard], text: str) -> tuple[list[Word], Reading]:
         js = sorted({j for _, j in parts if j is not None})
         while extras and js and extras[0] < js[0]:
             words.append(_extra(heard[extras.pop(0)]))
-        status = "missed" if not js else max((s for s, _ in parts if s != "missed"), key=_RANK.get)
+        status = "missed" if not js else max((s for s, _ in parts if s != "missed"), key=_RANK.__getitem__)
         if js and any(s == "missed" for s, _ in parts):
-            status = max(status, "unclear", key=_RANK.get)  # a compound heard in part
+            status = max(status, "unclear", key=_RANK.__getitem__)  # a compound heard in part
         words.append(Word(w, heard[js[0]].start if js else None, heard[js[-1]].end if js else None, status,
                           min(heard[j].probability for j in js) if js else None, " ".join(_bare(heard[j].text) for j in js)))
     words += [_extra(heard[j]) for j in extras]

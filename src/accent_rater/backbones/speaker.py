@@ -44,7 +44,7 @@ class VoiceEncoder(nn.Module):
         mean square of hidden states over frames (B, 3 * 256 each)."""
         x = mels
         means, squares = [], []
-        state = None
+        state = torch.empty(0)
         for layer in self.layers():
             x, (state, _) = layer(x)
             h = x[:, WARMUP_FRAMES:]

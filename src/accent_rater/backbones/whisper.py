@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ class WhisperFeatures:
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp.npz")
-        extra = {} if self.frames is None else {"frames": self.frames, "n_frames": self.n_frames}
+        extra: dict[str, Any] = {} if self.frames is None else {"frames": self.frames, "n_frames": self.n_frames}
         np.savez(tmp, spans=self.spans, stats=self.stats, speech_seconds=self.speech_seconds,
                  duration_seconds=self.duration_seconds, **extra)
         os.replace(tmp, path)

@@ -108,7 +108,7 @@ class WhisperEncoder(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = torch.nn.functional.gelu(self.conv1(mel))
         x = torch.nn.functional.gelu(self.conv2(x)).transpose(1, 2)
-        x = x + self.pos[: x.shape[1]]
+        x = x + self.get_buffer("pos")[: x.shape[1]]
         states = [x]
         for block in self.blocks:
             x = block(x)
@@ -182,7 +182,9 @@ def check_mel_filters(work: Path, wheel_dir: Path | None = None) -> float:
     local = sorted(wheel_dir.glob("openai_whisper-*.tar.gz")) if wheel_dir else []
     sdist = local[0] if local else _pip_download(spec, work, sdist=True)
     with tarfile.open(sdist) as tf:
-        ref = np.load(tf.extractfile(member))["mel_80"]
+        fh = tf.extractfile(member)
+        assert fh is not None, member
+        ref = np.load(fh)["mel_80"]
     return float(np.abs(ref.T - mel_filters()).max())
 
 
