@@ -179,9 +179,15 @@ def with_copies(recs, feats, y, weights, aug) -> tuple[list, list, np.ndarray, n
 
 
 def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndarray | None = None) -> tuple[Family, dict]:
-    fam = get_family(spec["family"], **family_params(spec))
+    """Fit one member on the training recordings; a neural one stops early on a speaker-disjoint
+    ``val_fraction`` of them. ``checkpoint`` (which ``run`` adds to every member's spec) reaches only
+    the neural families, the ones whose fit can resume."""
+    params = family_params(spec)
+    if not family_class(spec["family"]).neural:
+        params.pop("checkpoint", None)
+    fam = get_family(spec["family"], **params)
     if fam.neural:  # early stopping on a speaker-disjoint validation split
-        val = set(splits.split_speakers(recs, val=float(spec.get("val_fraction", 0.15)), test=0.0, seed=seed)["val"])
+        val = set(splits.split_speakers(recs, val=float(fam.params["val_fraction"]), test=0.0, seed=seed)["val"])
         tr = [i for i, r in enumerate(recs) if r.speaker_id not in val]
         va = [i for i, r in enumerate(recs) if r.speaker_id in val]
         w = None if weights is None else weights[tr]
