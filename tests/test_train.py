@@ -242,6 +242,55 @@ def test_config_defaults_are_the_default_recipe() -> None:
     assert code == recipe
 
 
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def config_files() -> list[Path]:
+    return sorted([*CONFIGS.glob("*.toml"), *CONFIGS.glob("experiments/*.toml")])
+
+
+@pytest.mark.parametrize("path", config_files(), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_resolves_into_valid_members(path: Path) -> None:
+    """Every config under configs/ loads, and each member's family takes its parameters as given
+    (none dropped or replaced by a default); what ``run`` checks before any work passes too."""
+    from accent_rater.models import get_family
+    from accent_rater.training.train import check_members, family_params, l1_head
+
+    cfg = Config.load(path)
+    assert cfg.models
+    for spec in cfg.models:
+        params = family_params(spec)
+        fam = get_family(spec["family"], **params)
+        assert {k: fam.params[k] for k in params} == params, spec
+    if cfg.l1:
+        assert l1_head(cfg.l1).params.items() >= cfg.l1.items()
+    check_members(cfg)
+
+
+def test_check_members_refuses_what_a_run_would_not_apply(tmp_path: Path) -> None:
+    """A misspelt member parameter, an unknown scheduler or [l1] setting, multi-corpus settings in an
+    archive-only config and extra members beside a multi-corpus head are refused before any work."""
+    from accent_rater.training.train import check_members
+
+    def load(text: str) -> Config:
+        (tmp_path / "c.toml").write_text(text)
+        return Config.load(tmp_path / "c.toml")
+
+    mels = '[data]\nfeatures = "mels"\ncorpora = []\n'
+    with pytest.raises(TypeError, match="model family 'encoder' has no parameter 'Cc' \\(did you mean 'C'\\?\\); valid: C, segment_level, inputs"):
+        check_members(load(mels + '[[models]]\nfamily = "encoder"\nCc = 0.05\n'))
+    with pytest.raises(ValueError, match="scheduler must be one of 'onecycle', 'cosine', 'plateau'; got 'cosin'"):
+        check_members(load(mels + '[[models]]\nfamily = "cnn"\nscheduler = "cosin"\n'))
+    with pytest.raises(TypeError, match="first-language head \\[l1\\] has no setting 'n_component'"):
+        check_members(load('[l1]\nn_component = 64\n'))
+    with pytest.raises(ValueError, match="scale_floor are multi-corpus settings"):
+        check_members(load('[data]\ncorpora = []\n[[models]]\nfamily = "whisper"\nscale_floor = 0.5\n'))
+    with pytest.raises(ValueError, match="one accent head"):
+        check_members(load('[[models]]\nfamily = "whisper"\n[[models]]\nfamily = "whisper"\nlabel = "b"\n'))
+    with pytest.raises(ValueError, match="unknown accent-head setting"):
+        check_members(load('[[models]]\nfamily = "whisper"\nlayers = [3]\n'))
+
+
 def test_leakage_demo_separates_speaker_split(shared_data: Path, tmp_path: Path) -> None:
     cfg = Config(name="leak", corpus=str(shared_data / "saa"), cache=str(tmp_path / "cache"), max_speakers=10, workers=1,
                  models=[{"family": "encoder"}])

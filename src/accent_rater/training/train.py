@@ -25,6 +25,7 @@ from . import data, splits
 from .augment import augment_kind  # noqa: F401  (the training copies' kinds; scripts import it from here)
 from ..serve.engine import Engine
 from ..models import Family, family_class, get_family
+from ..models.base import unknown_parameters
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -106,7 +107,21 @@ def member_name(spec: dict[str, Any]) -> str:
 
 
 def family_params(spec: dict[str, Any]) -> dict[str, Any]:
+    """A [[models]] entry's parameters of its family: every key but ``family`` and ``label``."""
     return {k: v for k, v in spec.items() if k not in ("family", "label")}
+
+
+def l1_head(params: dict[str, Any]):
+    """``models.whisper_heads.L1Head`` with a config's ``[l1]`` settings; an unknown one is a
+    TypeError naming it and the valid ones."""
+    import inspect
+
+    from ..models.whisper_heads import L1Head
+
+    message = unknown_parameters("the first-language head [l1]", params, list(inspect.signature(L1Head).parameters), what="setting")
+    if message:
+        raise TypeError(message)
+    return L1Head(**params)
 
 
 # --- cross-validation ------------------------------------------------------------------------------
@@ -198,15 +213,34 @@ def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndar
 
 
 def check_members(cfg: Config) -> None:
-    """Refuse, before any work, a member that cannot read the configured features or that the
-    bundle could not hold."""
+    """Refuse, before any work, a member whose family does not take one of its parameters (or
+    knows no such choice), that cannot read the configured features or that the bundle could not
+    hold; in a config with ``corpora``, anything but one ``whisper`` accent head whose settings are a
+    ``multicorpus.Recipe``; in one without, multi-corpus settings a one-corpus fit would not apply;
+    and an unknown ``[l1]`` setting. Every member is instantiated (cheap: nothing is fitted)."""
+    from ..models.whisper_heads import WhisperFamily
+
     kind = cfg.features.partition("-")[0]
+    if cfg.corpora:
+        from .multicorpus import recipe_of
+
+        if len(cfg.models) != 1 or cfg.models[0]["family"] != "whisper":
+            raise ValueError("a config with corpora = [...] trains one accent head: a single [[models]] entry of family "
+                             f"'whisper'; this one has {[spec['family'] for spec in cfg.models]}")
+        recipe_of(cfg.models[0], [Path(p).name for p in (cfg.corpus, *cfg.corpora)])
     for spec in cfg.models:
         fam = family_class(spec["family"])
         if fam.features != kind:
             raise ValueError(f"model family {fam.name!r} reads {fam.features} features; this config has features = {cfg.features!r}")
         if cfg.bundle_dir and not fam.exportable and cfg.primary in ("fusion", member_name(spec)):
             raise ValueError(f"model family {fam.name!r} cannot be exported: leave bundle_dir empty or choose another primary")
+        member = get_family(spec["family"], **family_params(spec))
+        if not cfg.corpora and isinstance(member, WhisperFamily) and member.recipe_settings():
+            raise ValueError(f"member {member_name(spec)!r}: {', '.join(member.recipe_settings())} are multi-corpus settings "
+                             "(multicorpus.Recipe), applied only in a config with corpora = [...]; this one trains on its "
+                             "corpus alone: remove them")
+    if cfg.l1:
+        l1_head(cfg.l1)
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -398,6 +432,7 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
                               write_run_files)
     from .site_profile import reference_scores
 
+    check_members(cfg)
     t0 = time.time()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
