@@ -136,3 +136,92 @@ def test_families_declare_what_they_are(name: str) -> None:
     assert not (cls.neural and cls.features != "mels")  # the neural families read log-mels
     with pytest.raises(KeyError, match="unknown model family"):
         family_class("no_such_family")
+
+
+# --- family parameters: declared, recorded, and never silently replaced by a default --------------
+ASSETS = PACKAGE / "assets"
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_families_record_every_declared_parameter(name: str) -> None:
+    """``params`` (what a bundle stores) holds every parameter the family declares, defaults filled in."""
+    from accent_rater.models import get_family
+
+    cls = family_class(name)
+    assert cls.parameters() and len(set(cls.parameters())) == len(cls.parameters())
+    assert set(get_family(name).params) == set(cls.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_misspelt_family_parameter_is_refused_naming_it(name: str) -> None:
+    from accent_rater.models import get_family
+
+    valid = family_class(name).parameters()
+    bad = valid[0] + valid[0][-1]  # e.g. "CC", "channelss"
+    with pytest.raises(TypeError) as err:
+        get_family(name, **{bad: 1})
+    message = str(err.value)
+    assert f"model family {name!r} has no parameter {bad!r}" in message and f"did you mean {valid[0]!r}" in message
+    assert message.endswith("valid: " + ", ".join(valid))
+    with pytest.raises(TypeError, match=repr(bad)):  # the class itself refuses it too
+        family_class(name)(**{bad: 1})
+
+
+def test_the_whisper_parameter_message() -> None:
+    from accent_rater.models import get_family
+
+    with pytest.raises(TypeError, match=r"^model family 'whisper' has no parameter 'Cc' \(did you mean 'C'\?\); valid: C, layers, parts, "):
+        get_family("whisper", Cc=0.01)
+
+
+@pytest.mark.parametrize("name, params, allowed", [
+    ("cnn", {"scheduler": "cosin"}, "'onecycle', 'cosine', 'plateau'"),
+    ("seed_resnet", {"scheduler": "step"}, "'onecycle', 'cosine', 'plateau'"),
+    ("cnn", {"optimizer": "sgd"}, "'adamw', 'adam'"),
+    ("seed_resnet", {"optimizer": "Adam"}, "'adamw', 'adam'"),
+    ("encoder", {"inputs": "mfcc"}, "'stats\\+embedding', 'embedding'"),
+    ("whisper", {"parts": "std"}, "'mean\\+std', 'mean'"),
+])
+def test_an_unknown_choice_is_refused_naming_the_allowed_ones(name: str, params: dict, allowed: str) -> None:
+    from accent_rater.models import get_family
+
+    key, value = next(iter(params.items()))
+    with pytest.raises(ValueError, match=f"{key} must be one of {allowed}; got {value!r}"):
+        get_family(name, **params)
+
+
+def test_fixed_settings_and_the_first_language_head_refuse_other_values() -> None:
+    from accent_rater.models import get_family
+    from accent_rater.models.whisper_heads import L1Head
+
+    with pytest.raises(ValueError, match="segment_level must be false"):
+        get_family("fluency", segment_level=True)
+    with pytest.raises(ValueError, match="segment_level must be true"):
+        get_family("whisper", segment_level=False)
+    with pytest.raises(ValueError, match="columns must be 'all'"):
+        get_family("whisper", columns="L3-4")
+    with pytest.raises(ValueError, match="specaugment must be"):
+        get_family("cnn", specaugment=[8, 30])
+    with pytest.raises(ValueError, match="method must be one of 'lda', 'logistic'; got 'qda'"):
+        L1Head(method="qda")
+    with pytest.raises(ValueError, match="parts must be one of"):
+        L1Head(parts="means")
+    with pytest.raises(TypeError, match="n_component"):
+        L1Head(n_component=64)
+
+
+@pytest.mark.parametrize("bundle", ["model", "fast"])
+def test_the_bundled_members_params_are_valid_and_kept(bundle: str) -> None:
+    """Every member a bundle stores, and its first-language head, instantiates from its stored
+    ``params``, which it keeps as they are (the numbers: scripts/rate_fixtures.py)."""
+    import json
+
+    from accent_rater.models import get_family
+    from accent_rater.models.whisper_heads import L1Head
+
+    meta = json.loads((ASSETS / bundle / "model.json").read_text())
+    for spec in meta["members"]:
+        fam = get_family(spec["family"], **spec["params"])
+        assert {k: fam.params[k] for k in spec["params"]} == spec["params"]
+    if meta.get("l1"):
+        assert L1Head(**meta["l1"]["params"]).params == meta["l1"]["params"]

@@ -100,6 +100,23 @@ def test_feature_columns_and_recipe_keys() -> None:
         recipe_of({"family": "whisper", "scale_flor": 0.5}, ["saa"])
 
 
+def test_the_whisper_family_takes_every_recipe_setting() -> None:
+    """A config with corpora trains a ``Recipe`` and bundles it as a ``whisper`` member with the
+    same settings (``run_corpora``), so the family takes every Recipe field, defaults equal."""
+    import dataclasses
+
+    from accent_rater.models.whisper_heads import WhisperFamily
+
+    recipe = {f.name: getattr(Recipe(), f.name) for f in dataclasses.fields(Recipe)}
+    assert set(WhisperFamily.RECIPE) == set(recipe) - {"C"} and set(recipe) <= set(WhisperFamily.parameters())
+    fam = WhisperFamily().params
+    assert fam["C"] == recipe["C"] and fam["corpora"] is None  # None: every corpus of the config (recipe_of)
+    for k in set(WhisperFamily.RECIPE) - {"corpora"}:
+        assert fam[k] == (list(recipe[k]) if isinstance(recipe[k], tuple) else recipe[k]), k
+    assert WhisperFamily().recipe_settings() == {}
+    assert WhisperFamily(corpora=["saa"], scale_floor=0.5).recipe_settings() == {"corpora": ["saa"], "scale_floor": 0.5}
+
+
 def _rated(rater, corpus: Path, n: int) -> list[float]:
     """p_native of the first ``n`` speakers' first recording that holds enough speech to be rated."""
     from accent_rater.errors import AudioError

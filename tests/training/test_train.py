@@ -242,6 +242,128 @@ def test_config_defaults_are_the_default_recipe() -> None:
     assert code == recipe
 
 
+CONFIGS = Path(__file__).parents[1] / "configs"
+# Config.load(...) of the two bundled recipes as recorded (asdict) before Config's defaults were
+# read from configs/default.toml instead of restated in the dataclass
+RESOLVED = {
+    "default.toml": {
+        "name": "default", "corpus": "../shared/data/saa", "cache": "cache/features", "folds": 5, "seed": 0, "max_speakers": 0,
+        "models": [{"family": "whisper", "corpora": ["saa"], "C": 0.003, "scale_floor": 0.5, "corpus_nuisance": 1}],
+        "fusion": False, "group_weighting": 0.0, "primary": "whisper", "out_dir": "runs/default",
+        "bundle_dir": "src/accent_rater/assets/model", "workers": 0, "ray": "", "features": "whisper-tiny.en", "augment_copies": 2,
+        "l1": {"method": "lda", "layers": [3, 4], "n_components": 128}, "window_seconds": 7.0,
+        "corpora": ["../shared/data/librispeech", "../shared/data/speechocean762"], "copies": {"speechocean762": 1},
+        "short_corpora": ["saa", "librispeech"]},
+    "fast.toml": {
+        "name": "fast", "corpus": "../shared/data/saa", "cache": "cache/features", "folds": 5, "seed": 0, "max_speakers": 0,
+        "models": [{"family": "encoder", "C": 0.05, "segment_level": True},
+                   {"family": "cnn", "channels": 128, "epochs": 20, "batch_size": 64, "lr": 0.003, "weight_decay": 0.01, "mixup": 0.2,
+                    "label_smoothing": 0.05, "crop_frames": 400, "specaugment": [10, 40, 2], "patience": 6, "val_fraction": 0.15},
+                   {"family": "fluency", "C": 1.0}],
+        "fusion": True, "group_weighting": 0.0, "primary": "fusion", "out_dir": "runs/fast",
+        "bundle_dir": "src/accent_rater/assets/fast", "workers": 0, "ray": "", "features": "mels", "augment_copies": 2,
+        "l1": {"method": "lda", "layers": [3, 4], "n_components": 128}, "window_seconds": 7.0, "corpora": [],
+        "copies": {"speechocean762": 1}, "short_corpora": ["saa", "librispeech"]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESOLVED))
+def test_the_bundled_recipes_resolve_as_before(name: str) -> None:
+    from dataclasses import asdict
+
+    assert asdict(Config.load(CONFIGS / name)) == RESOLVED[name]
+
+
+def test_each_default_is_stated_once() -> None:
+    """Config's recipe defaults are exactly what configs/default.toml sets (bundle_dir aside, the
+    bundled model's export target); the fields with a code default are ones default.toml leaves alone."""
+    import tomllib
+    from dataclasses import MISSING, fields
+
+    from accent_rater.training.train import DEFAULT_CONFIG, FROM_DEFAULT_CONFIG, default_recipe
+
+    raw = tomllib.loads(DEFAULT_CONFIG.read_text())
+    in_file = {*raw["data"], *raw["run"], "models", "l1"} - {"bundle_dir"}
+    from_file = {f.name for f in fields(Config) if f.default is FROM_DEFAULT_CONFIG}
+    in_code = {f.name for f in fields(Config) if f.default not in (MISSING, FROM_DEFAULT_CONFIG)}
+    assert from_file == in_file == set(default_recipe()) and not in_code & in_file
+    assert in_code | from_file | {"name"} == {f.name for f in fields(Config)}
+    cfg = Config(name="x")
+    cfg.models[0]["C"] = 1.0  # every Config gets its own copy of the defaults
+    assert Config(name="y").models == raw["models"]
+
+
+def config_files() -> list[Path]:
+    return sorted([*CONFIGS.glob("*.toml"), *CONFIGS.glob("experiments/*.toml")])
+
+
+@pytest.mark.parametrize("path", config_files(), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_resolves_into_valid_members(path: Path) -> None:
+    """Every config under configs/ loads, and each member's family takes its parameters as given
+    (none dropped or replaced by a default); what ``run`` checks before any work passes too."""
+    from accent_rater.models import get_family
+    from accent_rater.training.train import check_members, family_params, l1_head
+
+    cfg = Config.load(path)
+    assert cfg.models
+    for spec in cfg.models:
+        params = family_params(spec)
+        fam = get_family(spec["family"], **params)
+        assert {k: fam.params[k] for k in params} == params, spec
+    if cfg.l1:
+        assert l1_head(cfg.l1).params.items() >= cfg.l1.items()
+    check_members(cfg)
+
+
+def test_check_members_refuses_what_a_run_would_not_apply(tmp_path: Path) -> None:
+    """A misspelt member parameter, an unknown scheduler or [l1] setting, multi-corpus settings in an
+    archive-only config and extra members beside a multi-corpus head are refused before any work."""
+    from accent_rater.training.train import check_members
+
+    def load(text: str) -> Config:
+        (tmp_path / "c.toml").write_text(text)
+        return Config.load(tmp_path / "c.toml")
+
+    mels = '[data]\nfeatures = "mels"\ncorpora = []\n'
+    with pytest.raises(TypeError, match="model family 'encoder' has no parameter 'Cc' \\(did you mean 'C'\\?\\); valid: C, segment_level, inputs"):
+        check_members(load(mels + '[[models]]\nfamily = "encoder"\nCc = 0.05\n'))
+    with pytest.raises(ValueError, match="scheduler must be one of 'onecycle', 'cosine', 'plateau'; got 'cosin'"):
+        check_members(load(mels + '[[models]]\nfamily = "cnn"\nscheduler = "cosin"\n'))
+    with pytest.raises(TypeError, match="first-language head \\[l1\\] has no setting 'n_component'"):
+        check_members(load('[l1]\nn_component = 64\n'))
+    with pytest.raises(ValueError, match="scale_floor are multi-corpus settings"):
+        check_members(load('[data]\ncorpora = []\n[[models]]\nfamily = "whisper"\nscale_floor = 0.5\n'))
+    with pytest.raises(ValueError, match="one accent head"):
+        check_members(load('[[models]]\nfamily = "whisper"\n[[models]]\nfamily = "whisper"\nlabel = "b"\n'))
+    with pytest.raises(ValueError, match="unknown accent-head setting"):
+        check_members(load('[[models]]\nfamily = "whisper"\nlayers = [3]\n'))
+
+
+def test_an_unknown_config_key_is_refused_naming_it(tmp_path: Path) -> None:
+    def load(text: str, **overrides):
+        (tmp_path / "c.toml").write_text(text)
+        return Config.load(tmp_path / "c.toml", **overrides)
+
+    with pytest.raises(ValueError, match="\\[data\\] has no setting 'fold' \\(did you mean 'folds'\\?\\); valid: augment_copies, "):
+        load("[data]\nfold = 3\n")
+    with pytest.raises(ValueError, match="\\[run\\] has no setting 'fusoin'"):
+        load("[run]\nfusoin = true\n")
+    with pytest.raises(ValueError, match="has no top-level key 'rnu' \\(did you mean 'run'\\?\\); valid: name, data, run, models, l1"):
+        load("[rnu]\nfusion = true\n")
+    with pytest.raises(ValueError, match="has no top-level key 'model'"):
+        load('[[model]]\nfamily = "encoder"\n')
+    with pytest.raises(ValueError, match="folds set in both \\[data\\] and \\[run\\]"):
+        load("[data]\nfolds = 3\n[run]\nfolds = 4\n")
+    with pytest.raises(TypeError, match="Config.load has no setting 'max_speaker'"):
+        load("", max_speaker=10)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'fold'"):
+        Config(name="x", fold=3)
+    # a base file's keys are checked as well
+    (tmp_path / "base.toml").write_text("[data]\nseeds = 1\n")
+    with pytest.raises(ValueError, match="has no setting 'seeds'"):
+        load('base = "base.toml"\n')
+
+
 def test_leakage_demo_separates_speaker_split(shared_data: Path, tmp_path: Path) -> None:
     cfg = Config(name="leak", corpus=str(shared_data / "saa"), cache=str(tmp_path / "cache"), max_speakers=10, workers=1,
                  models=[{"family": "encoder"}])

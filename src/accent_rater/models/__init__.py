@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import Family
+from .base import Family, unknown_parameters
 
 # family name -> "module:class" in this package; a module (and torch, for the neural ones) is
 # imported only when one of its families is asked for
@@ -44,5 +44,12 @@ def family_class(name: str) -> type[Family]:
 
 
 def get_family(name: str, **params: Any) -> Family:
-    """Instantiate a family by name."""
-    return family_class(name)(**params)
+    """Instantiate a family by name. A parameter it does not declare is a ``TypeError`` naming it and
+    the valid ones ("model family 'whisper' has no parameter 'Cc' (did you mean 'C'?); valid: C,
+    layers, ..."), raised before anything is built; a string choice outside its allowed values
+    (``scheduler``, ``parts``, ...) is a ``ValueError`` naming them."""
+    cls = family_class(name)
+    message = unknown_parameters(f"model family {name!r}", params, cls.parameters())
+    if message:
+        raise TypeError(message)
+    return cls(**params)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any
-
 import numpy as np
 from scipy.stats import kurtosis, skew
 
@@ -105,13 +103,15 @@ def recording_rows(mels: np.ndarray) -> np.ndarray:
 
 
 class HandcraftedFamily(Family):
-    """The seed's baseline: 72 handcrafted statistics per segment -> RandomForest."""
+    """The seed's baseline: 72 handcrafted statistics per segment -> RandomForest of
+    ``n_estimators`` trees on a class-balanced sample of ``max_segments`` segments (``seed``: the
+    sample and the forest)."""
 
     name = "handcrafted"
     exportable = False  # a RandomForest has no array form a bundle could hold
 
-    def __init__(self, n_estimators: int = 300, max_segments: int = 3000, seed: int = 0, **params: Any) -> None:
-        super().__init__(n_estimators=n_estimators, max_segments=max_segments, seed=seed, **params)
+    def __init__(self, *, n_estimators: int = 300, max_segments: int = 3000, seed: int = 0) -> None:
+        super().__init__(n_estimators=n_estimators, max_segments=max_segments, seed=seed)
 
     def fit(self, train, y, val=None, y_val=None, weights=None) -> dict:
         from sklearn.ensemble import RandomForestClassifier

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .base import Family
+from .base import Family, check_choice
 
 if TYPE_CHECKING:  # typing only: models never import the feature pipeline
     from ..features import Features
@@ -16,10 +16,16 @@ if TYPE_CHECKING:  # typing only: models never import the feature pipeline
 
 class LinearFamily(Family):
     """Standardise -> logistic regression, trained on segments (each speaker weighted equally) or on
-    recordings. Inference is a dot product, so the fitted model is four arrays."""
+    recordings. Inference is a dot product, so the fitted model is four arrays.
 
-    def __init__(self, C: float = 0.05, segment_level: bool = True, **params: Any) -> None:
-        super().__init__(C=C, segment_level=segment_level, **params)
+    ``C``: logistic regression's inverse L2 strength (standardised inputs); ``segment_level``: train
+    on every segment (each recording weighted equally) rather than on recording means. A subclass's
+    own parameters come through ``rest``."""
+
+    def __init__(self, *, C: float = 0.05, segment_level: bool = True, **rest: Any) -> None:
+        if not C > 0:
+            raise ValueError(f"model family {self.name!r}: C must be > 0; got {C!r}")
+        super().__init__(C=C, segment_level=bool(segment_level), **rest)
         self.mean = self.scale = self.coef = None
         self.intercept = 0.0
 
@@ -65,10 +71,9 @@ class EncoderFamily(LinearFamily):
     name = "encoder"
     INPUTS: ClassVar[tuple[str, ...]] = ("stats+embedding", "embedding")
 
-    def __init__(self, C: float = 0.05, segment_level: bool = True, inputs: str = "stats+embedding", **params: Any) -> None:
-        if inputs not in self.INPUTS:
-            raise ValueError(f"encoder inputs must be one of {self.INPUTS}, got {inputs!r}")
-        super().__init__(C=C, segment_level=segment_level, inputs=inputs, **params)
+    def __init__(self, *, C: float = 0.05, segment_level: bool = True, inputs: str = "stats+embedding") -> None:
+        check_choice("model family 'encoder'", "inputs", inputs, self.INPUTS)
+        super().__init__(C=C, segment_level=segment_level, inputs=inputs)
 
     def rows(self, feats: Features) -> np.ndarray:
         if self.params["inputs"] == "embedding":
@@ -77,11 +82,15 @@ class EncoderFamily(LinearFamily):
 
 
 class FluencyFamily(LinearFamily):
+    """Recording-level statistics by construction: ``segment_level`` is always false (accepted, as
+    bundles record it; true is refused)."""
+
     name = "fluency"
 
-    def __init__(self, C: float = 1.0, **params: Any) -> None:
-        params.pop("segment_level", None)  # recording-level statistics by construction
-        super().__init__(C=C, segment_level=False, **params)
+    def __init__(self, *, C: float = 1.0, segment_level: bool = False) -> None:
+        if segment_level:
+            raise ValueError("model family 'fluency' reads recording-level statistics: segment_level must be false")
+        super().__init__(C=C, segment_level=False)
 
     def rows(self, feats: Features) -> np.ndarray:
         return np.log1p(np.abs(feats.prosody))[None, :].repeat(len(feats.spans), 0)

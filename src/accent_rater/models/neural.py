@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from .base import Family
+from .base import Family, check_choice
 from .cnn import AccentCNN
 from .resnet import SeedResNet18
 
@@ -37,15 +37,35 @@ def spec_augment(x: torch.Tensor, freq_param: int, time_param: int, n_masks: int
 
 
 class NeuralFamily(Family):
-    """Segment classifier on log-mels; a recording's logit is the mean over its segments."""
+    """Segment classifier on log-mels; a recording's logit is the mean over its segments.
+
+    Training parameters, shared by the neural families (their own, the module's and its
+    augmentation's, come through ``module``): ``seed``; ``epochs`` and ``batch_size``; ``lr`` and
+    ``weight_decay`` of ``optimizer`` (``OPTIMIZERS``); ``scheduler`` (``SCHEDULERS``: OneCycle per
+    step, cosine per epoch, or halving the rate on a validation plateau); ``label_smoothing`` and
+    ``mixup`` (Beta alpha; 0 = off); early stopping after ``patience`` epochs without a better
+    validation score (None = ``epochs``) on a speaker-disjoint ``val_fraction`` of the training
+    speakers (``train.fit_member``); ``max_steps`` (> 0: stop after that many batches, for
+    integration tests); ``checkpoint`` (a file to resume an interrupted fit from)."""
 
     neural = True
+    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("adamw", "adam")
+    SCHEDULERS: ClassVar[tuple[str, ...]] = ("onecycle", "cosine", "plateau")
 
     def build(self) -> torch.nn.Module:
         raise NotImplementedError
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+    def __init__(self, *, seed: int = 0, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-3,
+                 optimizer: str = "adamw", scheduler: str = "onecycle", label_smoothing: float = 0.0, mixup: float = 0.0,
+                 patience: int | None = None, max_steps: int = 0, checkpoint: str | None = None, val_fraction: float = 0.15,
+                 **module: Any) -> None:
+        owner = f"model family {self.name!r}"
+        check_choice(owner, "optimizer", optimizer, self.OPTIMIZERS)
+        check_choice(owner, "scheduler", scheduler, self.SCHEDULERS)
+        super().__init__(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                         scheduler=scheduler, label_smoothing=label_smoothing, mixup=mixup, patience=patience,
+                         max_steps=max_steps, checkpoint=None if checkpoint is None else str(checkpoint),
+                         val_fraction=val_fraction, **module)
         self.module = self.build()
 
     def train_batch(self, mels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -61,7 +81,7 @@ class NeuralFamily(Family):
         from tqdm import tqdm
 
         p = self.params
-        seed = int(p.get("seed", 0))
+        seed = int(p["seed"])
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -69,26 +89,26 @@ class NeuralFamily(Family):
         Y = torch.from_numpy(np.concatenate([np.full(len(f.mels), t, np.float32) for f, t in zip(train, y)]))
         weights = np.ones(len(train)) if weights is None else np.asarray(weights)
         W = torch.from_numpy(np.concatenate([np.full(len(f.mels), w, np.float32) for f, w in zip(train, weights)]))
-        epochs, bs = int(p.get("epochs", 10)), int(p.get("batch_size", 32))
+        epochs, bs = int(p["epochs"]), int(p["batch_size"])
         steps = int(np.ceil(len(X) / bs))
         params = [q for q in self.module.parameters() if q.requires_grad]
-        lr, wd = float(p.get("lr", 1e-3)), float(p.get("weight_decay", 1e-3))
-        opt = (torch.optim.Adam if p.get("optimizer", "adamw") == "adam" else torch.optim.AdamW)(params, lr=lr, weight_decay=wd)
-        sched_name = p.get("scheduler", "onecycle")
+        lr, wd = float(p["lr"]), float(p["weight_decay"])
+        opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[p["optimizer"]](params, lr=lr, weight_decay=wd)
+        sched_name = p["scheduler"]
         if sched_name == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
         elif sched_name == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=1e-6)
-        else:
+        else:  # "plateau"
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
-        smooth, alpha = float(p.get("label_smoothing", 0.0)), float(p.get("mixup", 0.0))
-        patience = int(p.get("patience", epochs))
-        max_steps = int(p.get("max_steps", 0))  # integration tests: stop after this many steps
+        smooth, alpha = float(p["label_smoothing"]), float(p["mixup"])
+        patience = epochs if p["patience"] is None else int(p["patience"])
+        max_steps = int(p["max_steps"])  # integration tests: stop after this many steps
         best = (-1.0, 0, copy.deepcopy(self.module.state_dict()))
         history: list[dict] = []
         step_count = 0
         start = 0
-        ckpt = Path(p["checkpoint"]) if p.get("checkpoint") else None
+        ckpt = Path(p["checkpoint"]) if p["checkpoint"] else None
         if ckpt is not None and ckpt.exists():  # resume an interrupted fit at the next epoch
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
             self.module.load_state_dict(state["module"])
@@ -160,31 +180,56 @@ class NeuralFamily(Family):
 
 
 class CNNFamily(NeuralFamily):
+    """The compact 1-D CNN (``cnn.AccentCNN``: ``channels``, ``embed``, ``dropout``), trained on
+    random crops of ``crop_frames`` frames (0 = whole segments) with SpecAugment ``specaugment`` =
+    (max frequency band, max time band, masks of each); the training parameters are
+    ``NeuralFamily``'s."""
+
     name = "cnn"
+
+    def __init__(self, *, channels: int = 128, embed: int = 128, dropout: float = 0.3, crop_frames: int = 300,
+                 specaugment: Sequence[int] = (8, 30, 2), **training: Any) -> None:
+        super().__init__(channels=channels, embed=embed, dropout=dropout, crop_frames=crop_frames,
+                         specaugment=_specaugment(self.name, specaugment), **training)
 
     def build(self) -> torch.nn.Module:
         p = self.params
-        return AccentCNN(channels=p.get("channels", 128), embed=p.get("embed", 128), dropout=p.get("dropout", 0.3))
+        return AccentCNN(channels=p["channels"], embed=p["embed"], dropout=p["dropout"])
 
     def train_batch(self, mels, gen):
-        crop = self.params.get("crop_frames", 300)
+        crop = self.params["crop_frames"]
         if crop and mels.shape[-1] > crop:
             t0 = int(torch.randint(0, mels.shape[-1] - crop + 1, (1,), generator=gen))
             mels = mels[..., t0:t0 + crop]
-        aug = self.params.get("specaugment", [8, 30, 2])
-        return self.module(spec_augment(mels, *aug, gen=gen))
+        return self.module(spec_augment(mels, *self.params["specaugment"], gen=gen))
 
 
 class SeedResNetFamily(NeuralFamily):
+    """The seed's ResNet18 (``resnet.SeedResNet18``: ``dropout`` before its last layer; ``weights``,
+    an optional torchvision-format state dict to start from), SpecAugment ``specaugment`` applied
+    after the 224x224 resize as the seed did; the training parameters are ``NeuralFamily``'s."""
+
     name = "seed_resnet"
 
+    def __init__(self, *, dropout: float = 0.7, weights: str | None = None, specaugment: Sequence[int] = (0, 0, 0),
+                 **training: Any) -> None:
+        super().__init__(dropout=dropout, weights=None if weights is None else str(weights),
+                         specaugment=_specaugment(self.name, specaugment), **training)
+
     def build(self) -> torch.nn.Module:
-        return SeedResNet18(dropout=self.params.get("dropout", 0.7), weights=self.params.get("weights"))
+        return SeedResNet18(dropout=self.params["dropout"], weights=self.params["weights"])
 
     def train_batch(self, mels, gen):
         from .resnet import seed_input
 
         images = seed_input(mels)
         # the seed masks after the 224x224 resize
-        aug = self.params.get("specaugment", [0, 0, 0])
-        return self.module(spec_augment(images, *aug, gen=gen), images=True)
+        return self.module(spec_augment(images, *self.params["specaugment"], gen=gen), images=True)
+
+
+def _specaugment(family: str, value: Sequence[int]) -> list[int]:
+    """``specaugment`` = [max frequency band, max time band, masks of each], as a list (what a bundle records)."""
+    value = list(value)
+    if len(value) != 3:
+        raise ValueError(f"model family {family!r}: specaugment must be [max frequency band, max time band, masks]; got {value!r}")
+    return value

@@ -11,15 +11,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from .base import check_choice
 from .linear import LinearFamily
 
 
+PARTS = ("mean+std", "mean")  # which of every layer's window statistics a head reads
+
+
 def layer_rows(feats, layers: Sequence[int] | None, parts: str = "mean+std") -> np.ndarray:
-    """(S, len(layers) * 2 * D) rows: the chosen layers' (mean, std) per window."""
+    """(S, len(layers) * 2 * D) rows: the chosen layers' (mean, std) per window (``parts = "mean"``:
+    the means alone)."""
+    check_choice("layer_rows", "parts", parts, PARTS)
     x = feats.stats if layers is None else feats.stats[:, list(layers)]
     if parts == "mean":
         x = x[:, :, :1]
@@ -27,12 +33,42 @@ def layer_rows(feats, layers: Sequence[int] | None, parts: str = "mean+std") -> 
 
 
 class WhisperFamily(LinearFamily):
+    """The accent head: the window rows of ``layers`` (None = every state) and ``parts``
+    (``PARTS``) -> standardise -> logistic regression (``C``) on every window; ``segment_level`` is
+    always true (accepted, as bundles record it; false is refused).
+
+    A config with ``corpora`` trains this head with ``training.multicorpus.fit_head``, whose
+    ``Recipe`` fields beyond ``C`` are the rest of the parameters here (``RECIPE``, their defaults
+    the ``Recipe``'s; ``corpora`` None = every corpus of the config): the head records them (the
+    bundle shows how it was trained) and reads every column whatever they were, so ``columns`` must
+    be "all" here (other column sets are ``Recipe`` experiments). ``fit`` itself, on one corpus,
+    applies none of them: ``train.check_members`` refuses them in a config without ``corpora``."""
+
     name = "whisper"
     features = "whisper"
+    RECIPE: ClassVar[tuple[str, ...]] = ("corpora", "augmented", "short", "nuisance", "corpus_nuisance", "view_nuisance",
+                                         "scale_floor", "columns", "halves", "extra")
 
-    def __init__(self, C: float = 0.01, layers: Sequence[int] | None = None, parts: str = "mean+std", **params: Any) -> None:
-        params.pop("segment_level", None)
-        super().__init__(C=C, segment_level=True, layers=None if layers is None else list(layers), parts=parts, **params)
+    def __init__(self, *, C: float = 0.01, layers: Sequence[int] | None = None, parts: str = "mean+std", segment_level: bool = True,
+                 corpora: Sequence[str] | None = None, augmented: bool = True, short: bool = True, nuisance: int = 0,
+                 corpus_nuisance: int = 0, view_nuisance: bool = False, scale_floor: float = 0.0, columns: str = "all",
+                 halves: Sequence[int] = (0, 1), extra: dict[str, float] | None = None) -> None:
+        check_choice("model family 'whisper'", "parts", parts, PARTS)
+        if not segment_level:
+            raise ValueError("model family 'whisper' trains on windows: segment_level must be true")
+        if columns != "all":
+            raise ValueError(f"model family 'whisper' reads every column: columns must be 'all' (got {columns!r}; other column "
+                             "sets are multicorpus.Recipe experiments, scripts/cross_corpus.py)")
+        super().__init__(C=C, segment_level=True, layers=None if layers is None else list(layers), parts=parts,
+                         corpora=None if corpora is None else list(corpora), augmented=augmented, short=short, nuisance=nuisance,
+                         corpus_nuisance=corpus_nuisance, view_nuisance=view_nuisance, scale_floor=scale_floor, columns=columns,
+                         halves=list(halves), extra={} if extra is None else dict(extra))
+
+    def recipe_settings(self) -> dict[str, Any]:
+        """The multi-corpus settings (``RECIPE``) that differ from their defaults: what only a
+        config with ``corpora`` (``multicorpus.fit_head``) can apply."""
+        default = type(self)().params
+        return {k: self.params[k] for k in self.RECIPE if self.params[k] != default[k]}
 
     def rows(self, feats) -> np.ndarray:
         return layer_rows(feats, self.params["layers"], self.params["parts"])
@@ -45,12 +81,14 @@ class L1Head:
     multinomial logistic regression (``C``). Either way a recording's class logits are linear in its
     mean row, then temperature-scaled."""
 
-    def __init__(self, method: str = "lda", C: float = 0.1, layers: Sequence[int] | None = None, parts: str = "mean+std",
-                 n_components: int = 128, **params: Any) -> None:
-        if method not in ("lda", "logistic"):
-            raise ValueError(f"L1 method must be 'lda' or 'logistic', got {method!r}")
+    METHODS: ClassVar[tuple[str, ...]] = ("lda", "logistic")
+
+    def __init__(self, *, method: str = "lda", C: float = 0.1, layers: Sequence[int] | None = None, parts: str = "mean+std",
+                 n_components: int = 128) -> None:
+        check_choice("L1 head", "method", method, self.METHODS)
+        check_choice("L1 head", "parts", parts, PARTS)
         self.params = {"method": method, "C": C, "layers": None if layers is None else list(layers), "parts": parts,
-                       "n_components": n_components, **params}
+                       "n_components": n_components}
         self.classes: list[str] = []
         self.mean = self.scale = self.coef = self.intercept = None
         self.temperature = 1.0

@@ -10,10 +10,12 @@ directory and reused when the same command runs again (``--resume`` is the defau
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,24 +27,49 @@ from . import data, splits
 from .augment import augment_kind  # noqa: F401  (the training copies' kinds; scripts import it from here)
 from ..serve.engine import Engine
 from ..models import Family, family_class, get_family
+from ..models.base import unknown_parameters
 
 
 # --- configuration -------------------------------------------------------------------------------
+# The default recipe: the repository's configs/default.toml (what the bundled default model came
+# from), the single source of Config's recipe defaults. It is not package data: a wheel installed
+# without the repository cannot see it, and then only a Config that states every recipe setting
+# itself can be made (``default_recipe`` says so, naming the file); training runs from a checkout.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "default.toml"
+TABLES = ("data", "run")  # the tables whose keys are Config fields; plus [[models]] and [l1]
+
+
+class _FromDefaultConfig:
+    """Marks a Config field whose default is the value configs/default.toml gives it."""
+
+    def __repr__(self) -> str:
+        return "<from configs/default.toml>"
+
+
+FROM_DEFAULT_CONFIG: Any = _FromDefaultConfig()
+
+
 @dataclass
 class Config:
-    """One training run. The defaults are the bundled default model's recipe (``configs/default.toml``,
-    a test keeps them equal); ``bundle_dir`` alone differs, so that no run overwrites the bundled
-    model unless its config says so."""
+    """One training run. A field marked ``FROM_DEFAULT_CONFIG`` defaults to what
+    ``configs/default.toml`` (``DEFAULT_CONFIG``, the bundled default model's recipe) says, read
+    when a Config is made without it (``default_recipe``); the other fields are switches whose code
+    default is "off" and which default.toml leaves alone, except ``bundle_dir``: default.toml exports
+    the bundled model, a Config that does not say so exports nothing, so that no run overwrites the
+    bundled model unless its config says so. Each value is stated once (a test keeps it so).
+    ``Config.load`` reads a config file (its ``base`` chain) on top of these defaults; a key that is
+    not a Config field, in any table, is refused with the valid ones."""
 
     name: str
-    corpus: str = "../shared/data/saa"
-    cache: str = "cache/features"
-    folds: int = 5
-    seed: int = 0
+    corpus: str = FROM_DEFAULT_CONFIG
+    cache: str = FROM_DEFAULT_CONFIG
+    folds: int = FROM_DEFAULT_CONFIG
+    seed: int = FROM_DEFAULT_CONFIG
     max_speakers: int = 0  # 0 = all; a stratified subset otherwise (integration tests)
-    models: list[dict[str, Any]] = field(default_factory=lambda: [
-        {"family": "whisper", "corpora": ["saa"], "C": 0.003, "scale_floor": 0.5, "corpus_nuisance": 1}])
-    fusion: bool = False
+    # The members: [[models]] tables, each a ``family`` (``models.FAMILIES``), an optional ``label``
+    # and the family's parameters (``family_params``).
+    models: list[dict[str, Any]] = FROM_DEFAULT_CONFIG
+    fusion: bool = FROM_DEFAULT_CONFIG
     # Re-weight training speakers by group size: weight ~ n_group ** -group_weighting, group = native
     # variety (USA, UK, ..., other) for natives and first language for non-natives; 0 = unweighted.
     # Calibration and the threshold are always fitted unweighted.
@@ -54,18 +81,23 @@ class Config:
     ray: str = ""  # "" = a local process pool; "local", "auto" or HOST:PORT = Ray Data (engine.py)
     # Input features: "mels" (log-mels + resemblyzer + prosody, ``features.Features``) or
     # "whisper-<size>" (the frozen Whisper encoder's pooled states, ``backbones.whisper.WhisperFeatures``).
-    features: str = "whisper-tiny.en"
+    features: str = FROM_DEFAULT_CONFIG
     # Augmented training copies per recording (whisper features only): kind i of
     # ``augment.KINDS`` in turn, so every kind is used equally; held-out copies measure robustness.
-    augment_copies: int = 2
+    augment_copies: int = FROM_DEFAULT_CONFIG
     # First-language head (whisper features only; {} = none): ``models.whisper_heads.L1Head`` parameters.
-    l1: dict[str, Any] = field(default_factory=lambda: {"method": "lda", "layers": [3, 4], "n_components": 128})
+    l1: dict[str, Any] = FROM_DEFAULT_CONFIG
     window_seconds: float = audio.CHUNK_SECONDS  # Whisper windows; 30 = each reading encoded (almost) whole
     # Other corpora (paths) trained, calibrated and evaluated beside ``corpus`` (``run_corpora``):
     # the first model entry is then a ``multicorpus.Recipe``.
-    corpora: list[str] = field(default_factory=lambda: ["../shared/data/librispeech", "../shared/data/speechocean762"])
-    copies: dict[str, int] = field(default_factory=lambda: {"speechocean762": 1})  # augmented copies per corpus (default augment_copies)
-    short_corpora: list[str] = field(default_factory=lambda: ["saa", "librispeech"])  # corpora whose 3 s windows train too
+    corpora: list[str] = FROM_DEFAULT_CONFIG
+    copies: dict[str, int] = FROM_DEFAULT_CONFIG  # augmented copies per corpus (default augment_copies)
+    short_corpora: list[str] = FROM_DEFAULT_CONFIG  # corpora whose 3 s windows train too
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) is FROM_DEFAULT_CONFIG:
+                setattr(self, f.name, copy.deepcopy(default_recipe(f.name)))
 
     @property
     def engine(self) -> Engine:
@@ -74,16 +106,68 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "Config":
-        raw = read_config(path)
-        flat = {"name": raw.get("name", Path(path).stem), **raw.get("data", {}), **raw.get("run", {})}
-        flat.update({k: raw[k] for k in ("models", "l1") if k in raw})
-        cfg = cls(**flat)
+        """The config file at ``path`` (``read_config``), then ``overrides`` (None = not given), on
+        top of the defaults; ``out_dir`` and ``primary`` filled in from the rest when empty."""
+        known = {f.name for f in fields(cls)}
+        message = unknown_parameters("Config.load", overrides, sorted(known), what="setting")
+        if message:
+            raise TypeError(message)
+        cfg = cls(**{"name": Path(path).stem, **flatten_config(read_config(path), path)})
         for k, v in overrides.items():
             if v is not None:
                 setattr(cfg, k, v)
         cfg.out_dir = cfg.out_dir or f"runs/{cfg.name}"
         cfg.primary = cfg.primary or ("fusion" if cfg.fusion and len(cfg.models) > 1 else member_name(cfg.models[0]))
         return cfg
+
+
+def flatten_config(raw: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """A config file's tables as Config fields: ``name``, every key of ``[data]`` and ``[run]``,
+    ``[[models]]`` and ``[l1]``. An unknown top-level key or table, a ``[data]`` / ``[run]`` key
+    that is not a Config field, or one key in both tables is refused, naming it and the valid ones."""
+    top = ("name", *TABLES, "models", "l1")
+    message = unknown_parameters(f"config {path}", raw, top, what="top-level key")
+    if message:
+        raise ValueError(message)
+    tabled = sorted(f.name for f in fields(Config) if f.name not in ("name", "models", "l1"))
+    flat: dict[str, Any] = {}
+    for table in TABLES:
+        values = raw.get(table, {})
+        message = unknown_parameters(f"config {path} [{table}]", values, tabled, what="setting")
+        if message:
+            raise ValueError(message)
+        twice = sorted(set(values) & set(flat))
+        if twice:
+            raise ValueError(f"config {path}: {', '.join(twice)} set in both [data] and [run]; keep one")
+        flat.update(values)
+    if "name" in raw:
+        flat["name"] = raw["name"]
+    flat.update({k: raw[k] for k in ("models", "l1") if k in raw})
+    return flat
+
+
+@functools.cache
+def _default_config() -> dict[str, Any]:
+    if not DEFAULT_CONFIG.exists():
+        raise FileNotFoundError(
+            f"Config's recipe defaults are read from {DEFAULT_CONFIG}, which is not there (an installed wheel does not ship "
+            "the repository's configs/): train from a checkout of the repository (pip install -e .), or state every "
+            "recipe setting in the config itself")
+    flat = flatten_config(read_config(DEFAULT_CONFIG), DEFAULT_CONFIG)
+    flat.pop("name", None)
+    flat.pop("bundle_dir", None)  # the bundled model's export target, not a default (see Config)
+    return flat
+
+
+def default_recipe(key: str | None = None) -> Any:
+    """configs/default.toml's value of Config field ``key`` (all of them, as a dict, without one):
+    the defaults of Config's ``FROM_DEFAULT_CONFIG`` fields. Read once; callers get copies."""
+    values = _default_config()
+    if key is None:
+        return copy.deepcopy(values)
+    if key not in values:
+        raise KeyError(f"{DEFAULT_CONFIG} gives no value for Config.{key}, whose default it should be")
+    return copy.deepcopy(values[key])
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -106,7 +190,21 @@ def member_name(spec: dict[str, Any]) -> str:
 
 
 def family_params(spec: dict[str, Any]) -> dict[str, Any]:
+    """A [[models]] entry's parameters of its family: every key but ``family`` and ``label``."""
     return {k: v for k, v in spec.items() if k not in ("family", "label")}
+
+
+def l1_head(params: dict[str, Any]):
+    """``models.whisper_heads.L1Head`` with a config's ``[l1]`` settings; an unknown one is a
+    TypeError naming it and the valid ones."""
+    import inspect
+
+    from ..models.whisper_heads import L1Head
+
+    message = unknown_parameters("the first-language head [l1]", params, list(inspect.signature(L1Head).parameters), what="setting")
+    if message:
+        raise TypeError(message)
+    return L1Head(**params)
 
 
 # --- cross-validation ------------------------------------------------------------------------------
@@ -179,9 +277,15 @@ def with_copies(recs, feats, y, weights, aug) -> tuple[list, list, np.ndarray, n
 
 
 def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndarray | None = None) -> tuple[Family, dict]:
-    fam = get_family(spec["family"], **family_params(spec))
+    """Fit one member on the training recordings; a neural one stops early on a speaker-disjoint
+    ``val_fraction`` of them. ``checkpoint`` (which ``run`` adds to every member's spec) reaches only
+    the neural families, the ones whose fit can resume."""
+    params = family_params(spec)
+    if not family_class(spec["family"]).neural:
+        params.pop("checkpoint", None)
+    fam = get_family(spec["family"], **params)
     if fam.neural:  # early stopping on a speaker-disjoint validation split
-        val = set(splits.split_speakers(recs, val=float(spec.get("val_fraction", 0.15)), test=0.0, seed=seed)["val"])
+        val = set(splits.split_speakers(recs, val=float(fam.params["val_fraction"]), test=0.0, seed=seed)["val"])
         tr = [i for i, r in enumerate(recs) if r.speaker_id not in val]
         va = [i for i, r in enumerate(recs) if r.speaker_id in val]
         w = None if weights is None else weights[tr]
@@ -192,15 +296,34 @@ def fit_member(spec: dict[str, Any], recs, feats, y, seed: int, weights: np.ndar
 
 
 def check_members(cfg: Config) -> None:
-    """Refuse, before any work, a member that cannot read the configured features or that the
-    bundle could not hold."""
+    """Refuse, before any work, a member whose family does not take one of its parameters (or
+    knows no such choice), that cannot read the configured features or that the bundle could not
+    hold; in a config with ``corpora``, anything but one ``whisper`` accent head whose settings are a
+    ``multicorpus.Recipe``; in one without, multi-corpus settings a one-corpus fit would not apply;
+    and an unknown ``[l1]`` setting. Every member is instantiated (cheap: nothing is fitted)."""
+    from ..models.whisper_heads import WhisperFamily
+
     kind = cfg.features.partition("-")[0]
+    if cfg.corpora:
+        from .multicorpus import recipe_of
+
+        if len(cfg.models) != 1 or cfg.models[0]["family"] != "whisper":
+            raise ValueError("a config with corpora = [...] trains one accent head: a single [[models]] entry of family "
+                             f"'whisper'; this one has {[spec['family'] for spec in cfg.models]}")
+        recipe_of(cfg.models[0], [Path(p).name for p in (cfg.corpus, *cfg.corpora)])
     for spec in cfg.models:
         fam = family_class(spec["family"])
         if fam.features != kind:
             raise ValueError(f"model family {fam.name!r} reads {fam.features} features; this config has features = {cfg.features!r}")
         if cfg.bundle_dir and not fam.exportable and cfg.primary in ("fusion", member_name(spec)):
             raise ValueError(f"model family {fam.name!r} cannot be exported: leave bundle_dir empty or choose another primary")
+        member = get_family(spec["family"], **family_params(spec))
+        if not cfg.corpora and isinstance(member, WhisperFamily) and member.recipe_settings():
+            raise ValueError(f"member {member_name(spec)!r}: {', '.join(member.recipe_settings())} are multi-corpus settings "
+                             "(multicorpus.Recipe), applied only in a config with corpora = [...]; this one trains on its "
+                             "corpus alone: remove them")
+    if cfg.l1:
+        l1_head(cfg.l1)
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -392,6 +515,7 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
                               write_run_files)
     from .site_profile import reference_scores
 
+    check_members(cfg)
     t0 = time.time()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
