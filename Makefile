@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test ui serve train bench e2e-deps clean
+.PHONY: run test lint ui serve train bench e2e-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,19 @@ run: $(STAMP)
 	$(BIN)/accent-rater rate src/accent_rater/assets/samples
 	$(BIN)/accent-rater ui
 
-# The whole test suite (what CI runs through .ci/run).
-test: $(STAMP) e2e-deps
+# The whole test suite (what CI runs through .ci/run): lint, type-check the runtime package, tests.
+test: lint e2e-deps
 	$(BIN)/python -m pytest -q
+
+# ruff over everything (rules in pyproject.toml); mypy over the runtime package (what rating runs).
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts experiments
+	$(BIN)/mypy
 
 # Browser test dependencies (playwright-core driving Debian's chromium; never a downloaded browser).
 e2e-deps:
-	@if command -v npm >/dev/null 2>&1 && [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules/playwright-core ]; then \
-		cd tests/e2e && npm install --no-audit --no-fund --silent; fi
+	@if command -v npm >/dev/null 2>&1 && [ -f tests/serve/e2e/package.json ] && [ ! -d tests/serve/e2e/node_modules/playwright-core ]; then \
+		cd tests/serve/e2e && npm install --no-audit --no-fund --silent; fi
 
 serve: $(STAMP)
 	$(BIN)/accent-rater serve

@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pronunciation import PRON_NAMES, pron_features
 
 from accent_rater import audio
-from accent_rater.training import data, splits
 from accent_rater.calibration import sigmoid
-from accent_rater.features import Features
-from accent_rater.evaluation.metrics import bootstrap_ci
 from accent_rater.evaluation.compare import compare_members, member_logits, members_table
+from accent_rater.evaluation.metrics import bootstrap_ci
+from accent_rater.features import Features
+from accent_rater.training import data, splits
+
+from pronunciation import PRON_NAMES, pron_features
 
 ROOT = Path(__file__).resolve().parents[1]
 SAA = ROOT.parent / "shared" / "data" / "saa"

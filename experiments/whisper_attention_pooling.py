@@ -22,10 +22,10 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from torch import nn
 
-from accent_rater.training import data
 from accent_rater.backbones import whisper
-from accent_rater.training.stacking import choose_threshold
 from accent_rater.models.whisper_heads import WhisperFamily
+from accent_rater.training import data
+from accent_rater.training.stacking import choose_threshold
 
 
 class AttentionPool(nn.Module):

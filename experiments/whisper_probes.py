@@ -22,10 +22,10 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from accent_rater import audio
-from accent_rater.training import data
 from accent_rater.backbones import whisper
 from accent_rater.models import get_family
 from accent_rater.models.whisper_heads import L1Head
+from accent_rater.training import data
 
 CACHE = Path("cache/whisper/tiny.en/saa")
 

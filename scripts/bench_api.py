@@ -136,7 +136,7 @@ def main() -> None:
     try:
         with httpx.Client(base_url=url, timeout=600) as c:
             model = c.get("/healthz").json()["model"]
-            for i in range(args.warmup):
+            for _ in range(args.warmup):
                 r = c.post("/v1/rate", files={"file": ("warmup.wav", body, "audio/wav")})
                 r.raise_for_status()
         load_before = os.getloadavg()

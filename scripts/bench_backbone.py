@@ -26,6 +26,7 @@ import torch
 
 from accent_rater import Rater, audio, logmel
 from accent_rater.models.resnet import SeedResNet18
+
 from bench_rate import make_clip  # scripts/ is on sys.path when this script runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def main() -> None:
         rows.append((f"  of which ResNet18 on {len(mels)} windows", timed(seed_model_only, args.runs)))
         for name in ("default", "fast"):
             rater = Rater(name, threads=2)
-            rows.append((f"`{name}` ({rater.name}): Rater.rate, warm", timed(lambda: rater.rate(c30), args.runs)))
+            rows.append((f"`{name}` ({rater.name}): Rater.rate, warm", timed(lambda rater=rater: rater.rate(c30), args.runs)))
         for name in ("default", "fast"):
             t = time.perf_counter()
             out = subprocess.run([CLI, "rate", "--json", "--model", name, str(c5)], capture_output=True, text=True)

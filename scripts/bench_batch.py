@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from accent_rater.training import data
 from accent_rater.serve.batch import Summary, rater_options, run_batch
 from accent_rater.serve.engine import Engine
+from accent_rater.training import data
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_HOURS = 10_000

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rate import REPO, make_clip  # noqa: E402
 from bench_words import print_table, timed  # noqa: E402
 
 from accent_rater import Rater, audio, logmel  # noqa: E402
 from accent_rater.models.resnet import SeedResNet18  # noqa: E402
+
+from bench_rate import REPO, make_clip  # noqa: E402
 
 WORD = REPO.parent / "shared" / "data" / "speechocean762" / "audio" / "000010173.opus"  # "TREES"
 

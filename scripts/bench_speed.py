@@ -31,11 +31,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backbone import timed as median_time  # noqa: E402
-from bench_rate import REPO, make_clip  # noqa: E402
 
 from accent_rater import Rater, audio, logmel  # noqa: E402
 from accent_rater.backbones import whisper  # noqa: E402
 from accent_rater.threads import one_blas_thread  # noqa: E402
+
+from bench_rate import REPO, make_clip  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "accent-rater")
 SAA = REPO.parent / "shared" / "data" / "saa" / "audio"

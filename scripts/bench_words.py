@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rate import REPO, make_clip  # noqa: E402
-
 from accent_rater import Rater, audio  # noqa: E402
 from accent_rater.words import PASSAGE, feedback  # noqa: E402
+
+from bench_rate import REPO, make_clip  # noqa: E402
 
 
 def timed(fn, runs: int) -> list[float]:

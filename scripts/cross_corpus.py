@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from accent_rater.training import data
 from accent_rater.audio import MIN_SPEECH_SECONDS
 from accent_rater.calibration import Calibrator
-from accent_rater.training.stacking import choose_threshold
-from accent_rater.training.multicorpus import (Corpora, Recipe, cell_weights, cross_validate, fit_head, fold_calibration, folds_of,
-                                      recipe_of)
 from accent_rater.evaluation.report import md_table
+from accent_rater.training import data
+from accent_rater.training.multicorpus import Corpora, Recipe, cell_weights, cross_validate, fit_head, fold_calibration, folds_of, recipe_of
+from accent_rater.training.stacking import choose_threshold
 from accent_rater.training.train import Config, corpora_data
 
 C_GRID = (0.0015, 0.003, 0.005, 0.01, 0.03)

@@ -28,14 +28,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from accent_rater.training import data
 from accent_rater import paths
-from accent_rater.training import caches
 from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator
-from accent_rater.training.stacking import choose_threshold
 from accent_rater.models import get_family
 from accent_rater.models.whisper_heads import Novelty, layer_rows
+from accent_rater.training import caches, data
+from accent_rater.training.stacking import choose_threshold
 from accent_rater.training.train import Config, augment_kind, family_params, member_name
 
 N_BOOT = 1000
@@ -210,7 +209,7 @@ def main() -> None:
         rows = []
         for test_part in (0, 1):
             same, other = res[(test_part, test_part)], res[(1 - test_part, test_part)]
-            d = boot(lambda b: bacc(y[ok][b], other[1][ok][b].astype(float), 0.5) - bacc(y[ok][b], same[1][ok][b].astype(float), 0.5), len(ok))
+            d = boot(lambda b, same=same, other=other: bacc(y[ok][b], other[1][ok][b].astype(float), 0.5) - bacc(y[ok][b], same[1][ok][b].astype(float), 0.5), len(ok))
             rows.append([f"{'first' if test_part == 0 else 'second'} half", len(ok),
                          f"{balanced_accuracy_score(y[ok], same[1][ok]):.3f} / {roc_auc_score(y[ok], same[0][ok]):.3f}",
                          f"{balanced_accuracy_score(y[ok], other[1][ok]):.3f} / {roc_auc_score(y[ok], other[0][ok]):.3f}", fmt(d)])

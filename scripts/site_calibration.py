@@ -39,15 +39,14 @@ import numpy as np
 from safetensors.numpy import load_file
 from sklearn.metrics import roc_auc_score
 
-from accent_rater.training import data
 from accent_rater import paths
-from accent_rater.training import caches
 from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator, logit, sigmoid
 from accent_rater.evaluation.metrics import ece
-from accent_rater.models import get_family
-from accent_rater.training.site_profile import CONFIDENCE_Z, MIN_PER_GROUP, detectable_shift, fit_adjustment, reference_scores
 from accent_rater.evaluation.report import md_table
+from accent_rater.models import get_family
+from accent_rater.training import caches, data
+from accent_rater.training.site_profile import CONFIDENCE_Z, MIN_PER_GROUP, detectable_shift, fit_adjustment, reference_scores
 from accent_rater.training.train import Config, family_params, member_name
 
 KS = (3, 5, 10, 20)

@@ -22,7 +22,6 @@ import struct
 import numpy as np
 import pytest
 import soxr
-from conftest import FIXTURES, SAMPLES, encode, encode_soundfile, read_fixture, write_wav
 
 from accent_rater import audio, logmel
 from accent_rater.errors import (
@@ -35,6 +34,8 @@ from accent_rater.errors import (
     SilentAudioError,
     TooLittleSpeechError,
 )
+
+from conftest import FIXTURES, SAMPLES, encode, encode_soundfile, read_fixture, write_wav
 
 SR = audio.SAMPLE_RATE
 PARITY_CLIP = "native_us_english5.flac"

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, make_result
 
 from accent_rater import Rater
+
+from conftest import SAMPLES, make_result
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLI = [sys.executable, "-m", "accent_rater"]

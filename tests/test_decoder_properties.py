@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from accent_rater import audio
 from accent_rater.errors import AudioError
 from accent_rater.rater import AccentResult, Rater
+
 from conftest import FIXTURES, SAMPLES, encode, read_fixture
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")

@@ -13,8 +13,17 @@ import numpy as np
 import pytest
 
 from accent_rater import audio
-from accent_rater.pronunciation import (ASPECTS, SCALE, Measures, NoPronunciationError, PronunciationHead, pitch_contour,
-                                        prosody_features, reading_features, syllables)
+from accent_rater.pronunciation import (
+    ASPECTS,
+    SCALE,
+    Measures,
+    NoPronunciationError,
+    PronunciationHead,
+    pitch_contour,
+    prosody_features,
+    reading_features,
+    syllables,
+)
 from accent_rater.words import Forced, Heard, TextError, natural_case, written_windows
 
 from conftest import FIXTURES, write_wav
@@ -249,9 +258,9 @@ def test_api_scores_and_leaves_out_the_accent_fields_of_short_speech(words_weigh
 def test_training_measures_fits_and_bundles_heads_on_a_handful_of_readings(words_weights, shared_data: Path,
                                                                             tmp_path: Path) -> None:
     """The audiocraft habit: the real pipeline (measure, cross-validate, fit, bundle, rate) on a few readings."""
-    from accent_rater.training.export import add_pronunciation
     from accent_rater.rater import Rater
     from accent_rater.training import pronunciation as tp
+    from accent_rater.training.export import add_pronunciation
 
     everything = tp.readings(shared_data, saa_per_label=1)
     so = [r for r in everything if r.corpus == "speechocean762"]
@@ -281,11 +290,11 @@ def test_training_measures_fits_and_bundles_heads_on_a_handful_of_readings(words
 def test_web_app_shows_the_four_scores_colours_words_by_accuracy_and_says_when_the_accent_is_not_rated() -> None:
     from dataclasses import replace
 
-    from conftest import make_result
-
-    from accent_rater.serve import ui
     from accent_rater.pronunciation import Pronunciation
+    from accent_rater.serve import ui
     from accent_rater.words import Reading, Word, practise
+
+    from conftest import make_result
 
     words = [Word("Please", 0.1, 0.4, "ok", 0.9, "Please", 92.0), Word("call", 0.5, 0.8, "ok", 0.8, "call", 30.0),
              Word("Stella.", 0.9, 1.2, "unclear", 0.2, "Stella", 60.0), Word("Ask", None, None, "missed", None, "", None)]

@@ -11,12 +11,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, SAMPLES
 
 from accent_rater import Rater, audio
 from accent_rater.backbones.whisper import WeightsError, check_decoder
-from accent_rater.words import (MAX_TEXT_CHARS, PASSAGE, Heard, TextError, Word, feedback, normalize, practise,
-                                reading_warning, snap_to_speech, text_words)
+from accent_rater.words import (
+    MAX_TEXT_CHARS,
+    PASSAGE,
+    Heard,
+    TextError,
+    Word,
+    feedback,
+    normalize,
+    practise,
+    reading_warning,
+    snap_to_speech,
+    text_words,
+)
+
+from conftest import FIXTURES, SAMPLES
 
 pytest.importorskip("rapidfuzz", reason="word feedback needs the `words` extra")
 pytest.importorskip("num2words", reason="word feedback needs the `words` extra")

@@ -33,7 +33,7 @@ class Calibrator:
     train_prior: float
 
     @classmethod
-    def fit(cls, logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> "Calibrator":
+    def fit(cls, logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Calibrator:
         """Platt scaling; ``weights`` (e.g. every corpus and label weighing the same) set the
         training prior too."""
         from sklearn.linear_model import LogisticRegression

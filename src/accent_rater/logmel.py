@@ -61,7 +61,7 @@ def mel_filterbank_np(
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank(*args, **kwargs) -> "torch.Tensor":
+def mel_filterbank(*args, **kwargs) -> torch.Tensor:
     """``mel_filterbank_np`` as a torch tensor (same arguments)."""
     import torch
 
@@ -75,13 +75,13 @@ def mel_centres() -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _window(n_fft: int) -> "torch.Tensor":
+def _window(n_fft: int) -> torch.Tensor:
     import torch
 
     return torch.hann_window(n_fft)
 
 
-def mel_power(batch: "torch.Tensor", fb: "torch.Tensor", n_fft: int = N_FFT, hop: int = HOP_LENGTH) -> "torch.Tensor":
+def mel_power(batch: torch.Tensor, fb: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP_LENGTH) -> torch.Tensor:
     """(B, T) waveforms -> (B, n_mels, frames) mel power (center=True, zero padding)."""
     import torch
 
@@ -90,7 +90,7 @@ def mel_power(batch: "torch.Tensor", fb: "torch.Tensor", n_fft: int = N_FFT, hop
     return torch.matmul(power.transpose(1, 2), fb).transpose(1, 2)
 
 
-def log_mel(batch: "np.ndarray | torch.Tensor") -> "torch.Tensor":
+def log_mel(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Band-limited 16 kHz waveforms (B, T) or (T,) -> log-mel in dB, (B, N_MELS, frames)."""
     import torch
 
@@ -101,7 +101,7 @@ def log_mel(batch: "np.ndarray | torch.Tensor") -> "torch.Tensor":
     return 10.0 * torch.log10(torch.clamp(mel, min=DB_FLOOR))
 
 
-def segment_features(speech: Speech) -> "tuple[torch.Tensor, list[tuple[float, float]]]":
+def segment_features(speech: Speech) -> tuple[torch.Tensor, list[tuple[float, float]]]:
     """Speech -> (B, N_MELS, SEGMENT_FRAMES) log-mels and each window's span in original seconds."""
     windows, spans = make_segments(speech.audio)
     times = [speech.span_seconds(s, e) for s, e in spans]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple, Optional
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class Measures:
     energy: np.ndarray  # (frames,) level in dB every 10 ms of the pause-trimmed speech
     accent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # ``pooled`` accent-model features
 
-    def with_accent(self, feats: Any) -> "Measures":
+    def with_accent(self, feats: Any) -> Measures:
         """These measures with the accent model's features of the same speech (``pooled``)."""
         return replace(self, accent=pooled(feats))
 
@@ -81,7 +81,7 @@ class Measures:
             accent=self.accent)
 
     @classmethod
-    def load(cls, path: Path) -> "Measures":
+    def load(cls, path: Path) -> Measures:
         z = np.load(path, allow_pickle=True)
         return cls([str(w) for w in z["written"]], [Heard(str(t), float(a), float(b), float(p)) for t, a, b, p in z["heard"]],
                    [Forced(str(w), float(a), float(b), float(lp), float(mn), int(n)) for w, a, b, lp, mn, n in z["forced"]],
@@ -185,7 +185,9 @@ def prosody_features(pitch: np.ndarray, energy: np.ndarray) -> dict[str, float]:
     voiced = pitch > 0
     moves = np.abs(np.diff(12.0 * np.log2(np.where(voiced, pitch, 1.0))))[voiced[1:] & voiced[:-1]]
     loud = energy[energy > energy.max() - 40.0] if len(energy) else np.zeros(0)
-    q = (lambda a, lo, hi: float(np.percentile(a, hi) - np.percentile(a, lo)) if len(a) > 1 else 0.0)
+    def q(a: np.ndarray, lo: float, hi: float) -> float:  # an inter-percentile range
+        return float(np.percentile(a, hi) - np.percentile(a, lo)) if len(a) > 1 else 0.0
+
     return {
         "voiced_share": float(voiced.mean()) if len(pitch) else 0.0,
         "pitch_sd": float(np.std(np.clip(st, -12, 12))) if len(st) else 0.0,
@@ -353,7 +355,7 @@ class PronunciationHead:
                 "word_features": len(self.word_names), "decoder": "base"}
 
     @classmethod
-    def load(cls, model_dir: Path, meta: dict[str, Any]) -> "PronunciationHead":
+    def load(cls, model_dir: Path, meta: dict[str, Any]) -> PronunciationHead:
         from safetensors.numpy import load_file
 
         t = load_file(str(model_dir / meta["file"]))
@@ -363,13 +365,13 @@ class PronunciationHead:
             raise ValueError(f"model bundle {model_dir}: the pronunciation heads do not match their feature count")
         return head
 
-    def score(self, m: Measures) -> tuple[Pronunciation, list[Optional[float]]]:
+    def score(self, m: Measures) -> tuple[Pronunciation, list[float | None]]:
         """The reading's four scores and each written word's accuracy, 0-100 (None for the words
         outside the stretch read, ``read_part``)."""
         f = reading_features(m)
         scores = {a: _scale(f.values @ c + b) for a, (c, b) in self.utterance.items()}
         read = [_scale(v) for v in (f.words @ self.word[0] + self.word[1])] if len(f.words) else []
-        words: list[Optional[float]] = [None] * len(m.written)
+        words: list[float | None] = [None] * len(m.written)
         words[f.first: f.first + len(read)] = read
         return Pronunciation(**scores), words
 

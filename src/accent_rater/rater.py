@@ -13,7 +13,7 @@ import threading
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -69,15 +69,15 @@ class AccentResult:
     English proficiency; ``parts`` says which parts the result holds: with pronunciation scores on
     less than 3 s of speech, the accent fields are null."""
 
-    p_native: Annotated[Optional[float], "Calibrated probability that a listener-labelled native English speaker "
+    p_native: Annotated[float | None, "Calibrated probability that a listener-labelled native English speaker "
                         "produced the speech (0..1), shifted to the deployment prior when one was given; null when "
                         "the accent was not rated (see `parts`)"]
-    label: Annotated[Optional[Literal["native", "non_native"]], '"native" when p_native >= threshold, else '
+    label: Annotated[Literal["native", "non_native"] | None, '"native" when p_native >= threshold, else '
                      '"non_native"; null when the accent was not rated']
-    score: Annotated[Optional[int], "round(100 * p_native); null when the accent was not rated"]
-    band: Annotated[Optional[str], "native-like | light accent | noticeable accent | strong accent: the range of "
+    score: Annotated[int | None, "round(100 * p_native); null when the accent was not rated"]
+    band: Annotated[str | None, "native-like | light accent | noticeable accent | strong accent: the range of "
                     "p_native around the threshold; null when the accent was not rated"]
-    borderline: Annotated[Optional[bool], f"p_native is within {BORDERLINE_MARGIN:.2f} of the threshold; null when "
+    borderline: Annotated[bool | None, f"p_native is within {BORDERLINE_MARGIN:.2f} of the threshold; null when "
                           "the accent was not rated"]
     threshold: Annotated[float, "Decision threshold applied to p_native"]
     speech_seconds: Annotated[float, "Seconds of speech found by voice-activity detection"]
@@ -96,9 +96,9 @@ class AccentResult:
     words: Annotated[list[Word], "Word feedback (asked for with words=true): each word of the text read, in order, "
                      "with extra words heard between them; empty without word feedback or on free speech"] = field(default_factory=list)
     transcript: Annotated[str, "What Whisper heard (with word feedback); empty without it"] = ""
-    reading: Annotated[Optional[Reading], "Reading accuracy and speaking rate over the text's words (with word "
+    reading: Annotated[Reading | None, "Reading accuracy and speaking rate over the text's words (with word "
                        "feedback on a text); null otherwise"] = None
-    pronunciation: Annotated[Optional[Pronunciation], "Pronunciation scores, 0-100 (asked for with "
+    pronunciation: Annotated[Pronunciation | None, "Pronunciation scores, 0-100 (asked for with "
                              "pronunciation=true): accuracy, fluency, prosody and total, as speechocean762's experts "
                              "rate learners' readings; null when not asked for or with nothing to score. Not a test "
                              "score and not a judgement of a person"] = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from typing import Annotated, Any, Literal, NamedTuple, Optional
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -40,14 +40,14 @@ class Word(NamedTuple):
     """One word of the text (or one extra word heard between them), in reading order."""
 
     word: Annotated[str, "The word as written in the text, punctuation included; empty for an extra word"]
-    start: Annotated[Optional[float], "Start in seconds of the original recording; null when missed"]
-    end: Annotated[Optional[float], "End in seconds of the original recording; null when missed"]
+    start: Annotated[float | None, "Start in seconds of the original recording; null when missed"]
+    end: Annotated[float | None, "End in seconds of the original recording; null when missed"]
     status: Annotated[Status, f"ok: heard as written (Whisper's probability >= {P_OK}); unclear: heard as written "
                       "with a lower probability, or a near miss in spelling; different: another word was heard; "
                       "missed: nothing was heard for it; extra: a word heard that is not in the text"]
-    confidence: Annotated[Optional[float], "Whisper's probability of the word it heard (0..1); null when missed"]
+    confidence: Annotated[float | None, "Whisper's probability of the word it heard (0..1); null when missed"]
     heard: Annotated[str, "What Whisper heard for this word (empty when missed)"]
-    accuracy: Annotated[Optional[float], "Pronunciation accuracy of the word, 0-100 (with pronunciation scores); "
+    accuracy: Annotated[float | None, "Pronunciation accuracy of the word, 0-100 (with pronunciation scores); "
                         "null without them and for extra words"] = None
 
 

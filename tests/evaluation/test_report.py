@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from accent_rater.evaluation import report as rp
-from accent_rater.training.data import VARIETIES
 from accent_rater.evaluation.metrics import metrics, wilson_ci
+from accent_rater.training.data import VARIETIES
 
 COUNTRIES = ["usa", "uk", "canada", "australia", "ireland", "jamaica"]
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, REPO, write_wav
 
 from accent_rater.serve.limits import API_KEY_ENV, Settings
+
+from conftest import FIXTURES, REPO, write_wav
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -33,7 +34,6 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402 (after the skips)
-
 
 SAMPLES = REPO / "src" / "accent_rater" / "assets" / "samples"
 CLIP = SAMPLES / "native_uk_english38.opus"  # 80 KB, 22.9 s, p_native ~0.68
@@ -99,7 +99,7 @@ class Server:
         self._log.close()
 
 
-def _assert_error(r: "httpx.Response", status: int, code: str | None = None) -> dict:
+def _assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict:
     assert r.status_code == status, (r.status_code, r.text[:500])
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
@@ -663,8 +663,8 @@ def test_serve_options_reach_the_server(monkeypatch):
     """The one entry point: every `serve` option lands in Settings (uvicorn itself is not started)."""
     from typer.testing import CliRunner
 
-    from accent_rater.serve import api
     from accent_rater.cli import app
+    from accent_rater.serve import api
 
     calls = []
     monkeypatch.setattr(api, "serve", lambda *args: calls.append(args))

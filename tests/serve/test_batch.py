@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, SAMPLES
 
 from accent_rater import Rater, audio
+from accent_rater.rater import AccentResult
 from accent_rater.serve import batch
 from accent_rater.serve.batch import RESULT_COLUMNS, ResultWriter, flat_row, rate_row, rater_options, run_batch
 from accent_rater.serve.engine import Engine
-from accent_rater.rater import AccentResult
+
+from conftest import FIXTURES, SAMPLES
 
 pq = pytest.importorskip("pyarrow.parquet")
 CLI = [sys.executable, "-m", "accent_rater"]

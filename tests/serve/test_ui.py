@@ -18,13 +18,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, SAMPLES, make_result, words_weights_missing, write_wav
 
 gr = pytest.importorskip("gradio")
 
-from accent_rater.serve import ui  # noqa: E402
 from accent_rater.errors import AudioError, NotAudioError  # noqa: E402
 from accent_rater.rater import Rater  # noqa: E402
+from accent_rater.serve import ui  # noqa: E402
 from accent_rater.words import PASSAGE, Reading, Word  # noqa: E402
 
 E2E = Path(__file__).resolve().parent / "e2e"

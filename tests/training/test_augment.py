@@ -7,7 +7,6 @@ the effect from the signals themselves: band power by Welch PSD, SNR from the ad
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy.signal import correlate, welch

@@ -15,6 +15,7 @@ from accent_rater.training import data
 from accent_rater.training.data import NATIVE, NON_NATIVE, Recording
 from accent_rater.training.splits import assert_disjoint, read_splits, select, speaker_folds, speaker_subset, split_speakers, write_splits
 
+
 @pytest.fixture(scope="module")
 def saa(shared_data: Path) -> data.LoadReport:
     return data.load_saa(shared_data / "saa")

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, make_result
 
 from accent_rater import audio
-from accent_rater.training import caches
 from accent_rater.calibration import Calibrator, logit
 from accent_rater.profile import ProfileError, SiteProfile, load_profile
-from accent_rater.training.site_profile import calibrate, detectable_shift, fit_adjustment
 from accent_rater.rater import Rater
+from accent_rater.training import caches
+from accent_rater.training.site_profile import calibrate, detectable_shift, fit_adjustment
+
+from conftest import FIXTURES, make_result
 
 SITE = "snr5+reverb+telephone"  # one room, one line: the same parameters for every speaker
 NATIVES = ("english3", "english34", "english38", "english4", "english52", "english79")

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from accent_rater import audio, features, logmel
-from accent_rater.training import caches
 from accent_rater.backbones import speaker as encoder
 from accent_rater.evaluation.leakage import leakage_demo
+from accent_rater.training import caches
 from accent_rater.training.train import Config, run
+
 from conftest import FIXTURES, REPO, SAMPLES
 
 FAMILIES = [
@@ -89,8 +90,8 @@ def test_report_is_written(tiny_run) -> None:
 def test_model_card_states_the_runs_numbers(tiny_run) -> None:
     import json
 
-    from accent_rater.training.export import write_model_card
     from accent_rater.evaluation.report import report_run
+    from accent_rater.training.export import write_model_card
 
     cfg, _, _ = tiny_run
     report_run(cfg.out_dir, n_boot=50)
@@ -174,8 +175,8 @@ def test_onnx_neural_member_matches_pytorch(family: str, tmp_path: Path) -> None
     seed_resnet ~2e-6."""
     import onnxruntime as ort
 
-    from accent_rater.training.export import export_onnx
     from accent_rater.models.neural import CNNFamily, SeedResNetFamily
+    from accent_rater.training.export import export_onnx
 
     torch.manual_seed(0)
     model = (CNNFamily(channels=32) if family == "cnn" else SeedResNetFamily()).module
@@ -198,8 +199,8 @@ def test_fast_model_rates_cached_features_as_it_serves(tmp_path: Path) -> None:
     float32 features with the bundle's ONNX encoder. Through the whole fast bundle (members, stacker,
     calibrator) the two give the same p_native within 1e-3, per recording and per segment (measured
     on these 8 clips: at most 9e-5 per recording, 3e-4 per segment)."""
-    from accent_rater.serve.engine import Engine
     from accent_rater.rater import Rater
+    from accent_rater.serve.engine import Engine
 
     rater = Rater("fast")
     clips = sorted(FIXTURES.glob("*.flac")) + sorted(
@@ -242,7 +243,7 @@ def test_config_defaults_are_the_default_recipe() -> None:
     assert code == recipe
 
 
-CONFIGS = Path(__file__).parents[1] / "configs"
+CONFIGS = REPO / "configs"
 # Config.load(...) of the two bundled recipes as recorded (asdict) before Config's defaults were
 # read from configs/default.toml instead of restated in the dataclass
 RESOLVED = {

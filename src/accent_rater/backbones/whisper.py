@@ -21,7 +21,7 @@ import numpy as np
 from .. import audio, logmel, paths
 from ..bundle import sha256
 from ..errors import AccentRaterError
-from ..threads import onnx_session, one_blas_thread
+from ..threads import one_blas_thread, onnx_session
 
 # --- Whisper's own front-end constants (openai-whisper/whisper/audio.py) ---------------------------
 N_FFT = 400
@@ -153,7 +153,7 @@ class WhisperFeatures:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, with_frames: bool = False) -> "WhisperFeatures":
+    def load(cls, path: Path, with_frames: bool = False) -> WhisperFeatures:
         with np.load(path) as z:
             frames = z["frames"] if with_frames and "frames" in z.files else None
             return cls(z["spans"], z["stats"], float(z["speech_seconds"]), float(z["duration_seconds"]),

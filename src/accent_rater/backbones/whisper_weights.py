@@ -22,10 +22,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from .whisper import (ENCODER_PRECISION, MAX_STATES, PRECISIONS, MEL_FILTERS_SOURCE, N_MELS, SOURCES, WEIGHTS_DIR, WeightSource, WeightsError,
-                      check_decoder, converted_path, decoder_dir, mel_filters)
 from ..bundle import sha256
-
+from .whisper import (
+    ENCODER_PRECISION,
+    MAX_STATES,
+    MEL_FILTERS_SOURCE,
+    N_MELS,
+    PRECISIONS,
+    SOURCES,
+    WEIGHTS_DIR,
+    WeightsError,
+    WeightSource,
+    check_decoder,
+    converted_path,
+    decoder_dir,
+    mel_filters,
+)
 
 # --- reading CTranslate2's model.bin -----------------------------------------------------------------
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -117,7 +129,7 @@ class WhisperEncoder(nn.Module):
         return torch.stack(states, 1)
 
     @classmethod
-    def from_ct2(cls, tensors: dict[str, np.ndarray], source: WeightSource) -> "WhisperEncoder":
+    def from_ct2(cls, tensors: dict[str, np.ndarray], source: WeightSource) -> WhisperEncoder:
         m = cls(source.n_state, source.n_head, source.n_layer)
         t = {k: torch.from_numpy(v) for k, v in tensors.items()}
         sd = {"conv1.weight": t["conv1/weight"], "conv1.bias": t["conv1/bias"], "conv2.weight": t["conv2/weight"],

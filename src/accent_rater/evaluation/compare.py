@@ -4,8 +4,8 @@ scored from their out-of-fold logits (nothing is retrained)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -50,8 +50,8 @@ def compare_members(runs: Sequence[str | Path], *, extra: Mapping[str, np.ndarra
 
     from sklearn.metrics import balanced_accuracy_score
 
-    from ..training.stacking import cross_fit_stacker, nested_decisions
     from ..calibration import sigmoid
+    from ..training.stacking import cross_fit_stacker, nested_decisions
 
     first = Path(runs[0])
     logits, y, fold, ids = member_logits(first)

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..training import data, splits
-from ..training import caches
 from ..features import Features
+from ..training import caches, data, splits
 from ..training.train import Config, fit_member
 
 

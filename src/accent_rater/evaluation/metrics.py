@@ -65,8 +65,14 @@ def ece(y, p, n_bins: int = ECE_BINS) -> float:
 
 def metrics(y, p, threshold: float = 0.5) -> dict[str, float]:
     """Threshold and ranking metrics of native-probabilities ``p`` against labels ``y`` (1 = native)."""
-    from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score,
-                                 brier_score_loss, precision_recall_fscore_support, roc_auc_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        balanced_accuracy_score,
+        brier_score_loss,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     y, p = as_arrays(y, p)
     n, n_pos = len(y), int(y.sum())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Literal, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+
 import numpy as np
 from scipy.stats import kurtosis, skew
 
@@ -116,10 +117,10 @@ class HandcraftedFamily(Family):
     def fit(self, train, y, val=None, y_val=None, weights=None) -> dict:
         from sklearn.ensemble import RandomForestClassifier
 
-        X = [recording_rows(f.mels) for f in train]
-        yy = np.concatenate([np.full(len(x), t) for x, t in zip(X, y)])
-        w = np.concatenate([np.full(len(x), 1.0 if weights is None else weights[i]) for i, x in enumerate(X)])
-        X = np.concatenate(X)
+        per = [recording_rows(f.mels) for f in train]
+        yy = np.concatenate([np.full(len(x), t) for x, t in zip(per, y)])
+        w = np.concatenate([np.full(len(x), 1.0 if weights is None else weights[i]) for i, x in enumerate(per)])
+        X = np.concatenate(per)
         rng = np.random.default_rng(self.params["seed"])
         # the seed trained on a class-balanced sample of 3,000 segments
         idx = np.concatenate([rng.permutation(np.flatnonzero(yy == c))[: self.params["max_segments"] // 2] for c in (0, 1)])

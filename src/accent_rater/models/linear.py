@@ -26,7 +26,7 @@ class LinearFamily(Family):
         if not C > 0:
             raise ValueError(f"model family {self.name!r}: C must be > 0; got {C!r}")
         super().__init__(C=C, segment_level=bool(segment_level), **rest)
-        self.mean = self.scale = self.coef = None
+        self.mean = self.scale = self.coef = np.zeros(0, np.float32)  # fitted or loaded
         self.intercept = 0.0
 
     @abstractmethod
@@ -37,14 +37,14 @@ class LinearFamily(Family):
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        X = [self.rows(f) for f in train]
-        weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=np.float64)
+        per = [self.rows(f) for f in train]
+        weights = np.ones(len(per)) if weights is None else np.asarray(weights, dtype=np.float64)
         if self.params["segment_level"]:
-            w = np.concatenate([np.full(len(x), wt / len(x)) for x, wt in zip(X, weights)])
-            yy = np.concatenate([np.full(len(x), t) for x, t in zip(X, y)])
-            X = np.concatenate(X)
+            w = np.concatenate([np.full(len(x), wt / len(x)) for x, wt in zip(per, weights)])
+            yy = np.concatenate([np.full(len(x), t) for x, t in zip(per, y)])
+            X = np.concatenate(per)
         else:
-            X, yy, w = np.stack([x.mean(0) for x in X]), np.asarray(y), weights
+            X, yy, w = np.stack([x.mean(0) for x in per]), np.asarray(y), weights
         scaler = StandardScaler().fit(X)
         lr = LogisticRegression(C=self.params["C"], max_iter=3000).fit(scaler.transform(X), yy, sample_weight=w)
         self.mean, self.scale = scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)

@@ -4,8 +4,9 @@ its mini-batch training loop, and the Family interface around it."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -95,6 +96,7 @@ class NeuralFamily(Family):
         lr, wd = float(p["lr"]), float(p["weight_decay"])
         opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[p["optimizer"]](params, lr=lr, weight_decay=wd)
         sched_name = p["scheduler"]
+        sched: Any
         if sched_name == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
         elif sched_name == "cosine":
@@ -142,7 +144,7 @@ class NeuralFamily(Family):
                 if max_steps and step_count >= max_steps:
                     break
             entry = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-            if val is not None and len(set(y_val.tolist())) == 2:
+            if val is not None and y_val is not None and len(set(y_val.tolist())) == 2:
                 logits = np.array([self.recording_logit(f) for f in val])
                 entry["val_auc"] = float(roc_auc_score(y_val, logits))
             score = entry.get("val_auc", -entry["loss"])

@@ -53,11 +53,11 @@ class SeedResNet18(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         chans = [64, 128, 256, 512]
-        cin = 64
+        cin, stages = 64, []
         for i, c in enumerate(chans):
-            stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, c, stride), BasicBlock(c, c)))
+            stages.append(nn.Sequential(BasicBlock(cin, c, 1 if i == 0 else 2), BasicBlock(c, c)))
             cin = c
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages  # registered in this order, as torchvision's
         self.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, 2))
         if weights is not None:
             state = torch.load(weights, map_location="cpu", weights_only=True)

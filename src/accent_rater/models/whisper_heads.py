@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .base import check_choice
 from .linear import LinearFamily
-
 
 PARTS = ("mean+std", "mean")  # which of every layer's window statistics a head reads
 
@@ -87,16 +87,16 @@ class L1Head:
                  n_components: int = 128) -> None:
         check_choice("L1 head", "method", method, self.METHODS)
         check_choice("L1 head", "parts", parts, PARTS)
-        self.params = {"method": method, "C": C, "layers": None if layers is None else list(layers), "parts": parts,
+        self.params: dict[str, Any] = {"method": method, "C": C, "layers": None if layers is None else list(layers), "parts": parts,
                        "n_components": n_components}
         self.classes: list[str] = []
-        self.mean = self.scale = self.coef = self.intercept = None
+        self.mean = self.scale = self.coef = self.intercept = np.zeros(0, np.float32)  # fitted or loaded
         self.temperature = 1.0
 
     def rows(self, feats) -> np.ndarray:
         return layer_rows(feats, self.params["layers"], self.params["parts"])
 
-    def fit(self, train: Sequence[Any], languages: Sequence[str]) -> "L1Head":
+    def fit(self, train: Sequence[Any], languages: Sequence[str]) -> L1Head:
         from sklearn.preprocessing import StandardScaler
 
         X = np.stack([self.rows(f).mean(axis=0) for f in train])
@@ -151,7 +151,7 @@ class L1Head:
         return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
                 "temperature": np.array([self.temperature], np.float32)}
 
-    def load_tensors(self, t: dict[str, np.ndarray], classes: Sequence[str]) -> "L1Head":
+    def load_tensors(self, t: dict[str, np.ndarray], classes: Sequence[str]) -> L1Head:
         self.mean, self.scale, self.coef, self.intercept = t["mean"], t["scale"], t["coef"], t["intercept"]
         self.temperature = float(t["temperature"][0])
         self.classes = list(classes)
@@ -166,10 +166,10 @@ class Novelty:
 
     def __init__(self, k: int = 24, quantile: float = 0.99) -> None:
         self.k, self.quantile = k, quantile
-        self.mean = self.scale = self.components = self.variances = None
+        self.mean = self.scale = self.components = self.variances = np.zeros(0, np.float32)  # fitted or loaded
         self.threshold = float("inf")
 
-    def fit(self, rows: Sequence[np.ndarray]) -> "Novelty":
+    def fit(self, rows: Sequence[np.ndarray]) -> Novelty:
         X = np.concatenate(rows)
         self.mean, self.scale = X.mean(0).astype(np.float32), (X.std(0) + 1e-6).astype(np.float32)
         from sklearn.utils.extmath import randomized_svd
@@ -189,7 +189,7 @@ class Novelty:
         return {"mean": self.mean, "scale": self.scale, "components": self.components, "variances": self.variances,
                 "threshold": np.array([self.threshold], np.float32)}
 
-    def load_tensors(self, t: dict[str, np.ndarray]) -> "Novelty":
+    def load_tensors(self, t: dict[str, np.ndarray]) -> Novelty:
         self.mean, self.scale, self.components, self.variances = t["mean"], t["scale"], t["components"], t["variances"]
         self.k, self.threshold = len(self.variances), float(t["threshold"][0])
         return self

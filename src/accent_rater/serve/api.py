@@ -27,10 +27,11 @@ import copy
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Optional
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,11 +42,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import AccentRaterError, RequestError, error_body
-from .limits import Settings
 from ..rater import AccentResult, Rater
+from ..words import MAX_TEXT_CHARS, reading_text, text_words
+from .limits import Settings
 from .schemas import BATCH_BODY, RATE_BODY, RATE_ERRORS, UNAUTHORIZED, Health, ModelInfo, rating_models
 from .upload import Upload, mib, read_file, read_files, too_large_error
-from ..words import MAX_TEXT_CHARS, reading_text, text_words
 
 log = logging.getLogger("accent_rater.serve.api")
 
@@ -304,8 +305,8 @@ def _add_rate_route(app: FastAPI, rater: Rater, s: Settings, rate_result: Any, a
         summary="Rate one recording",
         tags=["rating"],
     )
-    async def rate(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR,
-                   words: bool = _WORDS, text: Optional[str] = _TEXT,
+    async def rate(request: Request, threshold: float | None = _THRESHOLD, prior: float | None = _PRIOR,
+                   words: bool = _WORDS, text: str | None = _TEXT,
                    pronunciation: bool = _PRONUNCIATION) -> dict[str, Any]:
         """Rate how native the accent in one recording sounds. Send the file as multipart field `file`, or as
         the raw request body (a `Content-Disposition: attachment; filename=...` header names it). With
@@ -330,8 +331,8 @@ def _add_batch_route(app: FastAPI, rater: Rater, s: Settings, batch_response: An
         summary="Rate several recordings",
         tags=["rating"],
     )
-    async def rate_batch(request: Request, threshold: Optional[float] = _THRESHOLD, prior: Optional[float] = _PRIOR,
-                         words: bool = _WORDS, text: Optional[str] = _TEXT,
+    async def rate_batch(request: Request, threshold: float | None = _THRESHOLD, prior: float | None = _PRIOR,
+                         words: bool = _WORDS, text: str | None = _TEXT,
                          pronunciation: bool = _PRONUNCIATION) -> dict[str, Any]:
         """Rate up to `max_batch` recordings sent as repeated multipart field `files`. Each file gets either
         a result or an `error` entry: one bad file never fails the batch. `words` / `text` / `pronunciation` as

@@ -42,11 +42,11 @@ from typing import Any
 
 from .. import audio
 from ..errors import AccentRaterError
-from ..training.data import PATH_COLUMNS, audio_bytes, manifest_path
-from .engine import Engine, run_map
 from ..pronunciation import Pronunciation
 from ..rater import Rater, rate_row
+from ..training.data import PATH_COLUMNS, audio_bytes, manifest_path
 from ..words import Reading, Word
+from .engine import Engine, run_map
 
 UNIT_ROWS = 16
 TEXT_COLUMN = "text"  # a manifest column giving each row the text read (word feedback, pronunciation)

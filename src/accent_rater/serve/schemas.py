@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, Field, create_model
 
@@ -23,8 +24,8 @@ def model_of(cls: type, name: str | None = None, notes: dict[str, str] | None = 
         args = [a for a in get_args(tp) if a is not type(None)]
         if get_origin(tp) is list and _is_record(args[0]):
             tp = list[model_of(args[0])]
-        elif get_origin(tp) is Union and len(args) == 1 and _is_record(args[0]):  # Optional[record]
-            tp = Optional[model_of(args[0])]
+        elif get_origin(tp) in (Union, types.UnionType) and len(args) == 1 and _is_record(args[0]):  # record | None
+            tp = model_of(args[0]) | None
         if notes and field in notes:
             description = f"{description} {notes[field]}"
         fields[field] = (tp, Field(description=description))
@@ -54,7 +55,7 @@ class ErrorResponse(BaseModel):
 
 
 class BatchError(BaseModel):
-    filename: Optional[str] = None
+    filename: str | None = None
     error: ErrorDetail
 
 
@@ -66,11 +67,11 @@ def rating_models(l1_languages: list[str]) -> tuple[type[BaseModel], type[BaseMo
         AccentResult,
         "RateResult",
         notes={"l1": known, "l1_guess": known},
-        filename=(Optional[str], Field(None, description="Name of the uploaded file, when the client sent one")),
+        filename=(str | None, Field(None, description="Name of the uploaded file, when the client sent one")),
     )
     batch = create_model(
         "BatchResponse",
-        results=(list[Union[rate_result, BatchError]], Field(description="One entry per uploaded file, in upload order")),
+        results=(list[rate_result | BatchError], Field(description="One entry per uploaded file, in upload order")),
     )
     return rate_result, batch
 

@@ -16,8 +16,8 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # must be set before gradio is imported
 
@@ -26,10 +26,10 @@ import pandas as pd  # noqa: E402
 
 from ..backbones.whisper import WeightsError, check_decoder  # noqa: E402
 from ..errors import AudioError  # noqa: E402
-from ..rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
-from .ui_label import DecisionLabel  # noqa: E402
 from ..pronunciation import NoPronunciationError  # noqa: E402
+from ..rater import BORDERLINE_MARGIN, AccentResult, Rater  # noqa: E402
 from ..words import PASSAGE, TextError, Word, practise  # noqa: E402
+from .ui_label import DecisionLabel  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ see a dropped connection instead of its 413.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import anyio
 from python_multipart.exceptions import FormParserError

@@ -53,7 +53,7 @@ telephone 0.020 / 0.021, opus 0.16 / 0.23, mp3 0.11 / 0.17 (16 kHz coding is the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import soxr
@@ -255,7 +255,7 @@ _CODECS: dict[str, _CodecSpec] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _find_codec(names: tuple[str, ...], mode: str) -> str | None:
     """The first of ``names`` that PyAV's FFmpeg has as an encoder ("w") or decoder ("r")."""
     try:
@@ -358,7 +358,7 @@ _MAX_LEAD = SAMPLE_RATE // 20  # output up to 50 ms early ...
 _MAX_DELAY = SAMPLE_RATE // 4  # ... or 250 ms late
 
 
-@lru_cache(maxsize=None)
+@cache
 def _codec_delay(kind: str, rate: int, bit_rate: int) -> int:
     """Delay (16 kHz samples; negative = early) of the codec round trip at this setting, from the
     cross-correlation peak on the calibration vowel; 0 if the correlation is too weak to trust."""

@@ -5,8 +5,8 @@ Interrupted builds resume: a recording already cached is skipped."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from ..errors import AudioError
 from ..features import Features, extract
 from ..serve.engine import Engine, run_map
 from ..threads import one_blas_thread
+
 
 def cache_path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / f"{key}.npz"
@@ -59,7 +60,7 @@ def load_cache(keys: Iterable[str], cache_dir: Path, with_mels: bool = True) -> 
     return {k: Features.load(cache_path(Path(cache_dir), k), with_mels) for k in keys if cache_path(Path(cache_dir), k).exists()}
 
 
-_WHISPER: dict[str, "object"] = {}  # one ONNX session per worker process and encoder file
+_WHISPER: dict[str, object] = {}  # one ONNX session per worker process and encoder file
 
 
 def _whisper_one(key: str, path: str, cache_dir: str, encoder_path: str, augment_kind: str | None, seed: int,

@@ -52,9 +52,9 @@ import math
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 

@@ -20,15 +20,16 @@ recording, keyed by ``recording_key`` (the file's stem; the archive's stems are 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import data
 from .. import paths
 from ..audio import MIN_SPEECH_SECONDS
+from . import data
 
 if TYPE_CHECKING:
     from ..calibration import Calibrator
@@ -106,9 +107,9 @@ def build_caches(corpora: dict[str, list[data.Recording]], cache: str | Path = p
     ``copies[name]`` augmented copies (``augment.augment_kind``), and 3 s windows for the corpora named
     in ``short``. Utterances shorter than a rating needs are kept (down to 0.5 s of speech) but for
     the archive, whose readings are all long. Returns {key: error} of unusable recordings."""
+    from ..backbones import whisper
     from . import caches
     from .augment import augment_kind
-    from ..backbones import whisper
 
     copies = copies or {}
     errors: dict[str, str] = {}
@@ -128,10 +129,10 @@ def load_corpora(corpora: dict[str, list[data.Recording]], cache: str | Path, si
     """Every cached recording of ``corpora`` ({name: recordings}, as ``build_caches`` wrote them):
     clean, ``copies[name]`` augmented copies and the 3 s windows when cached; recordings without a
     clean cache file (unusable ones) are left out. ``train.corpora_data`` gives a config's."""
-    from .augment import augment_kind
     from ..backbones.whisper import WhisperFeatures
-    from .caches import cache_path
     from ..models.whisper_heads import layer_rows
+    from .augment import augment_kind
+    from .caches import cache_path
 
     records, corpus_of, rows, rec_of, view_of, copy_of, pos_of, feats, aug = [], [], [], [], [], [], [], [], []
     for corpus, recs in corpora.items():
@@ -395,7 +396,7 @@ def cross_validate(d: Corpora, recipe: Recipe, fold: np.ndarray, recs: np.ndarra
 
 
 def fold_calibration(z: np.ndarray, y: np.ndarray, w: np.ndarray, fold: np.ndarray,
-                     ok: np.ndarray | None = None) -> dict[int, tuple["Calibrator", float]]:
+                     ok: np.ndarray | None = None) -> dict[int, tuple[Calibrator, float]]:
     """Each fold's Platt calibration and balanced threshold, both fitted on the other folds'
     out-of-fold logits (the ``ok`` ones) with weights ``w``: how a fold's recordings are decided
     without their own logits choosing anything."""

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,11 +38,11 @@ class Reading:
     key: str
     speaker: str
     path: Path
-    text: Optional[str]  # None: the archive passage; "": free speech (the heard words are scored)
+    text: str | None  # None: the archive passage; "": free speech (the heard words are scored)
     native: bool
     scores: dict[str, float] = field(default_factory=dict)  # speechocean762: accuracy, fluency, prosodic, total
-    age_onset: Optional[float] = None
-    age: Optional[float] = None
+    age_onset: float | None = None
+    age: float | None = None
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -81,9 +81,8 @@ def measure_all(items: list[Reading], cache: Path = CACHE, threads: int = 2) -> 
 
     from .. import audio
     from ..pronunciation import MIN_SPEECH_SECONDS, measure
-    from ..words import PASSAGE, Transcriber, text_words
-
     from ..rater import Rater
+    from ..words import PASSAGE, Transcriber, text_words
 
     listen = Transcriber(threads)
     accent = Rater(threads=threads)  # the accent model's features of the speech are read too
@@ -225,7 +224,7 @@ def state_blocks(names: list[str]) -> list[np.ndarray]:
 
 
 def fit_linear(X: np.ndarray, Y: np.ndarray, blocks: list[np.ndarray], *, components: int, alpha: float,
-               weight: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+               weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Standardise every column, reduce each block of encoder-state columns (``blocks``: masks) to
     ``components`` principal components (scaled by the first one's spread, so the ridge penalty
     keeps their relative sizes), ridge-regress each column of ``Y`` (N, K) on them and the other
@@ -315,14 +314,14 @@ def fit_word(t: Table, rows: np.ndarray, s: Settings) -> tuple[np.ndarray, float
     return coef[:, 0], float(intercept[0])
 
 
-def fit_heads(t: Table, rows: np.ndarray, s: Settings) -> "PronunciationHead":
+def fit_heads(t: Table, rows: np.ndarray, s: Settings) -> PronunciationHead:
     """The reading heads and the word head fitted on the readings ``rows`` (boolean mask)."""
     from ..pronunciation import PronunciationHead
 
     return PronunciationHead(fit_utterance(t, rows, s), fit_word(t, rows, s), t.names, t.word_names)
 
 
-def cross_validate(t: Table, s: Optional[Settings], folds: int = FOLDS, seed: int = 0, words: bool = True,
+def cross_validate(t: Table, s: Settings | None, folds: int = FOLDS, seed: int = 0, words: bool = True,
                    utterances: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray, list[Settings]]:
     """Speaker-disjoint out-of-fold predictions (0-10, clipped) of every reading and of every word
     row, and each fold's settings. ``s`` None: nested, each fold choosing its settings by ``select``
@@ -473,8 +472,8 @@ def main(argv: list[str]) -> None:
             print(f"unusable {k}: {v}")
         print(f"measured in {time.time() - t0:.0f} s; {len(errors)} unusable")
         return
-    from .export import add_pronunciation
     from ..evaluation.pronunciation_report import card_section, write_report
+    from .export import add_pronunciation
 
     t = load_table(readings())
     utt, words, chosen = cross_validate(t, Settings() if args.quick else None)

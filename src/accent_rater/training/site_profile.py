@@ -109,7 +109,7 @@ def make_profile(name: str, meta: Mapping[str, Any], threshold: float, logits: M
     digest = (meta.get("files") or {}).get("model.safetensors", "")
     return SiteProfile(name=name, model=f"{meta['name']} {meta['version']}", model_sha256=digest, method=method, a=a, b=b,
                        groups=groups, warnings=warnings, skipped=list(skipped),
-                       created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                       created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
 
 def _logit_or_error(rater: Rater, path: str) -> tuple[float | None, dict[str, str] | None]:

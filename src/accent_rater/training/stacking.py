@@ -8,6 +8,7 @@ import numpy as np
 
 from ..evaluation.metrics import speaker_table
 
+
 def fit_stacker(M: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None):
     """The fusion: logistic regression on the members' logits (one column per member)."""
     from sklearn.linear_model import LogisticRegression
