@@ -225,3 +225,24 @@ def test_the_bundled_members_params_are_valid_and_kept(bundle: str) -> None:
         assert {k: fam.params[k] for k in spec["params"]} == spec["params"]
     if meta.get("l1"):
         assert L1Head(**meta["l1"]["params"]).params == meta["l1"]["params"]
+
+
+MAX_FUNCTION_LINES = 100
+
+
+def function_lengths() -> list[tuple[str, int]]:
+    """(``path:line name``, lines from its first decorator to its last line) of every function and
+    method in the package, nested ones included."""
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                out.append((f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}", node.end_lineno - start + 1))
+    return out
+
+
+def test_no_function_is_over_100_lines() -> None:
+    lengths = function_lengths()
+    assert len(lengths) > 300 and max(n for _, n in lengths) > 60  # the walk sees the package's functions
+    assert [f"{where} ({n} lines)" for where, n in lengths if n > MAX_FUNCTION_LINES] == []

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import soxr
@@ -121,6 +121,20 @@ def decode(
     return decode_rates(source, (BAND_RATE,), max_seconds=max_seconds, max_bytes=max_bytes, info=info)[0]
 
 
+def _open_container(source: Source, max_bytes: int) -> tuple[Any, str]:
+    """The PyAV container of ``source`` and its name for messages; ``NotAudioError`` when FFmpeg
+    cannot open it as media."""
+    import av
+
+    handle, name = _open_source(source, max_bytes)
+    try:
+        return av.open(handle, mode="r", metadata_errors="ignore"), name
+    except (av.error.InvalidDataError, av.error.EOFError, ValueError, UnicodeDecodeError) as exc:
+        raise NotAudioError(f"{name} is not a recognised audio file ({_short(exc)})") from None
+    except av.error.FFmpegError as exc:
+        raise NotAudioError(f"{name} could not be opened as audio ({_short(exc)})") from None
+
+
 def decode_rates(
     source: Source,
     rates: tuple[int, ...],
@@ -140,13 +154,7 @@ def decode_rates(
     import av  # local import keeps `import accent_rater` light
     from av.audio.frame import format_dtypes
 
-    handle, name = _open_source(source, max_bytes)
-    try:
-        container = av.open(handle, mode="r", metadata_errors="ignore")
-    except (av.error.InvalidDataError, av.error.EOFError, ValueError, UnicodeDecodeError) as exc:
-        raise NotAudioError(f"{name} is not a recognised audio file ({_short(exc)})") from None
-    except av.error.FFmpegError as exc:
-        raise NotAudioError(f"{name} could not be opened as audio ({_short(exc)})") from None
+    container, name = _open_container(source, max_bytes)
     with container:
         if not container.streams.audio:
             raise NotAudioError(f"{name} contains no audio stream")

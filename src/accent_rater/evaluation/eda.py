@@ -11,9 +11,9 @@ any other exception a file raises, marked "unexpected": a long run is never lost
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -87,6 +87,113 @@ def _counts_plot(meta, column: str, title: str, path: Path) -> tuple[str, str]:
     return save(fig, path), md_table([column, NATIVE, NON_NATIVE, "total"], rows)
 
 
+def _balance_section(n_spk, n_rec, seg, out: Path) -> list[str]:
+    """Speakers, recordings and 7 s segments per label: a bar plot and a table."""
+    from .. import audio
+
+    fig = figure(9, 3.5)
+    for i, (series, name) in enumerate([(n_spk, "speakers"), (n_rec, "recordings"), (seg, "7-s segments")]):
+        ax = fig.add_subplot(1, 3, i + 1)
+        ax.bar(list(LABELS), series.to_numpy(), color=[_COLORS[k] for k in LABELS])
+        ax.set_title(name)
+        for x, v in enumerate(series.to_numpy()):
+            ax.text(x, v, str(int(v)), ha="center", va="bottom")
+    share = lambda s: f"{100 * s[NATIVE] / max(1, s.sum()):.1f}%"  # noqa: E731
+    md = ["## Class balance", "", f"![class balance]({save(fig, out / 'class_balance.png')})", "",
+           md_table(["", NATIVE, NON_NATIVE, "native share"],
+                     [("speakers", int(n_spk[NATIVE]), int(n_spk[NON_NATIVE]), share(n_spk)),
+                      ("recordings", int(n_rec[NATIVE]), int(n_rec[NON_NATIVE]), share(n_rec)),
+                      (f"7-s segments ({audio.SEGMENT_SECONDS:g} s windows, {audio.SEGMENT_HOP_SECONDS:g} s hop, "
+                       "analysed files)", int(seg[NATIVE]), int(seg[NON_NATIVE]), share(seg))]), ""]
+
+    return md
+
+
+def _duration_section(meta, res, out: Path) -> list[str]:
+    """Durations per label (the metadata's where stated, else measured): a histogram and a table."""
+    import pandas as pd
+
+    measured = dict(zip(res.path, res.duration))
+    meta["dur"] = [d if d is not None and not pd.isna(d) else measured.get(p) for d, p in zip(meta.duration, meta.path)]
+    dur = meta.dropna(subset=["dur"])
+    fig = figure(7, 4)
+    ax = fig.add_subplot()
+    if len(dur):
+        bins = np.linspace(dur.dur.min(), dur.dur.max() + 1e-6, 30)
+        for lab in LABELS:
+            ax.hist(dur.dur[dur.label == lab], bins=bins, alpha=0.6, color=_COLORS[lab], label=lab)
+    ax.set_xlabel("duration (s)")
+    ax.set_ylabel("recordings")
+    ax.legend()
+    stats = []
+    for lab in LABELS:
+        d = dur.dur[dur.label == lab].astype(float)
+        stats.append((lab, len(d), *((d.min(), d.median(), d.max()) if len(d) else ("-",) * 3)))
+    md = ["## Durations", "", f"![durations]({save(fig, out / 'durations.png')})", "",
+           md_table(["label", "recordings", "min s", "median s", "max s"], stats), ""]
+
+    return md
+
+
+def _speech_section(res, out: Path) -> list[str]:
+    """The share of each file that is speech (silero-VAD) per label."""
+    res["ratio"] = res.speech / res.duration.clip(lower=1e-6)
+    fig = figure(7, 4)
+    ax = fig.add_subplot()
+    for lab in LABELS:
+        ax.hist(res.ratio[res.label == lab], bins=np.linspace(0, 1, 26), alpha=0.6, color=_COLORS[lab], label=lab)
+    ax.set_xlabel("speech seconds / duration seconds (silero-VAD)")
+    ax.set_ylabel("recordings")
+    ax.legend()
+    rows = []
+    for lab in LABELS:
+        sel = res[res.label == lab]
+        rows.append((lab, len(sel), *((sel.ratio.mean(), sel.speech.mean()) if len(sel) else ("-", "-"))))
+    md = ["## Speech / silence ratio", "", f"![speech ratio]({save(fig, out / 'speech_ratio.png')})", "",
+           md_table(["label", "files", "mean speech ratio", "mean speech s"], rows), ""]
+
+    return md
+
+
+def _mel_section(st, out: Path) -> list[str]:
+    """Mean log-mel per band and the distribution of every frame's values; dead bands named."""
+    from .. import audio
+
+    fig = figure(9, 3.8)
+    ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for lab in LABELS:
+        if st.band_means[lab]:
+            m = np.stack(st.band_means[lab])
+            mu, sd = m.mean(axis=0), m.std(axis=0)
+            ax.plot(mu, color=_COLORS[lab], label=f"{lab} ({len(m)} files)")
+            ax.fill_between(np.arange(len(mu)), mu - sd, mu + sd, color=_COLORS[lab], alpha=0.2)
+    ax.set_xlabel(f"mel band (0-{audio.F_MAX:.0f} Hz)")
+    ax.set_ylabel("mean log-mel (dB)")
+    ax.set_title("mean log-mel per band, ±1 sd across files")
+    ax.legend()
+    ax2.bar(_DB_EDGES[:-1], st.db_hist, width=1.0, align="edge", color="gray")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("log-mel value (dB)")
+    ax2.set_title("all frames, all bands")
+    md = ["## Log-mel statistics", "", f"![mel statistics]({save(fig, out / 'mel_stats.png')})", ""]
+    total = int(st.db_hist.sum())
+    if total:
+        cdf = np.cumsum(st.db_hist) / total
+        q = {p: float(_DB_EDGES[1:][np.searchsorted(cdf, p / 100)]) for p in (1, 50, 99)}
+        md += [f"Features: {audio.N_MELS} mels, n_fft {audio.N_FFT}, hop {audio.HOP_LENGTH}, "
+               f"f_max {audio.F_MAX:.0f} Hz, speech level-normalised to {audio.TARGET_SPEECH_DBFS:g} dBFS.", "",
+               md_table(["min dB", "p1 dB", "median dB", "p99 dB", "max dB"],
+                         [(st.db_min, q[1], q[50], q[99], st.db_max)]), ""]
+        means = [m for lab in LABELS for m in st.band_means[lab]]
+        floor = 10 * np.log10(audio.DB_FLOOR) + 0.5
+        dead = np.flatnonzero(np.max(np.stack(means), axis=0) <= floor).tolist()
+        if dead:
+            md += [f"Mel band(s) {dead} sit at the {floor - 0.5:.0f} dB floor in every file: their "
+                   "filters hold no FFT bin (carry no information).", ""]
+
+    return md
+
+
 def write_report(
     recordings: Sequence[Recording],
     out_dir: str | Path,
@@ -101,7 +208,6 @@ def write_report(
     that did not make it into the data."""
     import pandas as pd
 
-    from .. import audio
 
     if not recordings:
         raise ValueError("no recordings to report on")
@@ -124,95 +230,13 @@ def write_report(
            + (f" (a class-balanced sample of {len(chosen)} of {len(recordings)})" if len(chosen) < len(recordings) else "")
            + f"; {len(st.failures)} failed the front-end; {len(skipped)} rows were skipped by the loader.", ""]
 
-    # --- class balance
-    fig = figure(9, 3.5)
-    for i, (series, name) in enumerate([(n_spk, "speakers"), (n_rec, "recordings"), (seg, "7-s segments")]):
-        ax = fig.add_subplot(1, 3, i + 1)
-        ax.bar(list(LABELS), series.to_numpy(), color=[_COLORS[k] for k in LABELS])
-        ax.set_title(name)
-        for x, v in enumerate(series.to_numpy()):
-            ax.text(x, v, str(int(v)), ha="center", va="bottom")
-    share = lambda s: f"{100 * s[NATIVE] / max(1, s.sum()):.1f}%"  # noqa: E731
-    md += ["## Class balance", "", f"![class balance]({save(fig, out / 'class_balance.png')})", "",
-           md_table(["", NATIVE, NON_NATIVE, "native share"],
-                     [("speakers", int(n_spk[NATIVE]), int(n_spk[NON_NATIVE]), share(n_spk)),
-                      ("recordings", int(n_rec[NATIVE]), int(n_rec[NON_NATIVE]), share(n_rec)),
-                      (f"7-s segments ({audio.SEGMENT_SECONDS:g} s windows, {audio.SEGMENT_HOP_SECONDS:g} s hop, "
-                       "analysed files)", int(seg[NATIVE]), int(seg[NON_NATIVE]), share(seg))]), ""]
+    md += _balance_section(n_spk, n_rec, seg, out)
 
     # --- languages and countries
     for column, title_ in (("native_language", "Native languages"), ("country", "Countries")):
         png, table = _counts_plot(meta, column, f"{title_} by label", out / f"{column}.png")
         md += [f"## {title_}", "", f"![{column}]({png})", "", table, ""]
-
-    # --- durations (metadata where stated, else measured)
-    measured = dict(zip(res.path, res.duration))
-    meta["dur"] = [d if d is not None and not pd.isna(d) else measured.get(p) for d, p in zip(meta.duration, meta.path)]
-    dur = meta.dropna(subset=["dur"])
-    fig = figure(7, 4)
-    ax = fig.add_subplot()
-    if len(dur):
-        bins = np.linspace(dur.dur.min(), dur.dur.max() + 1e-6, 30)
-        for lab in LABELS:
-            ax.hist(dur.dur[dur.label == lab], bins=bins, alpha=0.6, color=_COLORS[lab], label=lab)
-    ax.set_xlabel("duration (s)")
-    ax.set_ylabel("recordings")
-    ax.legend()
-    stats = []
-    for lab in LABELS:
-        d = dur.dur[dur.label == lab].astype(float)
-        stats.append((lab, len(d), *((d.min(), d.median(), d.max()) if len(d) else ("-",) * 3)))
-    md += ["## Durations", "", f"![durations]({save(fig, out / 'durations.png')})", "",
-           md_table(["label", "recordings", "min s", "median s", "max s"], stats), ""]
-
-    # --- speech / silence ratio
-    res["ratio"] = res.speech / res.duration.clip(lower=1e-6)
-    fig = figure(7, 4)
-    ax = fig.add_subplot()
-    for lab in LABELS:
-        ax.hist(res.ratio[res.label == lab], bins=np.linspace(0, 1, 26), alpha=0.6, color=_COLORS[lab], label=lab)
-    ax.set_xlabel("speech seconds / duration seconds (silero-VAD)")
-    ax.set_ylabel("recordings")
-    ax.legend()
-    rows = []
-    for lab in LABELS:
-        sel = res[res.label == lab]
-        rows.append((lab, len(sel), *((sel.ratio.mean(), sel.speech.mean()) if len(sel) else ("-", "-"))))
-    md += ["## Speech / silence ratio", "", f"![speech ratio]({save(fig, out / 'speech_ratio.png')})", "",
-           md_table(["label", "files", "mean speech ratio", "mean speech s"], rows), ""]
-
-    # --- log-mel statistics
-    fig = figure(9, 3.8)
-    ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for lab in LABELS:
-        if st.band_means[lab]:
-            m = np.stack(st.band_means[lab])
-            mu, sd = m.mean(axis=0), m.std(axis=0)
-            ax.plot(mu, color=_COLORS[lab], label=f"{lab} ({len(m)} files)")
-            ax.fill_between(np.arange(len(mu)), mu - sd, mu + sd, color=_COLORS[lab], alpha=0.2)
-    ax.set_xlabel(f"mel band (0-{audio.F_MAX:.0f} Hz)")
-    ax.set_ylabel("mean log-mel (dB)")
-    ax.set_title("mean log-mel per band, ±1 sd across files")
-    ax.legend()
-    ax2.bar(_DB_EDGES[:-1], st.db_hist, width=1.0, align="edge", color="gray")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("log-mel value (dB)")
-    ax2.set_title("all frames, all bands")
-    md += ["## Log-mel statistics", "", f"![mel statistics]({save(fig, out / 'mel_stats.png')})", ""]
-    total = int(st.db_hist.sum())
-    if total:
-        cdf = np.cumsum(st.db_hist) / total
-        q = {p: float(_DB_EDGES[1:][np.searchsorted(cdf, p / 100)]) for p in (1, 50, 99)}
-        md += [f"Features: {audio.N_MELS} mels, n_fft {audio.N_FFT}, hop {audio.HOP_LENGTH}, "
-               f"f_max {audio.F_MAX:.0f} Hz, speech level-normalised to {audio.TARGET_SPEECH_DBFS:g} dBFS.", "",
-               md_table(["min dB", "p1 dB", "median dB", "p99 dB", "max dB"],
-                         [(st.db_min, q[1], q[50], q[99], st.db_max)]), ""]
-        means = [m for lab in LABELS for m in st.band_means[lab]]
-        floor = 10 * np.log10(audio.DB_FLOOR) + 0.5
-        dead = np.flatnonzero(np.max(np.stack(means), axis=0) <= floor).tolist()
-        if dead:
-            md += [f"Mel band(s) {dead} sit at the {floor - 0.5:.0f} dB floor in every file: their "
-                   "filters hold no FFT bin (carry no information).", ""]
+    md += _duration_section(meta, res, out) + _speech_section(res, out) + _mel_section(st, out)
 
     # --- problems
     md += ["## Files that failed the audio front-end", ""]

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..training.stacking import nested_threshold_decisions
 from ..training.data import AGE_BANDS, VARIETIES, age_band, native_variety
+from ..training.stacking import nested_threshold_decisions
 from .metrics import ECE_BINS, bootstrap_ci, load_table, metrics, speaker_table, wilson_ci
 from .plots import figure, plot_confusion, plot_pr, plot_reliability, plot_roc, save
 
@@ -284,6 +284,123 @@ def _usa_vs_rest(table) -> str:
             f"{_pct(lo2)}-{_pct(hi2)}). Fisher's exact test p = {pval:.3g}: {verdict}.")
 
 
+def _speaker_sections(spk, models: list[str], thr: dict[str, float], level: dict[str, dict], primary: str, n_native: int,
+                      n_spk: int, n_boot: int, seed: int) -> tuple[list[str], dict[str, dict]]:
+    """The speaker-level tables: every metric, per class, and with thresholds chosen on the other folds."""
+    md: list[str] = []
+    head = ["model", "threshold", "n", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
+    rows = [(f"**{m}**" if m == primary else m, f"{thr[m]:.3f}", int(level[m]["n"][0]),
+             *(ci_text(level[m][k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
+            for m in models]
+    md += ["## Speaker-level metrics", "", md_table(head, rows), "",
+           "PR-AUC is average precision with native as the positive class (chance = native share "
+           f"{n_native / max(1, n_spk):.2f}). ECE uses {ECE_BINS} equal-width bins; it is biased upward "
+           "on small samples, so its bootstrap interval can sit above the point value.", ""]
+    head = ["model", "precision native", "recall native", "F1 native", "precision non-native",
+            "recall non-native", "F1 non-native"]
+    rows = [(m, *(ci_text(level[m][k]) for k in ("precision_native", "recall_native", "f1_native",
+                                               "precision_non_native", "recall_non_native", "f1_non_native")))
+            for m in models]
+    md += ["### Per class", "", md_table(head, rows), ""]
+    nested: dict[str, dict] = {}
+    if "fold" in spk.columns and spk["fold"].nunique() > 1:
+        rows = []
+        for m in models:
+            yy, dec = nested_threshold_decisions(spk, m)
+            b = bootstrap_ci(yy, dec.astype(float), 0.5, n_boot=n_boot, seed=seed)
+            nested[m] = {k: b[k] for k in ("accuracy", "balanced_accuracy")}
+            rows.append((m, ci_text(b["accuracy"]), ci_text(b["balanced_accuracy"])))
+        md += ["### Threshold chosen on the other folds", "",
+               "The thresholds above are chosen on all out-of-fold predictions, so accuracy and balanced "
+               "accuracy are slightly optimistic. Here each fold is decided by a threshold chosen on the other "
+               "folds only (ROC-AUC, Brier and ECE do not depend on the threshold).", "",
+               md_table(["model", "accuracy", "balanced acc."], rows), ""]
+    return md, nested
+
+
+def _fold_section(spk, thr: dict[str, float]):
+    """Each metric within each test fold: mean, sd and a t-interval across folds (markdown, table or None)."""
+    md: list[str] = []
+    folds = fold_summary(spk, thr) if "fold" in spk.columns else None
+    if folds is not None and len(folds):
+        rows = [(r["model"], int(r["n_folds"]),
+                 f"{_num(r['roc_auc_mean'])} ± {_num(r['roc_auc_sd'])} [{_num(r['roc_auc_ci_lo'])}, {_num(r['roc_auc_ci_hi'])}]",
+                 f"{_num(r['balanced_accuracy_mean'])} ± {_num(r['balanced_accuracy_sd'])} "
+                 f"[{_num(r['balanced_accuracy_ci_lo'])}, {_num(r['balanced_accuracy_ci_hi'])}]")
+                for _, r in folds.iterrows()]
+        md += ["### Across CV folds", "",
+               "Metric within each test fold: mean ± sd across folds [95% t-interval of the mean; folds share "
+               "training data, so this interval is optimistic - prefer the bootstrap above].", "",
+               md_table(["model", "folds", "ROC-AUC", "balanced accuracy"], rows), ""]
+    return md, folds
+
+
+def _segment_section(segments, thresholds: Mapping[str, float] | None, n_boot: int, seed: int) -> tuple[list[str], dict[str, dict]]:
+    """Each 7 s segment scored on its own, bootstrapped by speaker."""
+    md: list[str] = []
+    seg_level: dict[str, dict] = {}
+    if segments is not None:
+        seg = load_table(segments)
+        for m in _models(seg):
+            sub = seg[seg["model"] == m]
+            seg_level[m] = bootstrap_ci(sub["label"], sub["p_native"], _threshold(thresholds, m),
+                                        n_boot=n_boot, seed=seed, groups=sub["speaker_id"].to_numpy())
+        head = ["model", "threshold", "segments", "speakers", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
+        rows = [(m, f"{_threshold(thresholds, m):.3f}", int(v["n"][0]),
+                 seg[seg["model"] == m]["speaker_id"].nunique(),
+                 *(ci_text(v[k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
+                for m, v in seg_level.items()]
+        md += ["## Segment-level metrics", "",
+               "Each 7-s segment scored on its own (the speaker threshold reused); the bootstrap resamples "
+               "speakers and takes all of their segments, so intervals are not narrowed by the many segments "
+               "per speaker.", "", md_table(head, rows), ""]
+    return md, seg_level
+
+
+def _plot_sections(spk, primary: str, threshold: float, out: Path) -> tuple[list[str], list[str]]:
+    """ROC, precision-recall, reliability and the primary model's confusion matrix."""
+    p_roc = plot_roc(spk, out / "roc.png")
+    p_pr = plot_pr(spk, out / "pr.png")
+    p_rel = plot_reliability(spk, out / "reliability.png")
+    prim = spk[spk["model"] == primary]
+    p_cm = plot_confusion(prim["label"], prim["p_native"], threshold, out / "confusion.png",
+                          title=f"Confusion matrix: {primary}")
+    plots = [p_roc, p_pr, p_rel, p_cm]
+    md = ["## Curves", "", f"![ROC curves]({p_roc})", "", f"![precision-recall curves]({p_pr})", "",
+           "## Calibration", "", f"![reliability diagram]({p_rel})", "",
+           f"## Confusion matrix (`{primary}`)", "", f"![confusion matrix]({p_cm})", ""]
+    return md, plots
+
+
+def _group_sections(prim, primary: str, threshold: float, out: Path) -> tuple[list[str], dict[str, list[dict]], dict[str, dict], list[str]]:
+    """Error rates by group (CSV for every view, plots and flags for the reported ones)."""
+    plots: list[str] = []
+    groups: dict[str, list[dict]] = {}
+    group_attrs: dict[str, dict] = {}
+    md = [f"## Errors by group (`{primary}`, threshold {threshold:.3f})", "",
+           f"Speaker-level error rates with 95% Wilson intervals. A group is flagged when it has at least "
+           f"{MIN_GROUP} speakers and its error rate is more than {FLAG_RATIO:g}x the overall rate.", ""]
+    for view in GROUP_VIEWS:
+        if view == "country" and "country" not in prim.columns:
+            continue
+        table = group_errors(prim, threshold, by=view)
+        table.to_csv(out / f"groups_{view}.csv", index=False)
+        groups[view] = table.to_dict(orient="records")
+        group_attrs[view] = dict(table.attrs)
+        if view not in _REPORT_VIEWS:
+            continue
+        png = plot_group_errors(table, out / f"groups_{view}.png")
+        plots.append(png)
+        md += [f"### {_VIEW_TITLES[view]}", ""]
+        if view == "native_variety":
+            md += ["Native speakers only, by country; an error here is a native speaker rated **non-native**. "
+                   "If American natives are rarely misjudged but other varieties often are, the model has "
+                   "learned 'native' as 'American'.", "", _usa_vs_rest(table), ""]
+        md += [f"![{view}]({png})", "", _group_md(table, show_small=view != "native_language"), "",
+               *_flag_sentences(table, "false 'non-native' rate" if view == "native_variety" else "error rate"), ""]
+    return md, groups, group_attrs, plots
+
+
 def write_report(
     recordings,
     out_dir: str | Path,
@@ -330,103 +447,14 @@ def write_report(
            f"Every number is out-of-fold; intervals are 95% percentile intervals of {n_boot} bootstrap resamples "
            f"of speakers (seed {seed}). A speaker is predicted native when p_native >= the model's threshold.", ""]
 
-    # --- speaker-level tables
-    head = ["model", "threshold", "n", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
-    rows = [(f"**{m}**" if m == primary else m, f"{thr[m]:.3f}", int(level[m]["n"][0]),
-             *(ci_text(level[m][k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
-            for m in models]
-    md += ["## Speaker-level metrics", "", md_table(head, rows), "",
-           "PR-AUC is average precision with native as the positive class (chance = native share "
-           f"{n_native / max(1, len(n_spk)):.2f}). ECE uses {ECE_BINS} equal-width bins; it is biased upward "
-           "on small samples, so its bootstrap interval can sit above the point value.", ""]
-    head = ["model", "precision native", "recall native", "F1 native", "precision non-native",
-            "recall non-native", "F1 non-native"]
-    rows = [(m, *(ci_text(level[m][k]) for k in ("precision_native", "recall_native", "f1_native",
-                                               "precision_non_native", "recall_non_native", "f1_non_native")))
-            for m in models]
-    md += ["### Per class", "", md_table(head, rows), ""]
-    nested: dict[str, dict] = {}
-    if "fold" in spk.columns and spk["fold"].nunique() > 1:
-        rows = []
-        for m in models:
-            yy, dec = nested_threshold_decisions(spk, m)
-            b = bootstrap_ci(yy, dec.astype(float), 0.5, n_boot=n_boot, seed=seed)
-            nested[m] = {k: b[k] for k in ("accuracy", "balanced_accuracy")}
-            rows.append((m, ci_text(b["accuracy"]), ci_text(b["balanced_accuracy"])))
-        md += ["### Threshold chosen on the other folds", "",
-               "The thresholds above are chosen on all out-of-fold predictions, so accuracy and balanced "
-               "accuracy are slightly optimistic. Here each fold is decided by a threshold chosen on the other "
-               "folds only (ROC-AUC, Brier and ECE do not depend on the threshold).", "",
-               md_table(["model", "accuracy", "balanced acc."], rows), ""]
-
-    # --- folds
-    folds = fold_summary(spk, thr) if "fold" in spk.columns else None
-    if folds is not None and len(folds):
-        rows = [(r["model"], int(r["n_folds"]),
-                 f"{_num(r['roc_auc_mean'])} ± {_num(r['roc_auc_sd'])} [{_num(r['roc_auc_ci_lo'])}, {_num(r['roc_auc_ci_hi'])}]",
-                 f"{_num(r['balanced_accuracy_mean'])} ± {_num(r['balanced_accuracy_sd'])} "
-                 f"[{_num(r['balanced_accuracy_ci_lo'])}, {_num(r['balanced_accuracy_ci_hi'])}]")
-                for _, r in folds.iterrows()]
-        md += ["### Across CV folds", "",
-               "Metric within each test fold: mean ± sd across folds [95% t-interval of the mean; folds share "
-               "training data, so this interval is optimistic - prefer the bootstrap above].", "",
-               md_table(["model", "folds", "ROC-AUC", "balanced accuracy"], rows), ""]
-
-    # --- segment level
-    seg_level: dict[str, dict] = {}
-    if segments is not None:
-        seg = load_table(segments)
-        for m in _models(seg):
-            sub = seg[seg["model"] == m]
-            seg_level[m] = bootstrap_ci(sub["label"], sub["p_native"], _threshold(thresholds, m),
-                                        n_boot=n_boot, seed=seed, groups=sub["speaker_id"].to_numpy())
-        head = ["model", "threshold", "segments", "speakers", "accuracy", "balanced acc.", "ROC-AUC", "PR-AUC", "Brier", "ECE"]
-        rows = [(m, f"{_threshold(thresholds, m):.3f}", int(v["n"][0]),
-                 seg[seg["model"] == m]["speaker_id"].nunique(),
-                 *(ci_text(v[k]) for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "brier", "ece")))
-                for m, v in seg_level.items()]
-        md += ["## Segment-level metrics", "",
-               "Each 7-s segment scored on its own (the speaker threshold reused); the bootstrap resamples "
-               "speakers and takes all of their segments, so intervals are not narrowed by the many segments "
-               "per speaker.", "", md_table(head, rows), ""]
-
-    # --- curves
-    plots: list[str] = []
-    p_roc = plot_roc(spk, out / "roc.png")
-    p_pr = plot_pr(spk, out / "pr.png")
-    p_rel = plot_reliability(spk, out / "reliability.png")
+    md_s, nested = _speaker_sections(spk, models, thr, level, primary, n_native, len(n_spk), n_boot, seed)
+    md_f, folds = _fold_section(spk, thr)
+    md_g, seg_level = _segment_section(segments, thresholds, n_boot, seed)
     prim = spk[spk["model"] == primary]
-    p_cm = plot_confusion(prim["label"], prim["p_native"], thr[primary], out / "confusion.png",
-                          title=f"Confusion matrix: {primary}")
-    plots += [p_roc, p_pr, p_rel, p_cm]
-    md += ["## Curves", "", f"![ROC curves]({p_roc})", "", f"![precision-recall curves]({p_pr})", "",
-           "## Calibration", "", f"![reliability diagram]({p_rel})", "",
-           f"## Confusion matrix (`{primary}`)", "", f"![confusion matrix]({p_cm})", ""]
-
-    # --- groups
-    groups: dict[str, list[dict]] = {}
-    group_attrs: dict[str, dict] = {}
-    md += [f"## Errors by group (`{primary}`, threshold {thr[primary]:.3f})", "",
-           f"Speaker-level error rates with 95% Wilson intervals. A group is flagged when it has at least "
-           f"{MIN_GROUP} speakers and its error rate is more than {FLAG_RATIO:g}x the overall rate.", ""]
-    for view in GROUP_VIEWS:
-        if view == "country" and "country" not in prim.columns:
-            continue
-        table = group_errors(prim, thr[primary], by=view)
-        table.to_csv(out / f"groups_{view}.csv", index=False)
-        groups[view] = table.to_dict(orient="records")
-        group_attrs[view] = dict(table.attrs)
-        if view not in _REPORT_VIEWS:
-            continue
-        png = plot_group_errors(table, out / f"groups_{view}.png")
-        plots.append(png)
-        md += [f"### {_VIEW_TITLES[view]}", ""]
-        if view == "native_variety":
-            md += ["Native speakers only, by country; an error here is a native speaker rated **non-native**. "
-                   "If American natives are rarely misjudged but other varieties often are, the model has "
-                   "learned 'native' as 'American'.", "", _usa_vs_rest(table), ""]
-        md += [f"![{view}]({png})", "", _group_md(table, show_small=view != "native_language"), "",
-               *_flag_sentences(table, "false 'non-native' rate" if view == "native_variety" else "error rate"), ""]
+    md_p, plots = _plot_sections(spk, primary, thr[primary], out)
+    md_e, groups, group_attrs, group_plots = _group_sections(prim, primary, thr[primary], out)
+    md += md_s + md_f + md_g + md_p + md_e
+    plots += group_plots
 
     if extra_markdown:
         md += [extra_markdown.rstrip(), ""]

@@ -12,17 +12,17 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .. import __version__, audio, bundle
+from .. import __version__, audio, bundle, paths
 from ..bundle import sha256
 from ..calibration import Calibrator
 from ..models import Family
-
 
 
 def export_onnx(module: torch.nn.Module, path: Path) -> None:
@@ -162,16 +162,8 @@ def add_pronunciation(bundle_dir: Path, head: Any, summary: dict[str, Any], card
     (bundle_dir / "model.json").write_text(json.dumps(meta, indent=1))
 
 
-def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
-    """MODEL_CARD.md in the bundle: every figure (metrics, speaker counts, languages, folds) from the
-    run's files (``report/metrics.json``, ``summary.json``, ``predictions.csv``, ``folds.json``)."""
-    from ..rater import L1_UNSURE_BELOW
-
-    metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
-    meta = json.loads((bundle_dir / "model.json").read_text())
-    primary = summary["primary"]
-
+def _metric_tables(metrics: dict[str, Any], primary: str) -> tuple[list[str], str, list[str], str]:
+    """The card's metric rows, the nested-threshold sentence, the per-group rows and the flagged groups' line."""
     def ci(model: str, key: str) -> str:
         v = metrics["speaker_level"][model][key]
         return f"{v['point']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"
@@ -200,20 +192,14 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
         "threshold for your population.\n"
         if flagged else "- No native variety or first language with 5 or more speakers has more than twice the overall error rate.\n"
     )
-    weighting = summary.get("group_weighting") or 0.0
-    weighting_text = (f" Training speakers were re-weighted by group size (weight ~ n_group^-{weighting:g}; group = native "
-                      "variety for natives, first language for non-natives); calibration and threshold are unweighted."
-                      if weighting else "")
-    members = ", ".join(f"`{m['name']}` ({m['family']})" for m in meta["members"])
-    natives, others = _corpus_counts(run_dir / "predictions.csv", primary)
-    corpus_text = (f"{sum(natives.values())} native English ({', '.join(f'{k} {v}' for k, v in natives.most_common())}), "
-                   f"{sum(others.values())} non-native ({', '.join(f'{k.capitalize()} {v}' for k, v in others.most_common())})")
-    top_variety, top_count = natives.most_common(1)[0] if natives else ("", 0)
-    n_folds = len(set(json.loads((run_dir / "folds.json").read_text()).values()))
-    band_khz, window_s = audio.BAND_RATE // 1000, audio.CHUNK_SECONDS if meta.get("backbone") else audio.SEGMENT_SECONDS
+    return rows, nested_text, groups, flagged_text
+
+
+def _architecture_text(meta: dict[str, Any], members: str, window_s: float) -> str:
+    """What the bundle is made of: the frozen encoder (Whisper or the speaker encoder) and the heads."""
     combine = "Stacking fusion (logistic regression on member logits)" if meta.get("fusion") else "The member"
     if meta.get("backbone"):
-        architecture = (
+        return (
             f"{combine} {members} on the frozen **OpenAI Whisper {meta['backbone']} encoder** (MIT licence; weights "
             "verified by SHA-256 and converted to ONNX, its projections quantised to 8 bits, by `accent-rater fetch-weights`, shipped "
             f"as `{meta['encoder']}`), then Platt calibration. Speech is cut into {window_s:g} s windows, each encoded on its own; "
@@ -221,12 +207,17 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
             "logit and a recording's logit is their mean. Training used the clean recordings and augmented copies of the "
             "same training speakers (telephone band, Opus / MP3 / AMR codecs, rooms, noise, gain and AGC, clipping)."
         )
-    else:
-        architecture = (
-            f"{combine} {members}, then Platt calibration. The speaker encoder is resemblyzer's pretrained GE2E LSTM "
+    return (
+        f"{combine} {members}, then Platt calibration. The speaker encoder is resemblyzer's pretrained GE2E LSTM "
             "(weights from its PyPI wheel), exported to ONNX; the CNN (if present) is trained from scratch and exported "
             "to ONNX; linear members are plain arrays in `model.safetensors`."
         )
+
+
+def _l1_text(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The first-language guess paragraph (empty for a bundle without one)."""
+    from ..rater import L1_UNSURE_BELOW
+
     l1 = metrics.get("l1")
     l1_text = ""
     if l1 and meta.get("l1"):
@@ -238,14 +229,20 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
                    f"with probabilities, and as \"unsure\" when the top probability is below {L1_UNSURE_BELOW:g}. Other first languages map to "
                    f"the nearest known one or to \"unsure\". Out of fold over {l1['n_speakers']} non-natives: top-1 {ci3('top1')}, "
                    f"top-3 {ci3('top3')}, macro recall {ci3('macro_recall')}. It is a guess about an accent, never about a person.\n\n")
-    robust = Path("reports") / summary["name"] / "robustness.json"
+    return l1_text
+
+
+def _robustness_texts(report: Path, meta: dict[str, Any], window_s: float) -> tuple[str, str]:
+    """The robustness paragraph (from ``report/robustness.json``, written by ``scripts/robustness.py``)
+    and the note on texts other than the passage (leave-text-out, from there or the cross-corpus results)."""
+    robust = report / "robustness.json"
     robust_text = ""
     r = json.loads(robust.read_text()) if robust.exists() else {}
     if r:
         cond = r.get("conditions", {})
         worst = sorted(cond.items(), key=lambda kv: kv[1]["delta_bacc"][0])[:3]
         robust_text = ("**Robustness** (held-out speakers, `scripts/robustness.py`, details in "
-                       f"`reports/{summary['name']}/robustness.md`): change in balanced accuracy "
+                       f"`{report}/robustness.md`): change in balanced accuracy "
                        + "; ".join(f"{k} {v['delta_bacc'][0]:+.3f}" for k, v in cond.items())
                        + (f". Largest losses: {', '.join(k for k, _ in worst)}." if worst else ".") + "\n\n")
     text_losses, text_script = " and ".join(f"{-100 * v['delta_bacc'][0]:.1f}" for v in r.get("leave_text_out", {}).values()), "robustness"
@@ -258,6 +255,33 @@ def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
                  + (f"; trained on one half of the passage and tested on the other, it loses {text_losses} points of "
                     f"balanced accuracy (`scripts/{text_script}.py`)" if text_losses else "")
                  + ", so independence from other texts rests on the other corpora's figures below." if meta.get("backbone") else "")
+    return robust_text, text_note
+
+
+def write_model_card(bundle_dir: Path, run_dir: Path, config_path: str) -> Path:
+    """MODEL_CARD.md in the bundle: every figure (metrics, speaker counts, languages, folds) from the
+    run's files (``report/metrics.json``, ``summary.json``, ``predictions.csv``, ``folds.json``)."""
+    metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    meta = json.loads((bundle_dir / "model.json").read_text())
+    primary = summary["primary"]
+
+    rows, nested_text, groups, flagged_text = _metric_tables(metrics, primary)
+    weighting = summary.get("group_weighting") or 0.0
+    weighting_text = (f" Training speakers were re-weighted by group size (weight ~ n_group^-{weighting:g}; group = native "
+                      "variety for natives, first language for non-natives); calibration and threshold are unweighted."
+                      if weighting else "")
+    members = ", ".join(f"`{m['name']}` ({m['family']})" for m in meta["members"])
+    natives, others = _corpus_counts(run_dir / "predictions.csv", primary)
+    corpus_text = (f"{sum(natives.values())} native English ({', '.join(f'{k} {v}' for k, v in natives.most_common())}), "
+                   f"{sum(others.values())} non-native ({', '.join(f'{k.capitalize()} {v}' for k, v in others.most_common())})")
+    top_variety, top_count = natives.most_common(1)[0] if natives else ("", 0)
+    n_folds = len(set(json.loads((run_dir / "folds.json").read_text()).values()))
+    band_khz, window_s = audio.BAND_RATE // 1000, audio.CHUNK_SECONDS if meta.get("backbone") else audio.SEGMENT_SECONDS
+    architecture = _architecture_text(meta, members, window_s)
+    l1_text = _l1_text(metrics, meta)
+    report = paths.report_dir(config_path)
+    robust_text, text_note = _robustness_texts(report, meta, window_s)
     channel_note = ("other phones, codecs, rooms and noise are simulated in training (augmented copies), not recorded."
                     if meta.get("backbone") else "other microphones and rooms were not in training.")
     whisper_credit = (f" The Whisper {meta['backbone']} encoder weights are OpenAI's (MIT licence, "
@@ -288,7 +312,7 @@ Per-group error rates of `{primary}` (groups with at least 5 speakers; 95% Wilso
 |---|---|---|---|
 {chr(10).join(groups)}
 
-Full report with plots: `reports/{summary['name']}/README.md` (a copy of `{run_dir}/report`, written by
+Full report with plots: `{report}/README.md` (a copy of `{run_dir}/report`, written by
 the command below).
 
 **Limitations.**

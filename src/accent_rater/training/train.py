@@ -15,20 +15,19 @@ import functools
 import json
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import audio
-from . import caches
-from . import data, splits
-from .augment import augment_kind  # noqa: F401  (the training copies' kinds; scripts import it from here)
-from ..serve.engine import Engine
 from ..models import Family, family_class, get_family
 from ..models.base import unknown_parameters
-
+from ..serve.engine import Engine
+from . import caches, data, splits
+from .augment import augment_kind  # noqa: F401  (the training copies' kinds; scripts import it from here)
 
 # --- configuration -------------------------------------------------------------------------------
 # The default recipe: the repository's configs/default.toml (what the bundled default model came
@@ -105,7 +104,7 @@ class Config:
         return Engine(self.workers or None, self.ray or None)
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> "Config":
+    def load(cls, path: str | Path, **overrides: Any) -> Config:
         """The config file at ``path`` (``read_config``), then ``overrides`` (None = not given), on
         top of the defaults; ``out_dir`` and ``primary`` filled in from the rest when empty."""
         known = {f.name for f in fields(cls)}
@@ -326,10 +325,130 @@ def check_members(cfg: Config) -> None:
         l1_head(cfg.l1)
 
 
+def _cross_validate_member(cfg: Config, out: Path, spec: dict[str, Any], name: str, recs: list, feats: list, aug: list,
+                           y: np.ndarray, fold_of: np.ndarray, sample_w: np.ndarray | None,
+                           ) -> tuple[np.ndarray, list[np.ndarray], list, list[tuple[str, str, int, str, float]]]:
+    """One member's out-of-fold logits (per recording and per segment), fold infos and held-out
+    augmented copies' logits; each fold is resumed from ``out/folds`` when its fingerprint matches."""
+    oof_z = np.zeros(len(recs))
+    oof_s: list[np.ndarray] = [np.zeros(0)] * len(recs)
+    infos: list = []
+    aug_rows: list[tuple[str, str, int, str, float]] = []
+    for k in range(cfg.folds):
+        path = out / "folds" / f"{name}_fold{k}.npz"
+        te = np.flatnonzero(fold_of == k)
+        fp_spec = {**spec, "group_weighting": cfg.group_weighting} if cfg.group_weighting else dict(spec)
+        if cfg.features != "mels":
+            fp_spec.update(features=cfg.features, augment_copies=cfg.augment_copies)
+            if cfg.window_seconds != audio.CHUNK_SECONDS:
+                fp_spec["window_seconds"] = cfg.window_seconds
+        fp = fold_fingerprint(fp_spec, cfg.seed + k,
+                              [recs[i].speaker_id for i in te], [recs[i].speaker_id for i in np.flatnonzero(fold_of != k)])
+        z = np.load(path, allow_pickle=False) if path.exists() else None
+        if z is not None and "fingerprint" in z.files and str(z["fingerprint"]) == fp:  # resume
+            seg = json.loads(str(z["segments"]))
+            info = json.loads(str(z["info"]))
+            oof_z[te] = z["logits"]
+            held = json.loads(str(z["augmented"])) if "augmented" in z.files else []
+        else:
+            if z is not None:
+                print(f"{path.name}: written by another config or data, retraining", flush=True)
+            tr = np.flatnonzero(fold_of != k)
+            t = time.time()
+            ckpt = out / "folds" / f"{name}_fold{k}_{fp[:12]}.ckpt"
+            tr_recs, tr_feats, tr_y, tr_w = with_copies([recs[i] for i in tr], [feats[i] for i in tr], y[tr],
+                                                        None if sample_w is None else sample_w[tr], [aug[i] for i in tr])
+            fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, tr_recs, tr_feats, tr_y, cfg.seed + k, tr_w)
+            seg = [fam.segment_logits(feats[i]).tolist() for i in te]
+            oof_z[te] = [float(np.mean(s)) for s in seg]
+            info = {"seconds": time.time() - t, **{a: b for a, b in info.items() if a != "history"}, "history": info.get("history", [])}
+            # held-out augmented copies: how much each kind of channel moves the same speakers
+            held = [(recs[i].speaker_id, kind, fam.recording_logit(f)) for i in te for kind, f in aug[i]]
+            np.savez(path, logits=oof_z[te], segments=json.dumps(seg), info=json.dumps(info), fingerprint=fp,
+                     augmented=json.dumps(held))
+            if fam.exportable and not fam.neural:  # array members: keep the fold model
+                from safetensors.numpy import save_file
+
+                save_file({a: np.ascontiguousarray(b, np.float32) for a, b in fam.tensors().items()}, str(path.with_suffix(".safetensors")))
+            ckpt.unlink(missing_ok=True)
+        aug_rows += [(sid, name, k, kind, float(lg)) for sid, kind, lg in held]
+        for i, s in zip(te, seg):
+            oof_s[i] = np.asarray(s)
+        infos.append(info)
+        print(f"{name} fold {k}: {info.get('seconds', 0):.0f}s", flush=True)
+    return oof_z, oof_s, infos, aug_rows
+
+
+def _fuse(names: list[str], oof: dict[str, np.ndarray], oof_seg: dict[str, list[np.ndarray]], y: np.ndarray,
+          fold_of: np.ndarray, sample_w: np.ndarray | None) -> dict[str, Any]:
+    """Fusion: logistic regression on the members' out-of-fold logits, itself cross-fitted by fold
+    (adds ``fusion`` to ``oof`` and ``oof_seg``); returns the stacker fitted on every speaker."""
+    from .stacking import cross_fit_stacker, fit_stacker
+
+    M = np.stack([oof[n] for n in names], 1)
+    oof["fusion"], stackers = cross_fit_stacker(M, y, fold_of, sample_w)
+    oof_seg["fusion"] = [np.zeros(0)] * len(y)
+    for k, fold_stacker in stackers.items():
+        for i in np.flatnonzero(fold_of == k):  # segments too are fused by the stacker that never saw the speaker
+            oof_seg["fusion"][i] = np.stack([oof_seg[n][i] for n in names], 1) @ fold_stacker.coef_[0] + fold_stacker.intercept_[0]
+    stacker = fit_stacker(M, y, sample_w)
+    return {"coef": stacker.coef_[0].tolist(), "intercept": float(stacker.intercept_[0])}
+
+
+def _calibrate(oof: dict[str, np.ndarray], oof_seg: dict[str, list[np.ndarray]], y: np.ndarray, fold_of: np.ndarray,
+               folds: int) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]], dict[str, float], dict[str, list]]:
+    """Calibration (Platt on logits) and threshold per model, cross-fitted so reported numbers stay
+    honest: each fold calibrated on the other folds only, its recordings and segments alike."""
+    from ..calibration import Calibrator
+    from .stacking import choose_threshold
+
+    probs: dict[str, np.ndarray] = {}
+    seg_probs: dict[str, list[np.ndarray]] = {}
+    thresholds: dict[str, float] = {}
+    fold_cal: dict[str, list[Calibrator]] = {}
+    for name in oof:
+        fold_cal[name] = [Calibrator.fit(oof[name][fold_of != k], y[fold_of != k]) for k in range(folds)]
+        probs[name] = np.array([fold_cal[name][k].apply(z) for z, k in zip(oof[name], fold_of)])
+        seg_probs[name] = [fold_cal[name][k].apply(s) for s, k in zip(oof_seg[name], fold_of)]
+        thresholds[name] = choose_threshold(probs[name], y)
+    return probs, seg_probs, thresholds, fold_cal
+
+
+def _write_augmented(out: Path, recs: list, aug_rows: list[tuple[str, str, int, str, float]], fold_cal: dict[str, list]) -> None:
+    """Held-out augmented copies, calibrated like their fold's clean predictions: ``augmented.csv``."""
+    import csv
+
+    label_of = {r.speaker_id: int(r.label == "native") for r in recs}
+    with open(out / "augmented.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
+        for sid, name, k, kind, lg in aug_rows:
+            w.writerow([sid, label_of[sid], name, k, kind, f"{float(fold_cal[name][k].apply(lg)):.6f}"])
+
+
+def _final_members(cfg: Config, names: list[str], infos: dict[str, list], recs: list, feats: list, aug: list, y: np.ndarray,
+                   sample_w: np.ndarray | None) -> list[tuple[str, Any]]:
+    """The members a bundle ships, each fitted on every speaker (a neural one for the CV's typical epoch count)."""
+    members = []
+    for spec, name in zip(cfg.models, names):
+        if cfg.primary not in ("fusion", name):
+            continue
+        spec = dict(spec)
+        if family_class(spec["family"]).neural:  # final fit: all data, the CV's typical epoch count
+            spec["epochs"] = int(np.median([i.get("best_epoch", spec.get("epochs", 10)) for i in infos[name]]))
+            spec["patience"] = spec["epochs"]
+            fam = get_family(spec["family"], **family_params(spec))
+            fam.fit(feats, y, weights=sample_w)
+        else:
+            all_recs, all_feats, all_y, all_w = with_copies(recs, feats, y, sample_w, aug)
+            fam, _ = fit_member(spec, all_recs, all_feats, all_y, cfg.seed, all_w)
+        members.append((name, fam))
+    return members
+
+
 def run(cfg: Config) -> dict[str, Any]:
     """Cross-validate every member, fuse, calibrate, report, and optionally export the bundle."""
     from ..calibration import Calibrator
-    from .stacking import choose_threshold, cross_fit_stacker, fit_stacker
     from .site_profile import reference_scores
 
     if cfg.corpora:
@@ -355,91 +474,21 @@ def run(cfg: Config) -> dict[str, Any]:
     (out / "folds.json").write_text(json.dumps({r.speaker_id: int(f) for r, f in zip(recs, fold_of)}, indent=0))
 
     names = [member_name(s) for s in cfg.models]
-    oof = {n: np.zeros(len(recs)) for n in names}
-    oof_seg: dict[str, list[np.ndarray]] = {n: [np.zeros(0)] * len(recs) for n in names}
-    infos: dict[str, list] = {n: [] for n in names}
+    oof: dict[str, np.ndarray] = {}
+    oof_seg: dict[str, list[np.ndarray]] = {}
+    infos: dict[str, list] = {}
     aug_rows: list[tuple[str, str, int, str, float]] = []
     for spec, name in zip(cfg.models, names):
-        for k in range(cfg.folds):
-            path = out / "folds" / f"{name}_fold{k}.npz"
-            te = np.flatnonzero(fold_of == k)
-            fp_spec = {**spec, "group_weighting": cfg.group_weighting} if cfg.group_weighting else dict(spec)
-            if cfg.features != "mels":
-                fp_spec.update(features=cfg.features, augment_copies=cfg.augment_copies)
-                if cfg.window_seconds != audio.CHUNK_SECONDS:
-                    fp_spec["window_seconds"] = cfg.window_seconds
-            fp = fold_fingerprint(fp_spec, cfg.seed + k,
-                                  [recs[i].speaker_id for i in te], [recs[i].speaker_id for i in np.flatnonzero(fold_of != k)])
-            z = np.load(path, allow_pickle=False) if path.exists() else None
-            if z is not None and "fingerprint" in z.files and str(z["fingerprint"]) == fp:  # resume
-                seg = json.loads(str(z["segments"]))
-                info = json.loads(str(z["info"]))
-                oof[name][te] = z["logits"]
-                held = json.loads(str(z["augmented"])) if "augmented" in z.files else []
-            else:
-                if z is not None:
-                    print(f"{path.name}: written by another config or data, retraining", flush=True)
-                tr = np.flatnonzero(fold_of != k)
-                t = time.time()
-                ckpt = out / "folds" / f"{name}_fold{k}_{fp[:12]}.ckpt"
-                tr_recs, tr_feats, tr_y, tr_w = with_copies([recs[i] for i in tr], [feats[i] for i in tr], y[tr],
-                                                            None if sample_w is None else sample_w[tr], [aug[i] for i in tr])
-                fam, info = fit_member({**spec, "checkpoint": str(ckpt)}, tr_recs, tr_feats, tr_y, cfg.seed + k, tr_w)
-                seg = [fam.segment_logits(feats[i]).tolist() for i in te]
-                oof[name][te] = [float(np.mean(s)) for s in seg]
-                info = {"seconds": time.time() - t, **{a: b for a, b in info.items() if a != "history"}, "history": info.get("history", [])}
-                # held-out augmented copies: how much each kind of channel moves the same speakers
-                held = [(recs[i].speaker_id, kind, fam.recording_logit(f)) for i in te for kind, f in aug[i]]
-                np.savez(path, logits=oof[name][te], segments=json.dumps(seg), info=json.dumps(info), fingerprint=fp,
-                         augmented=json.dumps(held))
-                if fam.exportable and not fam.neural:  # array members: keep the fold model
-                    from safetensors.numpy import save_file
-
-                    save_file({a: np.ascontiguousarray(b, np.float32) for a, b in fam.tensors().items()}, str(path.with_suffix(".safetensors")))
-                ckpt.unlink(missing_ok=True)
-            aug_rows += [(sid, name, k, kind, float(lg)) for sid, kind, lg in held]
-            for i, s in zip(te, seg):
-                oof_seg[name][i] = np.asarray(s)
-            infos[name].append(info)
-            print(f"{name} fold {k}: {info.get('seconds', 0):.0f}s", flush=True)
-
-    # fusion: logistic regression on members' out-of-fold logits, itself cross-fitted by fold
-    if cfg.fusion and len(names) > 1:
-        M = np.stack([oof[n] for n in names], 1)
-        oof["fusion"], stackers = cross_fit_stacker(M, y, fold_of, sample_w)
-        oof_seg["fusion"] = [np.zeros(0)] * len(recs)
-        for k, fold_stacker in stackers.items():
-            for i in np.flatnonzero(fold_of == k):  # segments too are fused by the stacker that never saw the speaker
-                oof_seg["fusion"][i] = np.stack([oof_seg[n][i] for n in names], 1) @ fold_stacker.coef_[0] + fold_stacker.intercept_[0]
-        stacker = fit_stacker(M, y, sample_w)
-        weights = {"coef": stacker.coef_[0].tolist(), "intercept": float(stacker.intercept_[0])}
-    else:
-        weights = None
-
-    # calibration (Platt on logits) and threshold, cross-fitted so reported numbers stay honest
-    probs: dict[str, np.ndarray] = {}
-    seg_probs: dict[str, list[np.ndarray]] = {}
-    thresholds: dict[str, float] = {}
-    fold_cal: dict[str, list[Calibrator]] = {}
-    for name in oof:
-        # each fold calibrated on the other folds only: its speakers' recordings and segments alike
-        fold_cal[name] = [Calibrator.fit(oof[name][fold_of != k], y[fold_of != k]) for k in range(cfg.folds)]
-        probs[name] = np.array([fold_cal[name][k].apply(z) for z, k in zip(oof[name], fold_of)])
-        seg_probs[name] = [fold_cal[name][k].apply(s) for s, k in zip(oof_seg[name], fold_of)]
-        thresholds[name] = choose_threshold(probs[name], y)
+        oof[name], oof_seg[name], infos[name], held = _cross_validate_member(cfg, out, spec, name, recs, feats, aug, y, fold_of, sample_w)
+        aug_rows += held
+    weights = _fuse(names, oof, oof_seg, y, fold_of, sample_w) if cfg.fusion and len(names) > 1 else None
+    probs, seg_probs, thresholds, fold_cal = _calibrate(oof, oof_seg, y, fold_of, cfg.folds)
     calibrator = Calibrator.fit(oof[cfg.primary], y)
     threshold = thresholds[cfg.primary]
 
     _write_predictions(out, recs, fold_of, probs, seg_probs, y)
-    if aug_rows:  # held-out augmented copies, calibrated like their fold's clean predictions
-        import csv
-
-        label_of = {r.speaker_id: int(r.label == "native") for r in recs}
-        with open(out / "augmented.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["speaker_id", "label", "model", "fold", "kind", "p_native"])
-            for sid, name, k, kind, lg in aug_rows:
-                w.writerow([sid, label_of[sid], name, k, kind, f"{float(fold_cal[name][k].apply(lg)):.6f}"])
+    if aug_rows:
+        _write_augmented(out, recs, aug_rows, fold_cal)
     l1_head = fit_l1(cfg, out, recs, feats, aug, fold_of) if cfg.l1 and cfg.features != "mels" else None
     novelty = fit_novelty(cfg, out, recs, feats, aug, fold_of) if cfg.features != "mels" else None
     summary = {
@@ -460,20 +509,7 @@ def run(cfg: Config) -> dict[str, Any]:
         from .export import export_bundle
 
         t = time.time()
-        members = []
-        for spec, name in zip(cfg.models, names):
-            if cfg.primary not in ("fusion", name):
-                continue
-            spec = dict(spec)
-            if family_class(spec["family"]).neural:  # final fit: all data, the CV's typical epoch count
-                spec["epochs"] = int(np.median([i.get("best_epoch", spec.get("epochs", 10)) for i in infos[name]]))
-                spec["patience"] = spec["epochs"]
-                fam = get_family(spec["family"], **family_params(spec))
-                fam.fit(feats, y, weights=sample_w)
-            else:
-                all_recs, all_feats, all_y, all_w = with_copies(recs, feats, y, sample_w, aug)
-                fam, _ = fit_member(spec, all_recs, all_feats, all_y, cfg.seed, all_w)
-            members.append((name, fam))
+        members = _final_members(cfg, names, infos, recs, feats, aug, y, sample_w)
         summary["seconds_final_fit"] = time.time() - t
         export_bundle(Path(cfg.bundle_dir), members, weights if cfg.primary == "fusion" else None, calibrator, threshold, summary,
                       backbone=cfg.features.removeprefix("whisper-") if cfg.features != "mels" else None, l1=l1_head,
@@ -509,11 +545,10 @@ def run_corpora(cfg: Config) -> dict[str, Any]:
     ``corpora_predictions.csv`` for every recording."""
 
     from ..calibration import Calibrator
-    from .stacking import choose_threshold
     from ..models.whisper_heads import WhisperFamily
-    from .multicorpus import (cell_weights, corpora_notes, cross_validate, fit_head, fold_calibration, folds_of, recipe_of,
-                              write_run_files)
+    from .multicorpus import cell_weights, corpora_notes, cross_validate, fit_head, fold_calibration, folds_of, recipe_of, write_run_files
     from .site_profile import reference_scores
+    from .stacking import choose_threshold
 
     check_members(cfg)
     t0 = time.time()
