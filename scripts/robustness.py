@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from accent_rater import paths
 from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator
 from accent_rater.models import get_family
@@ -98,7 +96,7 @@ def main() -> None:
     sid = [r.speaker_id for r in recs]
     y = np.array([r.label == "native" for r in recs], dtype=int)
     fold = np.array([folds[s] for s in sid])
-    cache = partial(paths.whisper_features, whisper.feature_tag(size), cache=Path(cfg.cache).parent)  # corpus -> its folder
+    cache = cfg.feature_dir  # corpus -> the folder of its cached Whisper features
     corpus = Path(cfg.corpus).name
     enc = whisper.onnx_path(size)
 

@@ -39,7 +39,6 @@ import numpy as np
 from safetensors.numpy import load_file
 from sklearn.metrics import roc_auc_score
 
-from accent_rater import paths
 from accent_rater.backbones import whisper
 from accent_rater.calibration import Calibrator, logit, sigmoid
 from accent_rater.evaluation.metrics import ece
@@ -80,7 +79,7 @@ def load_sites(cfg: Config, run: Path) -> tuple[dict[str, tuple[np.ndarray, np.n
         fam.load_tensors(load_file(str(run / "folds" / f"{primary}_fold{k}.safetensors")))
         models.append(fam)
     size = cfg.features.removeprefix("whisper-")
-    cache = paths.whisper_features(whisper.feature_tag(size), Path(cfg.corpus).name, cache=Path(cfg.cache).parent)
+    cache = cfg.feature_dir(Path(cfg.corpus).name)
 
     def windows(key: str) -> tuple[np.ndarray, np.ndarray]:
         """(window spans, fold-model logit per window) of one cached recording."""

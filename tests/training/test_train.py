@@ -248,7 +248,7 @@ CONFIGS = REPO / "configs"
 # read from configs/default.toml instead of restated in the dataclass
 RESOLVED = {
     "default.toml": {
-        "name": "default", "corpus": "../shared/data/saa", "cache": "cache/features", "folds": 5, "seed": 0, "max_speakers": 0,
+        "name": "default", "corpus": "../shared/data/saa", "cache": "cache", "folds": 5, "seed": 0, "max_speakers": 0,
         "models": [{"family": "whisper", "corpora": ["saa"], "C": 0.003, "scale_floor": 0.5, "corpus_nuisance": 1}],
         "fusion": False, "group_weighting": 0.0, "primary": "whisper", "out_dir": "runs/default",
         "bundle_dir": "src/accent_rater/assets/model", "workers": 0, "ray": "", "features": "whisper-tiny.en", "augment_copies": 2,
@@ -256,7 +256,7 @@ RESOLVED = {
         "corpora": ["../shared/data/librispeech", "../shared/data/speechocean762"], "copies": {"speechocean762": 1},
         "short_corpora": ["saa", "librispeech"]},
     "fast.toml": {
-        "name": "fast", "corpus": "../shared/data/saa", "cache": "cache/features", "folds": 5, "seed": 0, "max_speakers": 0,
+        "name": "fast", "corpus": "../shared/data/saa", "cache": "cache", "folds": 5, "seed": 0, "max_speakers": 0,
         "models": [{"family": "encoder", "C": 0.05, "segment_level": True},
                    {"family": "cnn", "channels": 128, "epochs": 20, "batch_size": 64, "lr": 0.003, "weight_decay": 0.01, "mixup": 0.2,
                     "label_smoothing": 0.05, "crop_frames": 400, "specaugment": [10, 40, 2], "patience": 6, "val_fraction": 0.15},
@@ -445,7 +445,7 @@ def whisper_run(shared_data: Path, tmp_path_factory) -> tuple[Config, dict]:
     tmp = tmp_path_factory.mktemp("whisper")
     cfg = Config.load(REPO / "configs" / "default.toml", corpus=str(shared_data / "saa"),
                       corpora=[str(shared_data / "librispeech"), str(shared_data / "speechocean762")],
-                      cache=str(tmp / "cache" / "features"), folds=2, max_speakers=10, augment_copies=1,
+                      cache=str(tmp / "cache"), folds=2, max_speakers=10, augment_copies=1,
                       out_dir=str(tmp / "run"), bundle_dir=str(tmp / "bundle"), workers=1)
     cfg.l1 = {**cfg.l1, "n_components": 3}
     return cfg, run(cfg)

@@ -30,7 +30,7 @@ def leakage_demo(cfg: Config, spec: dict[str, Any], test_size: float = 0.2) -> d
     recs = data.load_corpus(cfg.corpus).recordings
     if cfg.max_speakers:
         recs = splits.speaker_subset(recs, cfg.max_speakers, cfg.seed)
-    cache_dir = Path(cfg.cache) / Path(cfg.corpus).name
+    cache_dir = cfg.feature_dir(Path(cfg.corpus).name)
     errors = caches.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
     recs = [r for r in recs if r.speaker_id not in errors]
     fmap = caches.load_cache([r.speaker_id for r in recs], cache_dir)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import audio
+from .. import audio, paths
 from ..models import Family, family_class, get_family
 from ..models.base import unknown_parameters
 from ..serve.engine import Engine
@@ -103,6 +103,15 @@ class Config:
         """Where the feature caches are built."""
         return Engine(self.workers or None, self.ray or None)
 
+    def feature_dir(self, corpus: str) -> Path:
+        """Where this config's features of ``corpus`` are cached under its cache root (``paths``)."""
+        if self.features == "mels":
+            return paths.mel_features(corpus, self.cache)
+        from ..backbones.whisper import feature_tag
+
+        window = None if self.window_seconds == audio.CHUNK_SECONDS else self.window_seconds
+        return paths.whisper_features(feature_tag(self.features.removeprefix("whisper-")), corpus, window, self.cache)
+
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> Config:
         """The config file at ``path`` (``read_config``), then ``overrides`` (None = not given), on
@@ -115,7 +124,7 @@ class Config:
         for k, v in overrides.items():
             if v is not None:
                 setattr(cfg, k, v)
-        cfg.out_dir = cfg.out_dir or f"runs/{cfg.name}"
+        cfg.out_dir = cfg.out_dir or str(paths.run_dir(cfg.name))
         cfg.primary = cfg.primary or ("fusion" if cfg.fusion and len(cfg.models) > 1 else member_name(cfg.models[0]))
         return cfg
 
@@ -238,15 +247,14 @@ def load_features(cfg: Config, recs: list[data.Recording]) -> tuple[list[data.Re
     augmented copies as (kind, features)."""
     corpus = Path(cfg.corpus).name
     if cfg.features == "mels":
-        cache_dir = Path(cfg.cache) / corpus
+        cache_dir = cfg.feature_dir(corpus)
         errors = caches.build_cache([(r.speaker_id, r.path) for r in recs], cache_dir, engine=cfg.engine)
         load = lambda keys: caches.load_cache(keys, cache_dir)  # noqa: E731
     elif cfg.features.startswith("whisper-"):
         from ..backbones import whisper
 
         size = cfg.features.removeprefix("whisper-")
-        suffix = "" if cfg.window_seconds == audio.CHUNK_SECONDS else f"-w{cfg.window_seconds:g}"
-        cache_dir = Path(cfg.cache).parent / "whisper" / f"{whisper.feature_tag(size)}{suffix}" / corpus
+        cache_dir = cfg.feature_dir(corpus)
         items = [(r.speaker_id, r.path, None, 0) for r in recs]
         items += [(f"{r.speaker_id}__aug{c}", r.path, augment_kind(r.speaker_id, c), c + 1) for r in recs for c in range(cfg.augment_copies)]
         errors = caches.build_whisper_cache(items, cache_dir, whisper.onnx_path(size), engine=cfg.engine,
@@ -527,7 +535,7 @@ def corpora_data(cfg: Config, build: bool = False):
     paths = [cfg.corpus, *cfg.corpora]
     names = [Path(p).name for p in paths]
     size = cfg.features.removeprefix("whisper-")
-    cache = Path(cfg.cache).parent  # the cache root (cfg.cache holds the mel features)
+    cache = cfg.cache
     copies = {n: cfg.copies.get(n, cfg.augment_copies) for n in names}
     corpora = corpus_recordings(paths, cfg.max_speakers, cfg.seed)
     if build:
