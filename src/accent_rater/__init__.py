@@ -1,8 +1,10 @@
 """Accent Rater: how native does an English accent sound? Offline, CPU-first.
 
-Pipeline: ``audio`` (decode, band limit, VAD, segments, log-mel) -> ``features`` (running the frozen
-pretrained ``backbones``) -> ``models`` -> ``train`` / ``report`` -> serving (``rater``, ``cli``,
-``api``, ``ui``).
+Rating, at this level: ``audio`` (decode, band limit, VAD, windows) -> ``backbones`` (frozen pretrained
+encoders; ``features`` for the mel-based members) -> ``models`` (the heads) -> ``rater`` (a ``bundle``,
+calibration, a site ``profile``; ``words`` and ``pronunciation`` for learners) -> ``AccentResult``.
+Beneath it, never imported by rating: ``serve`` (REST API, web app, batch), ``training`` and
+``evaluation``; the ``cli`` reaches into them.
 
     from accent_rater import Rater
     Rater().rate("speech.wav").score
